@@ -1,0 +1,92 @@
+"""The `parley` command: one entry point for every process and tool.
+
+Each sub-command builds its own settings object from the environment and imports its
+implementation lazily, so `parley kafka status` does not pay for Faust's import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+kafka_app = typer.Typer(no_args_is_help=True, help="A local single-node KRaft broker (Maven jars).")
+topics_app = typer.Typer(no_args_is_help=True, help="The topic catalogue.")
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    typer.secho(msg, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@kafka_app.command("up")
+def kafka_up() -> None:
+    """Fetch the jars if needed, format the storage, start the broker, wait until it answers."""
+    from parley import kafka_local
+    from parley.settings import BrokerSettings
+
+    s = BrokerSettings()
+    try:
+        took = kafka_local.up(s)
+    except kafka_local.BrokerError as e:
+        _fail(str(e))
+    typer.echo(f"kafka {s.kafka_version} answers on {s.host}:{s.port} (start {took:.1f}s); "
+               f"log: {kafka_local.paths(s).log}")
+
+
+@kafka_app.command("down")
+def kafka_down(wipe: bool = typer.Option(False, help="Also delete the broker's storage.")) -> None:
+    """Stop the local broker."""
+    from parley import kafka_local
+    from parley.settings import BrokerSettings
+
+    s = BrokerSettings()
+    stopped = kafka_local.down(s)
+    if wipe:
+        kafka_local.wipe(s)
+    typer.echo("kafka stopped" if stopped else "kafka was not running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Exit 0 only when a broker answers on the configured bootstrap servers."""
+    from parley import kafka_local
+    from parley.settings import BrokerSettings
+
+    s = BrokerSettings()
+    ok = kafka_local.answers(s.kafka.bootstrap_servers, 5.0)
+    typer.echo(f"kafka at {s.kafka.bootstrap_servers}: {'up' if ok else 'down'}")
+    raise typer.Exit(0 if ok else 1)
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create or update every topic of the catalogue (idempotent)."""
+    from parley import topics_admin
+    from parley.settings import TopicsSettings
+
+    s = TopicsSettings()
+    for line in asyncio.run(topics_admin.apply(s.kafka)):
+        typer.echo(line)
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Show the catalogue with each topic's live configuration."""
+    from parley import topics_admin
+    from parley.settings import TopicsSettings
+
+    s = TopicsSettings()
+    typer.echo(asyncio.run(topics_admin.describe(s.kafka)))
+
+
+def main() -> None:
+    app(prog_name="parley")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

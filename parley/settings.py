@@ -1,0 +1,137 @@
+"""Settings, read from the environment: one class per process, sharing nested groups.
+
+Only this module reads the environment. Tests build settings objects directly.
+Environment names use the ``PARLEY_`` prefix and ``__`` for nesting
+(``PARLEY_KAFKA__BOOTSTRAP_SERVERS``); the plain ``KAFKA_BOOTSTRAP_SERVERS`` is honoured too,
+since every Kafka tool knows it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(os.environ.get("PARLEY_HOME", "parley-data"))
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the Kafka cluster (and the optional Schema Registry)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    schema_registry_url: str | None = None
+    schema_registry_auth: SecretStr | None = None
+    topic_prefix: str = ""
+    default_partitions: int = 6
+    replication_factor: int = 1
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by aiokafka producers, consumers and admin clients."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+        return kw
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PARLEY_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    def model_post_init(self, _ctx: Any) -> None:
+        plain = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if plain and "PARLEY_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
+            self.kafka.bootstrap_servers = plain
+
+    def safe_dict(self) -> dict[str, Any]:
+        """The settings for the start-up log line: secrets masked by pydantic."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class BrokerSettings(_Base):
+    """`parley kafka up|down|status`: the local KRaft broker started from Maven jars."""
+
+    kafka_version: str = "3.9.1"
+    scala_version: str = "2.13"
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "parley",
+        validation_alias=AliasChoices("PARLEY_CACHE_DIR", "cache_dir"),
+    )
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "768m"
+    start_timeout_s: float = 90.0
+
+
+class TopicsSettings(_Base):
+    """`parley topics apply|list`."""
+
+
+class IngressSettings(_Base):
+    """`parley ingress`: the webhook HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    accounts_file: Path = Path("config/accounts.toml")
+    public_base_url: str | None = None  # Twilio signs the public URL; behind a proxy set this
+    produce_timeout_s: float = 5.0
+    agent_tokens: list[SecretStr] = Field(default_factory=list)
+
+
+class WorkerSettings(_Base):
+    """`parley worker`: the Faust stream processors."""
+
+    app_id: str = "parley-streams"
+    store: str = "memory://"  # or rocksdb://
+    web_port: int = 6066
+    routing_file: Path = Path("config/routing.toml")
+    intents_file: Path | None = None
+    reopen_window_s: int = 7 * 24 * 3600
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+
+class ProjectionSettings(_Base):
+    """`parley projections run|rebuild`."""
+
+    database_url: str = "sqlite:///parley-data/parley.db"
+    group_id: str = "parley-projections"
+    batch_size: int = 500
+
+
+class ApiSettings(_Base):
+    """`parley api`: the read-only analyst API and dashboard."""
+
+    database_url: str = "sqlite:///parley-data/parley.db"
+    host: str = "127.0.0.1"
+    port: int = 8000

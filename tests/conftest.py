@@ -1,0 +1,81 @@
+"""Shared fixtures. The broker comes from, in order: ``KAFKA_BOOTSTRAP_SERVERS``; testcontainers'
+Kafka where a Docker engine answers; the Maven-jar launcher (``parley kafka up``).
+With ``CI=true`` a missing broker fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+
+from parley.settings import BrokerSettings, KafkaSettings
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _start_broker(request: pytest.FixtureRequest) -> str:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        container = KafkaContainer("apache/kafka:3.9.1").with_kraft()
+        container.start()
+        request.addfinalizer(container.stop)
+        return container.get_bootstrap_server()
+    from parley import kafka_local
+
+    s = BrokerSettings()
+    kafka_local.up(s)
+    return f"{s.host}:{s.port}"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """Bootstrap servers of a real Kafka broker for this test session."""
+    try:
+        bootstrap = _start_broker(request)
+    except Exception as e:  # no Docker, no JDK/Maven, or the broker did not start
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and no Kafka broker could be had: {e}", pytrace=False)
+        pytest.skip(f"no Kafka broker: {e}")
+    from parley.kafka_local import answers
+
+    if not answers(bootstrap, 10.0):
+        msg = f"Kafka at {bootstrap} does not answer"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique prefix so each test has its own topics on the shared broker."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix,
+                         default_partitions=3)
+
+
+@pytest.fixture
+def applied_topics(kafka_settings: KafkaSettings) -> KafkaSettings:
+    """The whole catalogue created under this test's prefix; yields the settings."""
+    from parley import topics_admin
+
+    asyncio.run(topics_admin.apply(kafka_settings))
+    return kafka_settings
