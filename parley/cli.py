@@ -16,6 +16,8 @@ kafka_app = typer.Typer(no_args_is_help=True, help="A local single-node KRaft br
 topics_app = typer.Typer(no_args_is_help=True, help="The topic catalogue.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
+schemas_app = typer.Typer(no_args_is_help=True, help="The Avro event contract.")
+app.add_typer(schemas_app, name="schemas")
 
 
 def _fail(msg: str, code: int = 1) -> None:
@@ -82,6 +84,36 @@ def topics_list() -> None:
 
     s = TopicsSettings()
     typer.echo(asyncio.run(topics_admin.describe(s.kafka)))
+
+
+@schemas_app.command("freeze")
+def schemas_freeze() -> None:
+    """Release the current version of every event schema (history + golden payloads)."""
+    from parley.schema_tools import freeze_all
+
+    for line in freeze_all():
+        typer.echo(line)
+
+
+@schemas_app.command("list")
+def schemas_list() -> None:
+    """Every event type with its current version and wire id."""
+    from schemas.catalog import catalog
+
+    for sv in sorted(catalog().current.values(), key=lambda v: v.fullname):
+        typer.echo(f"{sv.fullname:45} v{sv.version}  id={sv.local_id}")
+
+
+@app.command("readme")
+def readme(check: bool = typer.Option(False, help="Exit 1 if the README is stale, write nothing.")) -> None:
+    """Regenerate the README's topic table from the topic registry."""
+    from parley import readme as gen
+
+    if check:
+        stale = gen.render(gen.README.read_text()) != gen.README.read_text()
+        typer.echo("README topic table is stale" if stale else "README is current")
+        raise typer.Exit(1 if stale else 0)
+    typer.echo("README updated" if gen.write() else "README already current")
 
 
 def main() -> None:

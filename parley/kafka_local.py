@@ -104,7 +104,7 @@ def server_properties(s: BrokerSettings, data_dir: Path) -> str:
             "transaction.state.log.num.partitions=10",
             "group.initial.rebalance.delay.ms=0",
             "unclean.leader.election.enable=false",
-            "auto.create.topics.enable=true",
+            "auto.create.topics.enable=false",  # the catalogue creates topics, nothing else
             "log.retention.hours=168",
             "",
         ]
@@ -151,7 +151,7 @@ def format_storage(s: BrokerSettings, libs: Path) -> None:
     """Write the config and format the KRaft storage once."""
     p = paths(s)
     p.home.mkdir(parents=True, exist_ok=True)
-    p.config.write_text(server_properties(s, p.data))
+    p.config.write_text(server_properties(s, p.data))  # rewritten each start: config follows code
     p.log4j.write_text(LOG4J)
     if (p.data / "meta.properties").exists():
         return

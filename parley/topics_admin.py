@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
@@ -19,14 +21,33 @@ async def apply(k: KafkaSettings, catalogue: tuple[registry.Topic, ...] = regist
     admin = _admin(k)
     await admin.start()
     try:
-        existing = await admin.describe_topics([registry.named(k.topic_prefix, t) for t in catalogue])
-        live = {d["topic"]: len(d["partitions"]) for d in existing if d["error_code"] == 0}
+        live = await _live_partitions(admin, [registry.named(k.topic_prefix, t) for t in catalogue])
         lines = []
         for t in catalogue:
             lines.append(await _apply_one(admin, k, t, live.get(registry.named(k.topic_prefix, t))))
+        await _until_visible(admin, [registry.named(k.topic_prefix, t) for t in catalogue])
         return lines
     finally:
         await admin.close()
+
+
+async def _live_partitions(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partition counts of the topics that exist (listing first: describing a missing topic
+    could auto-create it on a broker that allows that)."""
+    existing = set(await admin.list_topics()) & set(names)
+    if not existing:
+        return {}
+    described = await admin.describe_topics(sorted(existing))
+    return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
+
+
+async def _until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Wait until every topic shows in the cluster's metadata (creation is asynchronous)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while set(names) - set(await admin.list_topics()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics not visible after {timeout_s}s: {sorted(set(names) - set(await admin.list_topics()))}")
+        await asyncio.sleep(0.1)
 
 
 async def _apply_one(admin: AIOKafkaAdminClient, k: KafkaSettings, t: registry.Topic,
@@ -49,15 +70,13 @@ async def live_configs(k: KafkaSettings, catalogue: tuple[registry.Topic, ...] =
     admin = _admin(k)
     await admin.start()
     try:
-        names = [registry.named(k.topic_prefix, t) for t in catalogue]
-        described = {d["topic"]: d for d in await admin.describe_topics(names)}
-        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names if described.get(n, {}).get("error_code") == 0]
+        live = await _live_partitions(admin, [registry.named(k.topic_prefix, t) for t in catalogue])
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in sorted(live)]
         out: dict[str, dict] = {}
         for resp in await admin.describe_configs(resources) if resources else []:
             for res in resp.resources:
                 _err, _msg, _type, rname, entries = res[:5]
-                cfg = {e[0]: e[1] for e in entries}
-                out[rname] = {"partitions": len(described[rname]["partitions"]), "configs": cfg}
+                out[rname] = {"partitions": live[rname], "configs": {e[0]: e[1] for e in entries}}
         return out
     finally:
         await admin.close()

@@ -98,3 +98,13 @@ class Codec:
         if magic != MAGIC:
             raise DecodeError(f"bad magic byte {magic}")
         return self.ids.schema_for(schema_id)
+
+
+def codec_for(schema_registry_url: str | None = None, auth: str | None = None) -> Codec:
+    """A codec with local ids, or registry ids when a Schema Registry URL is configured."""
+    if not schema_registry_url:
+        return Codec()
+    from schemas.registry import RegistryIds
+
+    cat = catalog()
+    return Codec(cat, RegistryIds(schema_registry_url, cat, auth))

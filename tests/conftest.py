@@ -30,7 +30,8 @@ def _start_broker(request: pytest.FixtureRequest) -> str:
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
 
-        container = KafkaContainer("apache/kafka:3.9.1").with_kraft()
+        # Confluent Platform 7.9 ships Apache Kafka 3.9, the version `parley kafka up` runs.
+        container = KafkaContainer("confluentinc/cp-kafka:7.9.1").with_kraft()
         container.start()
         request.addfinalizer(container.stop)
         return container.get_bootstrap_server()

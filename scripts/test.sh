@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: Python env, a real Kafka broker (Maven jars, no
+# Docker needed; or KAFKA_BOOTSTRAP_SERVERS if you have one), then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+started=""
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  if ! .venv/bin/parley kafka status >/dev/null 2>&1; then
+    .venv/bin/parley kafka up
+    started=1
+  fi
+  export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
+fi
+trap '[ -n "$started" ] && .venv/bin/parley kafka down || true' EXIT
+.venv/bin/python -m pytest "$@"
