@@ -93,6 +93,11 @@ class BrokerSettings(_Base):
     heap: str = "768m"
     start_timeout_s: float = 90.0
 
+    def model_post_init(self, ctx: Any) -> None:
+        super().model_post_init(ctx)
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and "kafka" not in self.model_fields_set:
+            self.kafka.bootstrap_servers = f"{self.host}:{self.port}"
+
 
 class TopicsSettings(_Base):
     """`parley topics apply|list`."""
