@@ -84,7 +84,10 @@ def paths(s: BrokerSettings) -> BrokerPaths:
 
 
 def server_properties(s: BrokerSettings, data_dir: Path) -> str:
-    """A broker+controller config for one node on loopback, sized for a laptop or CI."""
+    """A broker+controller config for one node on loopback, sized for a laptop or CI.
+
+    Topics are never auto-created: the catalogue (`parley topics apply`) creates them.
+    """
     return "\n".join(
         [
             "process.roles=broker,controller",
@@ -104,7 +107,7 @@ def server_properties(s: BrokerSettings, data_dir: Path) -> str:
             "transaction.state.log.num.partitions=10",
             "group.initial.rebalance.delay.ms=0",
             "unclean.leader.election.enable=false",
-            "auto.create.topics.enable=false",  # the catalogue creates topics, nothing else
+            "auto.create.topics.enable=false",
             "log.retention.hours=168",
             "",
         ]

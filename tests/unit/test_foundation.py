@@ -1,0 +1,56 @@
+"""Settings and the local broker's configuration (no broker needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley import kafka_local
+from parley.settings import BrokerSettings, IngressSettings, KafkaSettings
+
+
+def test_plain_kafka_bootstrap_env_is_honoured(monkeypatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker-a:9092")
+    assert IngressSettings().kafka.bootstrap_servers == "broker-a:9092"
+
+
+def test_nested_env_wins_over_plain(monkeypatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "plain:9092")
+    monkeypatch.setenv("PARLEY_KAFKA__BOOTSTRAP_SERVERS", "nested:9092")
+    assert IngressSettings().kafka.bootstrap_servers == "nested:9092"
+
+
+def test_secrets_are_masked_in_the_start_up_dict(monkeypatch) -> None:
+    monkeypatch.setenv("PARLEY_KAFKA__SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("PARLEY_KAFKA__SASL_MECHANISM", "PLAIN")
+    s = IngressSettings()
+    assert "hunter2" not in str(s.safe_dict())
+    assert s.kafka.client_kwargs()["sasl_plain_password"] == "hunter2"
+
+
+def test_broker_bootstrap_follows_its_port(monkeypatch) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("PARLEY_PORT", "19092")
+    assert BrokerSettings().kafka.bootstrap_servers == "127.0.0.1:19092"
+
+
+def test_server_properties_single_node_kraft(tmp_path) -> None:
+    props = dict(
+        line.split("=", 1)
+        for line in kafka_local.server_properties(BrokerSettings(port=9999, controller_port=9998), tmp_path).splitlines()
+        if line and not line.startswith("#")
+    )
+    assert props["process.roles"] == "broker,controller"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9999,CONTROLLER://127.0.0.1:9998"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["unclean.leader.election.enable"] == "false"
+    assert props["log.dirs"] == str(tmp_path)
+
+
+def test_answers_is_false_on_a_closed_port() -> None:
+    assert kafka_local.answers("127.0.0.1:1", 2.0) is False
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_tls_builds_an_ssl_context(protocol) -> None:
+    kw = KafkaSettings(security_protocol=protocol).client_kwargs()
+    assert kw["ssl_context"] is not None
