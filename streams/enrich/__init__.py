@@ -1,0 +1,1 @@
+"""Enrichment of customer messages: language, sentiment, intents."""

@@ -1,0 +1,134 @@
+"""Language detection and text folding for the enrichment processors.
+
+Pure and deterministic: the same text always gives the same answer.
+
+* ``fold(text)``: lower-case, accent-free, punctuation-free text padded with one
+  space on each side (``" je n ai pas recu "``), the form every matcher of this
+  package works on, so patterns and lexicons are accent- and case-insensitive.
+* ``LanguageDetector``: lingua restricted to a configurable set of languages
+  (high-accuracy mode: on short chat messages the low-accuracy mode is ~3x
+  faster but clearly worse, see ``bench/enrich_accuracy.py``), plus a small
+  table of chat words (``bjr``, ``thx``, ``merci``...) that settles the
+  short or unaccented messages lingua is unsure about.
+* ``get_detector(languages)``: one shared detector per language set (building
+  one takes about a second and a few hundred MB, so it is built once).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+DEFAULT_LANGUAGES: tuple[str, ...] = ("en", "fr", "es", "de", "it", "pt", "nl")
+
+# Lingua is unreliable on short or unaccented chat messages; below this
+# confidence the chat markers below may overrule it: always for texts of at
+# most SHORT_TEXT_MAX_WORDS words, for longer ones only if lingua rates the
+# marker language at least CLOSE_RATIO times its own best.
+SHORT_TEXT_MAX_WORDS = 4
+UNSURE_CONFIDENCE = 0.5
+CLOSE_RATIO = 0.5
+MARKER_CONFIDENCE = 0.5
+
+# Chat and function words that point to one language ("bjr", "thx", "merci").
+# Words shared by several languages ("ok", "hallo", "ma", "is", "de") are left out.
+CHAT_MARKERS: dict[str, frozenset[str]] = {
+    "fr": frozenset(
+        "bonjour bjr bonsoir slt salut coucou merci mrc svp stp bcp oui accord allo "
+        "cordialement rebonjour vous je jai suis pas tjr toujours mon mes est rien recu "
+        "commande colis pourquoi".split()
+    ),
+    "en": frozenset(
+        "hi hey hello thanks thank thx ty pls plz please yes yep cheers my the you "
+        "not where why order received".split()
+    ),
+    "es": frozenset("hola gracias buenos buenas vale favor pedido quiero".split()),
+    "de": frozenset("danke bitte guten tschuss moin ich nicht bestellung".split()),
+    "it": frozenset("ciao grazie buongiorno buonasera prego sono ordine".split()),
+    "pt": frozenset("ola obrigado obrigada bom tudo nao encomenda".split()),
+    "nl": frozenset("dank bedankt goedemorgen hoi alsjeblieft niet bestelling".split()),
+}
+
+# Letters NFKD does not decompose into a base letter plus accents.
+_LIGATURES = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ı": "i"})
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def fold(text: str) -> str:
+    """Return ``text`` lower-cased, without accents or punctuation, space-padded."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_LIGATURES))
+    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " " + _NON_WORD.sub(" ", ascii_only).strip() + " "
+
+
+@dataclass(frozen=True)
+class DetectedLanguage:
+    """An ISO 639-1 code (or None when undetectable) and a confidence in 0..1."""
+
+    code: str | None
+    confidence: float
+
+
+UNDETECTED = DetectedLanguage(None, 0.0)
+
+
+class LanguageDetector:
+    """Lingua restricted to ``languages`` (ISO 639-1 codes), plus chat markers."""
+
+    def __init__(self, languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> None:
+        if len(languages) < 2:
+            raise ValueError("a language detector needs at least two languages")
+        codes = [_iso(code) for code in languages]
+        self.languages = tuple(languages)
+        self._lingua = (
+            LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+            .with_preloaded_language_models()
+            .build()
+        )
+        self._markers = {k: v for k, v in CHAT_MARKERS.items() if k in languages}
+
+    def detect(self, text: str | None) -> DetectedLanguage:
+        """Detect the language of ``text``; ``UNDETECTED`` if it has no letters."""
+        if not text or not _LETTER.search(text):
+            return UNDETECTED
+        values = {
+            v.language.iso_code_639_1.name.lower(): v.value
+            for v in self._lingua.compute_language_confidence_values(text)
+        }
+        if not values:
+            return UNDETECTED
+        best = max(values, key=values.__getitem__)  # ties: lingua's order
+        if values[best] >= UNSURE_CONFIDENCE:
+            return DetectedLanguage(best, values[best])
+        return self._from_markers(text, values) or DetectedLanguage(best, values[best])
+
+    def _from_markers(self, text: str, values: dict[str, float]) -> DetectedLanguage | None:
+        words = fold(text).split()
+        hits = {lang: sum(w in markers for w in words) for lang, markers in self._markers.items()}
+        top = max(hits.values(), default=0)
+        winners = [lang for lang, n in hits.items() if n == top]
+        if top == 0 or len(winners) != 1:
+            return None
+        lang = winners[0]
+        close = values.get(lang, 0.0) >= CLOSE_RATIO * max(values.values())
+        if len(words) <= SHORT_TEXT_MAX_WORDS or close:
+            return DetectedLanguage(lang, max(MARKER_CONFIDENCE, values.get(lang, 0.0)))
+        return None
+
+
+def _iso(code: str) -> IsoCode639_1:
+    try:
+        return getattr(IsoCode639_1, code.upper())
+    except AttributeError:
+        raise ValueError(f"unknown ISO 639-1 language code: {code!r}") from None
+
+
+@lru_cache(maxsize=8)
+def get_detector(languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> LanguageDetector:
+    """Return the shared detector for ``languages`` (bounded cache of 8 sets)."""
+    return LanguageDetector(tuple(languages))
