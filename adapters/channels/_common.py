@@ -232,6 +232,7 @@ class Ctx:
                  account_id: str | None = None, text: str | None = None,
                  subject: str | None = None, attachments: Iterable[dict[str, Any]] = (),
                  rich: dict[str, Any] | None = None, reply_to: str | None = None,
+                 references: Iterable[str] = (),
                  ) -> dict[str, Any]:
         """A MessageReceived; ``key`` is the provider's idempotency key."""
         channel = channel or sender["channel"]
@@ -241,7 +242,7 @@ class Ctx:
             channel_account_id=account_id or self.account.account_id, sender=sender,
             channel_message_id=channel_message_id, text=text, subject=subject,
             attachments=list(attachments), rich=rich, reply_to_channel_message_id=reply_to,
-            raw_event_id=self.req.raw_event_id,
+            raw_event_id=self.req.raw_event_id, references=list(references),
         )
 
     def status(self, *, key: str, recipient: dict[str, Any], channel_message_id: str,

@@ -96,14 +96,30 @@ class EmailAdapter(BaseAdapter):
             raise Unmappable("no sender address in from")
         msg_id = _ids(head.get("message-id"))
         key = msg_id[0] if msg_id else "sha256:" + hashlib.sha256(req.body).hexdigest()
-        reply = _ids(head.get("in-reply-to"))[:1] or _ids(head.get("references"))[-1:]
+        refs = _ids(head.get("references"))
+        reply = _ids(head.get("in-reply-to"))[:1] or refs[-1:]
         subject = fields.get("subject") or str(head.get("subject") or "") or None
         return self.ctx(req, account).received(
             key=key, channel_message_id=key,
             sender=identity(CHANNEL, addr.lower(), display_name=name or None, email=addr.lower()),
             text=body or None, subject=subject, attachments=files,
-            reply_to=reply[0] if reply else None,
+            reply_to=reply[0] if reply else None, references=refs,
+            occurred_at=_sent_at(head.get("date")),
         )
+
+
+def _sent_at(date: Any) -> int | None:
+    """The Date header in epoch ms: the time the sender's system says the mail was sent
+    (KPIS.md: event time is what the channel says); None (receipt time) if absent or bad."""
+    from email.utils import parsedate_to_datetime
+
+    try:
+        sent = parsedate_to_datetime(str(date)) if date else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    if sent is None or sent.tzinfo is None:
+        return None
+    return int(sent.timestamp() * 1000)
 
 
 def _form(req: Request) -> list[Part]:

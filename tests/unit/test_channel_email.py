@@ -93,7 +93,9 @@ def test_bad_or_missing_credentials(auth, status):
 def test_parsed_email_field_by_field():
     [ev] = parse(FIELDS, files={"attachment1": ("photo.jpg", PHOTO, "image/jpeg")})
     check_envelope(ev, event_type="MessageReceived", adapter="email", key=MSG_ID,
-                   channel="email", customer="jane.doe@example.com", occurred_at=RECEIVED_AT)
+                   channel="email", customer="jane.doe@example.com",
+                   occurred_at=1731396000000)  # the Date header, 2024-11-12 07:20:00 UTC
+    assert ev["references"] == ["<first@acme.example>", "<reply-1@acme.example>"]
     assert ev["sender"] == {"channel": "email", "id": "jane.doe@example.com",
                             "display_name": "Jane Doe", "phone_e164": None,
                             "email": "jane.doe@example.com", "login_id": None}
@@ -112,6 +114,13 @@ def test_references_when_there_is_no_in_reply_to():
     headers = HEADERS.replace("In-Reply-To: <reply-1@acme.example>\n", "")
     [ev] = parse({**FIELDS, "headers": headers})
     assert ev["reply_to_channel_message_id"] == "<reply-1@acme.example>"
+
+
+def test_receipt_time_when_the_date_header_is_missing_or_bad():
+    for date in ("", "Date: not a date\n"):
+        headers = HEADERS.replace("Date: Tue, 12 Nov 2024 08:20:00 +0100\n", date)
+        [ev] = parse({**FIELDS, "headers": headers})
+        assert ev["envelope"]["occurred_at"] == RECEIVED_AT
 
 
 def test_html_only_email_gets_its_text_extracted():
