@@ -80,3 +80,33 @@ def applied_topics(kafka_settings: KafkaSettings) -> KafkaSettings:
 
     asyncio.run(topics_admin.apply(kafka_settings))
     return kafka_settings
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server (Debian's binaries); skips if it cannot start, fails under CI."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests import postgres
+
+    tmp = Path(tempfile.mkdtemp(prefix="parley-pg-"))  # not under pytest's 0700 tree: postgres must enter it
+    try:
+        url, stop = postgres.start(tmp)
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and PostgreSQL could not be started: {e}", pytrace=False)
+        pytest.skip(f"no PostgreSQL: {e}")
+    yield url
+    stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The URL of a fresh, empty database on the test PostgreSQL server."""
+    from tests import postgres
+
+    return postgres.create_database(postgres_server, f"t{uuid.uuid4().hex[:12]}")

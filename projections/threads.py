@@ -1,0 +1,245 @@
+"""threads: each thread's state, and every message of it in order across channels.
+
+Consumes: parley.conversations (thread life cycle, threaded MessageReceived/MessageSent,
+MessageEnriched, RoutingDecided) and parley.messages (DeliveryStatusChanged only).
+Tables: ``threads`` (tenant_id, thread_id), ``messages`` (event_id),
+``message_enrichments`` (tenant_id, message_event_id),
+``message_deliveries`` (tenant_id, channel, channel_message_id).
+Idempotency: event ids are deduplicated (the counters need it). Thread life cycle events share
+the customer's partition, so their order is Kafka's in a live run and a rebuild alike; the
+tables fed from two topics (enrichments, delivery statuses) are joined at read time and merge
+by last-writer-wins, so the order between topics does not matter. Replay-safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from projections.engine import Event, Key, Projection, Row, Table, newer, stamp, touch
+from schemas import topics
+
+THREADS = Table(
+    "threads", ("tenant_id", "thread_id"),
+    ("tenant_id", "thread_id", "customer_id", "status", "subject", "queue", "assignee",
+     "priority", "channels", "started_at", "first_message_event_id", "first_message_at",
+     "last_message_at", "last_inbound_at", "last_outbound_at", "resolved_at", "resolved_by",
+     "reopened_count", "transfer_count", "message_count", "inbound_count", "outbound_count",
+     "last_sentiment_label", "last_sentiment_score", "last_sentiment_at", "routed_to", "bot_id",
+     "routing_reasons", "business_hours_open", "versions", "updated_at", "last_event_id"),
+    json_columns=frozenset({"channels", "routing_reasons", "versions"}),
+    defaults={"priority": 0, "channels": [], "reopened_count": 0, "transfer_count": 0,
+              "message_count": 0, "inbound_count": 0, "outbound_count": 0,
+              "routing_reasons": [], "versions": {}},
+)
+MESSAGES = Table(
+    "messages", ("event_id",),
+    ("event_id", "tenant_id", "thread_id", "customer_id", "direction", "channel",
+     "channel_account_id", "channel_message_id", "message_id", "author_type", "author_id",
+     "party_id", "party_name", "text", "subject", "kind", "template_name", "attachments", "rich",
+     "reply_to_channel_message_id", "in_reply_to_event_id", "causation_id", "correlation_id",
+     "occurred_at"),
+    json_columns=frozenset({"attachments", "rich"}),
+    defaults={"attachments": []},
+)
+ENRICHMENTS = Table(
+    "message_enrichments", ("tenant_id", "message_event_id"),
+    ("tenant_id", "message_event_id", "thread_id", "customer_id", "channel", "language",
+     "language_confidence", "sentiment_score", "sentiment_label", "intents", "enricher",
+     "fallback_used", "occurred_at", "event_id"),
+    json_columns=frozenset({"intents"}),
+    defaults={"intents": [], "fallback_used": 0},
+)
+DELIVERIES = Table(
+    "message_deliveries", ("tenant_id", "channel", "channel_message_id"),
+    ("tenant_id", "channel", "channel_message_id", "status", "status_at", "error_code",
+     "error_message", "recipient_id", "history", "version"),
+    json_columns=frozenset({"history", "version"}),
+    defaults={"history": [], "version": []},
+)
+
+# A delivery status only moves forward; a late "delivered" after "read" changes nothing.
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "seen": 3,
+               "undelivered": 4, "failed": 4}
+LIFECYCLE = ("ConversationStarted", "ConversationQueued", "ConversationAssigned",
+             "ConversationTransferred", "ConversationResolved", "ConversationReopened",
+             "RoutingDecided")
+
+
+def route(event: Event) -> list[tuple[Table, Key]]:
+    """The rows an event updates (pure)."""
+    t, tenant = event["envelope"]["event_type"], event["envelope"]["tenant_id"]
+    if t in ("MessageReceived", "MessageSent"):
+        out = [(MESSAGES, (event["envelope"]["event_id"],))]
+        return out + ([(THREADS, (tenant, event["thread_id"]))] if event.get("thread_id") else [])
+    if t in LIFECYCLE:
+        return [(THREADS, (tenant, event["thread_id"]))]
+    if t == "MessageEnriched":
+        out = [(ENRICHMENTS, (tenant, event["message_event_id"]))]
+        return out + ([(THREADS, (tenant, event["thread_id"]))] if event.get("thread_id") else [])
+    if t == "DeliveryStatusChanged":
+        return [(DELIVERIES, (tenant, event["channel"], event["channel_message_id"]))]
+    return []
+
+
+def apply(table: Table, row: Row, event: Event) -> Row:
+    """Dispatch to the pure apply of ``table``; ``row`` is the stored row or a blank one."""
+    if table is MESSAGES:
+        return apply_message(row, event)
+    if table is ENRICHMENTS:
+        return apply_enrichment(row, event)
+    if table is DELIVERIES:
+        return apply_delivery(row, event)
+    return apply_thread(row, event)
+
+
+# -- threads ---------------------------------------------------------------------------------
+def apply_thread(row: Row, event: Event) -> Row:
+    """Fold one event into a thread row; returns a new row."""
+    row = {k: (list(v) if isinstance(v, list) else v) for k, v in row.items()}
+    _THREAD_HANDLERS[event["envelope"]["event_type"]](row, event)
+    if event.get("customer_id") and row["customer_id"] is None:
+        row["customer_id"] = event["customer_id"]
+    if event.get("channel") and event["channel"] not in row["channels"]:
+        row["channels"] = sorted({*row["channels"], event["channel"]})
+    return touch(row, event)
+
+
+def _started(row: Row, e: Event) -> None:
+    row.update(customer_id=e["customer_id"], subject=e["subject"] or row["subject"],
+               started_at=e["envelope"]["occurred_at"],
+               first_message_event_id=e["first_message_event_id"])
+    row["status"] = row["status"] or "open"
+
+
+def _queued(row: Row, e: Event) -> None:
+    row.update(status="queued", queue=e["queue"], priority=e["priority"], assignee=None)
+
+
+def _assigned(row: Row, e: Event) -> None:
+    row.update(status="assigned", assignee=e["agent_id"], queue=e["queue"] or row["queue"])
+
+
+def _transferred(row: Row, e: Event) -> None:
+    row["transfer_count"] += 1
+    row["queue"] = e["to_queue"] or row["queue"]
+    row["assignee"] = e["to_agent_id"]
+    row["status"] = "assigned" if e["to_agent_id"] else "queued"
+
+
+def _resolved(row: Row, e: Event) -> None:
+    row.update(status="resolved", resolved_at=e["envelope"]["occurred_at"],
+               resolved_by=e["resolved_by"])
+
+
+def _reopened(row: Row, e: Event) -> None:
+    row["reopened_count"] += 1
+    row.update(status="open", resolved_at=None, resolved_by=None)
+
+
+def _routed(row: Row, e: Event) -> None:
+    row.update(routed_to=e["target_kind"], bot_id=e["bot_id"], routing_reasons=list(e["reasons"]),
+               business_hours_open=int(e["business_hours_open"]), priority=e["priority"])
+    row["queue"] = row["queue"] or e["queue"]
+
+
+def _message(row: Row, e: Event) -> None:
+    at, inbound = e["envelope"]["occurred_at"], e["envelope"]["event_type"] == "MessageReceived"
+    row["message_count"] += 1
+    row["inbound_count" if inbound else "outbound_count"] += 1
+    row["first_message_at"] = _min(row["first_message_at"], at)
+    row["last_message_at"] = _max(row["last_message_at"], at)
+    side = "last_inbound_at" if inbound else "last_outbound_at"
+    row[side] = _max(row[side], at)
+    if inbound and not row["subject"] and e.get("subject"):
+        row["subject"] = e["subject"]
+
+
+def _enriched(row: Row, e: Event) -> None:
+    s = stamp(e)
+    if newer(s, row["versions"].get("sentiment")):
+        row["versions"] = {**row["versions"], "sentiment": s}
+        row.update(last_sentiment_label=e["sentiment_label"],
+                   last_sentiment_score=e["sentiment_score"],
+                   last_sentiment_at=e["envelope"]["occurred_at"])
+
+
+_THREAD_HANDLERS = {
+    "ConversationStarted": _started, "ConversationQueued": _queued,
+    "ConversationAssigned": _assigned, "ConversationTransferred": _transferred,
+    "ConversationResolved": _resolved, "ConversationReopened": _reopened,
+    "RoutingDecided": _routed, "MessageReceived": _message, "MessageSent": _message,
+    "MessageEnriched": _enriched,
+}
+
+
+# -- messages, enrichments, delivery statuses ----------------------------------------------------
+def apply_message(row: Row, e: Event) -> Row:
+    """A message row is the message itself: applying it again gives the same row."""
+    env, inbound = e["envelope"], e["envelope"]["event_type"] == "MessageReceived"
+    party = e["sender"] if inbound else e["recipient"]
+    return {
+        **row,
+        "tenant_id": env["tenant_id"], "thread_id": e.get("thread_id"),
+        "customer_id": e.get("customer_id"), "direction": "in" if inbound else "out",
+        "channel": e["channel"], "channel_account_id": e["channel_account_id"],
+        "channel_message_id": e.get("channel_message_id"), "message_id": e.get("message_id"),
+        "author_type": "customer" if inbound else e["author_type"],
+        "author_id": party["id"] if inbound else e["author_id"],
+        "party_id": party["id"], "party_name": party.get("display_name"),
+        "text": e.get("text"), "subject": e.get("subject"),
+        "kind": "inbound" if inbound else e["kind"], "template_name": e.get("template_name"),
+        "attachments": list(e.get("attachments") or []), "rich": e.get("rich"),
+        "reply_to_channel_message_id": e.get("reply_to_channel_message_id"),
+        "in_reply_to_event_id": e.get("in_reply_to_event_id"),
+        "causation_id": env["causation_id"], "correlation_id": env["correlation_id"],
+        "occurred_at": env["occurred_at"],
+    }
+
+
+def apply_enrichment(row: Row, e: Event) -> Row:
+    """The latest enrichment of a message (by event time, then id) wins."""
+    if row["event_id"] is not None and not newer(stamp(e), [0, row["occurred_at"], row["event_id"]]):
+        return row
+    return {
+        **row, "thread_id": e.get("thread_id"), "customer_id": e.get("customer_id"),
+        "channel": e["channel"], "language": e.get("language"),
+        "language_confidence": e["language_confidence"], "sentiment_score": e["sentiment_score"],
+        "sentiment_label": e["sentiment_label"],
+        "intents": [{"name": i["name"], "confidence": i["confidence"]} for i in e["intents"]],
+        "enricher": e["enricher"], "fallback_used": int(e["fallback_used"]),
+        "occurred_at": e["envelope"]["occurred_at"], "event_id": e["envelope"]["event_id"],
+    }
+
+
+def apply_delivery(row: Row, e: Event) -> Row:
+    """Keep the most advanced status (rank, then event time, then id) and the sorted history."""
+    at, status = e["envelope"]["occurred_at"], e["status"]
+    history = sorted({*map(tuple, row["history"]), (at, status)})
+    out = {**row, "history": [list(h) for h in history]}
+    s = [STATUS_RANK.get(status, 1), at, e["envelope"]["event_id"]]
+    if newer(s, row["version"]):
+        out.update(status=status, status_at=at, error_code=e.get("error_code"),
+                   error_message=e.get("error_message"), recipient_id=e["recipient"]["id"],
+                   version=s)
+    return out
+
+
+def _min(a: Any, b: Any) -> Any:
+    return b if a is None else min(a, b)
+
+
+def _max(a: Any, b: Any) -> Any:
+    return b if a is None else max(a, b)
+
+
+PROJECTION = Projection(
+    name="threads",
+    reads=(
+        (topics.CONVERSATIONS, frozenset({
+            "MessageReceived", "MessageSent", "MessageEnriched", *LIFECYCLE})),
+        (topics.MESSAGES, frozenset({"DeliveryStatusChanged"})),
+    ),
+    tables=(THREADS, MESSAGES, ENRICHMENTS, DELIVERIES),
+    route=route,
+    apply=apply,
+)
