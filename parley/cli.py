@@ -18,6 +18,10 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 schemas_app = typer.Typer(no_args_is_help=True, help="The Avro event contract.")
 app.add_typer(schemas_app, name="schemas")
+projections_app = typer.Typer(no_args_is_help=True, help="SQL projections of the event topics.")
+app.add_typer(projections_app, name="projections")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, each beside a raw aiokafka baseline.")
+app.add_typer(bench_app, name="bench")
 
 
 def _fail(msg: str, code: int = 1) -> None:
@@ -102,6 +106,101 @@ def schemas_list() -> None:
 
     for sv in sorted(catalog().current.values(), key=lambda v: v.fullname):
         typer.echo(f"{sv.fullname:45} v{sv.version}  id={sv.local_id}")
+
+
+@app.command("ingress")
+def ingress(
+    host: str = typer.Option(None, help="Listen address (PARLEY_HOST)."),
+    port: int = typer.Option(None, help="Listen port (PARLEY_PORT)."),
+) -> None:
+    """The webhook ingress: one route per channel account, agent API, health and metrics."""
+    from adapters.app import serve
+    from parley.settings import IngressSettings
+
+    s = IngressSettings()
+    s.host = host or s.host
+    s.port = port or s.port
+    serve(s)
+
+
+@app.command("worker")
+def worker() -> None:
+    """The Faust stream processors: identity, threads, enrichment, routing, KPIs."""
+    from parley.settings import WorkerSettings
+    from streams.worker import run
+
+    run(WorkerSettings())
+
+
+@projections_app.command("run")
+def projections_run(names: list[str] = typer.Argument(None, help="Projections (default: all).")) -> None:
+    """Keep the projections up to date (until interrupted)."""
+    from parley.settings import ProjectionSettings
+    from projections.runner import run
+
+    run(ProjectionSettings(), names or None)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(name: str) -> None:
+    """Empty one projection and replay its topics from the start."""
+    import json
+
+    from parley.settings import ProjectionSettings
+    from projections.runner import rebuild
+
+    typer.echo(json.dumps(rebuild(ProjectionSettings(), name).as_dict()))
+
+
+@app.command("api")
+def api() -> None:
+    """Read-only HTTP API (JSON + OpenAPI) and the KPI dashboard."""
+    from parley.settings import ApiSettings
+    from projections.api import serve
+
+    serve(ApiSettings())
+
+
+def _bench(module: str, ctx: typer.Context) -> None:
+    import importlib
+
+    importlib.import_module(f"bench.{module}").main(list(ctx.args))
+
+
+_PASS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@bench_app.command("ingress", context_settings=_PASS)
+def bench_ingress(ctx: typer.Context) -> None:
+    """Webhook requests/s and request-to-ack latency (bench/ingress.py; --help for options)."""
+    _bench("ingress", ctx)
+
+
+@bench_app.command("streams", context_settings=_PASS)
+def bench_streams(ctx: typer.Context) -> None:
+    """Events/s and latency through the processor chain (bench/streams.py)."""
+    _bench("streams", ctx)
+
+
+@bench_app.command("rebuild", context_settings=_PASS)
+def bench_rebuild(ctx: typer.Context) -> None:
+    """Projection rebuild events/s (bench/rebuild.py)."""
+    _bench("rebuild", ctx)
+
+
+@bench_app.command("e2e", context_settings=_PASS)
+def bench_e2e(ctx: typer.Context) -> None:
+    """Ingress to projection: sustained messages/s and latency (bench/e2e.py)."""
+    _bench("e2e", ctx)
+
+
+def _register_kpi() -> None:
+    from projections.cli_kpi import main as kpi_main  # its options are the command's interface
+
+    app.command("kpi")(kpi_main)
+
+
+_register_kpi()
 
 
 @app.command("readme")

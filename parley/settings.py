@@ -79,7 +79,15 @@ class _Base(BaseSettings):
 
 
 class BrokerSettings(_Base):
-    """`parley kafka up|down|status`: the local KRaft broker started from Maven jars."""
+    """`parley kafka up|down|status`: the local KRaft broker started from Maven jars.
+
+    Its own names (``PARLEY_BROKER_PORT``, ``PARLEY_BROKER_HEAP``...) so they never collide
+    with a service's ``PARLEY_PORT``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="PARLEY_BROKER_", env_nested_delimiter="__", extra="ignore"
+    )
 
     kafka_version: str = "3.9.1"
     scala_version: str = "2.13"
@@ -112,6 +120,8 @@ class IngressSettings(_Base):
     public_base_url: str | None = None  # Twilio signs the public URL; behind a proxy set this
     produce_timeout_s: float = 5.0
     agent_tokens: list[SecretStr] = Field(default_factory=list)
+    max_record_bytes: int = 900_000  # a body (and its raw record) must fit the broker's message.max.bytes
+    retry_after_s: int = 5  # Retry-After of the 503 answered when Kafka did not acknowledge
 
 
 class WorkerSettings(_Base):
@@ -132,6 +142,10 @@ class ProjectionSettings(_Base):
     database_url: str = "sqlite:///parley-data/parley.db"
     group_id: str = "parley-projections"
     batch_size: int = 500
+    projections: list[str] = Field(default_factory=lambda: ["customers", "threads", "kpis"])
+    rebuild_batch_size: int = 5000  # records per getmany/transaction during a rebuild
+    poll_timeout_ms: int = 500
+    dead_letters: bool = True  # send undecodable/poison records to the dead-letter topic
 
 
 class ApiSettings(_Base):

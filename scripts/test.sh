@@ -10,7 +10,7 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     .venv/bin/parley kafka up
     started=1
   fi
-  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${PARLEY_PORT:-9092}"
+  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${PARLEY_BROKER_PORT:-9092}"
 fi
 trap '[ -n "$started" ] && .venv/bin/parley kafka down || true' EXIT
 .venv/bin/python -m pytest "$@"

@@ -29,7 +29,7 @@ def test_secrets_are_masked_in_the_start_up_dict(monkeypatch) -> None:
 
 def test_broker_bootstrap_follows_its_port(monkeypatch) -> None:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    monkeypatch.setenv("PARLEY_PORT", "19092")
+    monkeypatch.setenv("PARLEY_BROKER_PORT", "19092")
     assert BrokerSettings().kafka.bootstrap_servers == "127.0.0.1:19092"
 
 
