@@ -86,7 +86,14 @@ def apply(table: Table, row: Row, event: Event) -> Row | None:
         out["time_at_level_ms"] = {str(k): v for k, v in out["time_at_level_ms"].items()}
     if table is CONTACTS:
         out["short_abandon"] = int(bool(out["short_abandon"]))
+        out["first_reply_ms"] = _since_start(out, "first_reply_at")
+        out["resolution_ms"] = _since_start(out, "resolved_at")
     return out
+
+
+def _since_start(row: Row, field: str) -> int | None:
+    """Derived durations the contact event leaves out (it carries the instants)."""
+    return None if row.get(field) is None else row[field] - row["started_at"]
 
 
 def is_empty(event: Event) -> bool:

@@ -73,9 +73,11 @@ IDENTITY_COMMANDS = Topic(
 )
 CONVERSATION_MESSAGES = Topic(
     "parley.conversation.messages", "tenant|customer",
-    ("MessageReceived", "MessageSent", "DeliveryStatusChanged"), 12, public=True,
-    producers=("worker: identity",), consumers=("worker: threads",),
-    doc="Messages with customer_id resolved, keyed by customer (input of threading).",
+    ("MessageReceived", "MessageSent", "DeliveryStatusChanged", "ConversationResolved",
+     "ConversationTransferred"), 12, public=True,
+    producers=("worker: identity", "agent API"), consumers=("worker: threads",),
+    doc="Messages with customer_id resolved, keyed by customer (input of threading); "
+        "agents' resolve/transfer commands on a thread enter here too.",
 )
 CONVERSATIONS = Topic(
     "parley.conversations", "tenant|customer",
@@ -86,6 +88,14 @@ CONVERSATIONS = Topic(
     producers=("worker: threads", "worker: enrich", "worker: routing"),
     consumers=("worker: kpi", "projections", "other services"),
     doc="Thread life cycle, threaded messages, enrichment and routing decisions, per customer.",
+)
+KPI_INPUT = Topic(
+    "parley.kpi.input", "tenant",
+    ("MessageReceived", "MessageSent", "ConversationStarted", "ConversationQueued",
+     "ConversationAssigned", "ConversationTransferred", "ConversationResolved",
+     "ConversationReopened", "MessageEnriched", "RoutingDecided", "AgentStatusChanged"),
+    6, retention_ms=7 * DAY_MS, producers=("worker: kpi",), consumers=("worker: kpi",),
+    doc="KPI inputs repartitioned by tenant: the conversation log and agent status in one stream.",
 )
 KPI_CONTACTS = Topic(
     "parley.kpi.contacts", "tenant|contact", ("ContactMeasured",), 6, cleanup="compact",
@@ -100,11 +110,38 @@ KPI_INTERVALS = Topic(
 
 ALL: tuple[Topic, ...] = (
     RAW_INGRESS, DEAD_LETTER, MESSAGES, AGENT_STATUS, CUSTOMER_CONTEXT, IDENTITY,
-    IDENTITY_COMMANDS, CONVERSATION_MESSAGES, CONVERSATIONS, KPI_CONTACTS, KPI_INTERVALS,
+    IDENTITY_COMMANDS, CONVERSATION_MESSAGES, CONVERSATIONS, KPI_INPUT, KPI_CONTACTS,
+    KPI_INTERVALS,
 )
 BY_NAME = {t.name: t for t in ALL}
+
+# Repartition topics of the stream worker. Keyed by tenant: a tenant's identity graph, and its
+# agents with their queues, are each one consistent state that a single partition owns. They
+# are named per worker app id (internal_name), so a replay under a fresh app id never shares
+# them, and the worker declares them itself: `parley topics apply` does not create them.
+IDENTITY_BY_TENANT = Topic(
+    "identity.by-tenant", "tenant",
+    ("MessageReceived", "MessageSent", "DeliveryStatusChanged", "IdentityLinked", "IdentityUnlinked",
+     "IdentitiesMerged"), 6, retention_ms=7 * DAY_MS,
+    producers=("worker: identity (rekey)",), consumers=("worker: identity",),
+    doc="parley.messages and parley.identity.commands re-keyed by tenant.",
+)
+ROUTING_BY_TENANT = Topic(
+    "routing.by-tenant", "tenant",
+    ("ConversationStarted", "ConversationReopened", "ConversationResolved", "ConversationTransferred",
+     "MessageReceived", "MessageSent", "MessageEnriched", "AgentStatusChanged", "CustomerContextUpdated"),
+    6, retention_ms=7 * DAY_MS,
+    producers=("worker: routing (rekey)",), consumers=("worker: routing",),
+    doc="What routing needs from parley.conversations, agents.status and customers.context, by tenant.",
+)
+INTERNAL: tuple[Topic, ...] = (IDENTITY_BY_TENANT, ROUTING_BY_TENANT)
 
 
 def named(prefix: str, topic: Topic) -> str:
     """The topic's name on a cluster, with an optional deployment prefix (tests, staging)."""
     return f"{prefix}{topic.name}"
+
+
+def internal_name(prefix: str, app_id: str, topic: Topic) -> str:
+    """The name of a worker-internal topic: scoped by the prefix and the worker's app id."""
+    return f"{prefix}{app_id}-{topic.name}"

@@ -1,0 +1,8 @@
+"""KPIs in event time: contacts, service level, concurrency... (../shared/KPIS.md).
+
+* ``logic``: the definitions, as pure functions (read its docstring for the exact rules);
+* ``engine``: the order-insensitive, idempotent streaming state over tables, and what to emit;
+* ``agents``: the Faust wiring (``register(app, settings)``).
+
+``batch/`` at the repository root recomputes the same figures independently from the raw log.
+"""
