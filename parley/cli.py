@@ -161,6 +161,24 @@ def api() -> None:
     serve(ApiSettings())
 
 
+@app.command("demo")
+def demo(
+    scale: float = typer.Option(None, help="Size of the day: 1.0 is about 300 conversations."),
+    seed: int = typer.Option(None, help="Seed of the synthetic day."),
+    day: str = typer.Option(None, help="Simulated day, YYYY-MM-DD (default: yesterday)."),
+    serve: bool = typer.Option(None, help="Keep the dashboard up at the end (default: when in a terminal)."),
+) -> None:
+    """The main job: broker, topics, ingress, worker, projections, API, and a synthetic day."""
+    from parley.demo.main import run
+    from parley.settings import DemoSettings
+
+    s = DemoSettings()
+    s.scale = scale if scale is not None else s.scale
+    s.seed = seed if seed is not None else s.seed
+    s.day = day or s.day
+    raise typer.Exit(run(s, serve=sys.stdin.isatty() if serve is None else serve))
+
+
 def _bench(module: str, ctx: typer.Context) -> None:
     import importlib
 

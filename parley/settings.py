@@ -134,6 +134,10 @@ class WorkerSettings(_Base):
     intents_file: Path | None = None
     reopen_window_s: int = 7 * 24 * 3600
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    continue_window_s: int = 3 * 24 * 3600  # an open thread idle longer is not continued by a subject-less message
+    auto_resolve_after_s: int = 8 * 3600  # business had the last word, customer silent: resolved (0: never)
+    web_enabled: bool = True  # Faust's web server (stats, health) on web_port
+    apply_topics: bool = True  # create/update the topic catalogue at start (idempotent)
 
 
 class ProjectionSettings(_Base):
@@ -154,3 +158,17 @@ class ApiSettings(_Base):
     database_url: str = "sqlite:///parley-data/parley.db"
     host: str = "127.0.0.1"
     port: int = 8000
+
+
+class DemoSettings(_Base):
+    """`parley demo`: the whole pipeline on one machine, driven by a synthetic day."""
+
+    scale: float = 1.0
+    seed: int = 7
+    day: str | None = None  # YYYY-MM-DD; default: yesterday (UTC)
+    ingress_port: int = 8080
+    api_port: int = 8000
+    accounts_file: Path = Path("config/accounts.example.toml")
+    routing_file: Path = Path("config/routing.example.toml")
+    agent_token: SecretStr = SecretStr("demo-agent-token")
+    settle_timeout_s: float = 180.0
