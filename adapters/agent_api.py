@@ -1,0 +1,235 @@
+"""The agent API: agents' presence/capacity and their replies, as events, for the processors.
+
+Served by the ingress process, guarded by a bearer token (``Authorization: Bearer <token>``, one
+of ``IngressSettings.agent_tokens``; two at once while rotating; none configured: 403). The
+caller is the agent desktop's backend, the bot runner or the demo, trusted for every tenant it
+names. The tenant must own at least one account in the accounts file (404 otherwise).
+
+``POST /agents/{tenant_id}/{agent_id}/status`` -> AgentStatusChanged on the agents topic, key
+``tenant`` (routing sees one tenant's agents in order)::
+
+    {"presence": "online" | "away" | "offline", "capacity": 3, "skills": ["refund"],
+     "languages": ["fr", "en"], "channels": [], "queues": ["billing"], "display_name": "Inès",
+     "occurred_at": 1731400000000, "change_id": "optional idempotency key"}
+
+``POST /agents/{tenant_id}/{agent_id}/replies`` -> MessageSent on the messages topic, keyed like
+the customer's inbound events (``tenant|channel|recipient id``)::
+
+    {"message_id": "out-83c1", "channel": "whatsapp", "channel_account_id": "106540352242922",
+     "recipient": {"id": "33612345678"}, "text": "Your parcel left today.",
+     "author_type": "agent" | "bot" | "automation" | "system", "kind": "free_form" | "template",
+     "template_name": null, "attachments": [], "rich": null, "thread_id": null,
+     "customer_id": null, "in_reply_to_event_id": null, "occurred_at": 1731400005000}
+
+Event time is ``occurred_at`` (epoch ms) when given (the demo replays a synthetic day), else the
+receipt time. Ids are deterministic: a reply's from (tenant, message_id), a status change's from
+(tenant, agent, change_id or the body's sha256), so a retried POST is recognised downstream.
+Answers 200 ``{"event_id", "topic", "partition", "offset"}`` once Kafka acknowledged; 503 with
+``Retry-After`` otherwise; 400 with the first validation error for a bad body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from adapters.app import Ingress, Refusal, log, read_body
+from adapters.producer import Record
+from schemas.events import derive_id, envelope, make
+
+CHANNELS = ("whatsapp", "messenger", "instagram", "sms", "telegram", "line", "viber", "wechat", "rbm",
+            "email", "webchat")
+MAX_BODY = 64 * 1024
+EPOCH_2000_MS, EPOCH_2100_MS = 946_684_800_000, 4_102_444_800_000
+AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:\-]{0,127}")
+_Name = Annotated[str, Field(min_length=1, max_length=64)]
+_Time = Annotated[int, Field(ge=EPOCH_2000_MS, lt=EPOCH_2100_MS)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StatusBody(_Body):
+    presence: Literal["online", "away", "offline"]
+    capacity: int = Field(1, ge=0, le=1000)
+    skills: list[_Name] = Field(default_factory=list, max_length=100)
+    languages: list[_Name] = Field(default_factory=list, max_length=50)
+    channels: list[Literal[CHANNELS]] = Field(default_factory=list)  # type: ignore[valid-type]
+    queues: list[_Name] = Field(default_factory=list, max_length=100)
+    display_name: str | None = Field(None, max_length=256)
+    occurred_at: _Time | None = None
+    change_id: str | None = Field(None, min_length=1, max_length=128)
+
+
+class RecipientBody(_Body):
+    id: str = Field(min_length=1, max_length=256)
+    display_name: str | None = Field(None, max_length=256)
+    phone_e164: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$")
+    email: str | None = Field(None, max_length=320)
+    login_id: str | None = Field(None, max_length=256)
+
+
+class AttachmentBody(_Body):
+    kind: Literal["image", "audio", "video", "document", "file", "sticker", "location"]
+    media_id: str | None = Field(None, max_length=256)
+    url: str | None = Field(None, max_length=2048)
+    mime_type: str | None = Field(None, max_length=128)
+    size_bytes: int | None = Field(None, ge=0)
+    sha256: str | None = Field(None, max_length=128)
+    caption: str | None = Field(None, max_length=4096)
+    filename: str | None = Field(None, max_length=512)
+
+    @model_validator(mode="after")
+    def _reference(self) -> AttachmentBody:
+        if not (self.url or self.media_id):
+            raise ValueError("an attachment needs a url or a media_id (never the bytes)")
+        return self
+
+
+class RichBody(_Body):
+    kind: _Name
+    payload: str | None = Field(None, max_length=4096)
+    title: str | None = Field(None, max_length=1024)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReplyBody(_Body):
+    message_id: str = Field(min_length=1, max_length=128)
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+    channel_account_id: str = Field(min_length=1, max_length=128)
+    recipient: RecipientBody
+    text: str | None = Field(None, max_length=10_000)
+    kind: Literal["free_form", "template"] = "free_form"
+    template_name: str | None = Field(None, max_length=512)
+    attachments: list[AttachmentBody] = Field(default_factory=list, max_length=10)
+    rich: RichBody | None = None
+    author_type: Literal["agent", "bot", "automation", "system"] = "agent"
+    channel_message_id: str | None = Field(None, max_length=256)
+    customer_id: str | None = Field(None, max_length=128)
+    thread_id: str | None = Field(None, max_length=128)
+    in_reply_to_event_id: str | None = Field(None, max_length=128)
+    occurred_at: _Time | None = None
+
+    @model_validator(mode="after")
+    def _content(self) -> ReplyBody:
+        if self.kind == "template" and not self.template_name:
+            raise ValueError("a template message needs template_name")
+        if not (self.text or self.attachments or self.rich or self.template_name):
+            raise ValueError("a reply needs text, attachments, rich content or a template")
+        return self
+
+
+def status_event(tenant: str, agent: str, body: StatusBody, raw: bytes, received_ms: int) -> dict[str, Any]:
+    """AgentStatusChanged from a validated body (pure)."""
+    change = body.change_id or hashlib.sha256(raw).hexdigest()
+    env = envelope("AgentStatusChanged", event_id=derive_id(tenant, "AgentStatusChanged", agent, change),
+                   occurred_at=body.occurred_at or received_ms, tenant_id=tenant, partition_key=tenant,
+                   producer="ingress/agent-api")
+    return make("AgentStatusChanged", env, agent_id=agent, presence=body.presence, capacity=body.capacity,
+                skills=list(body.skills), languages=list(body.languages), channels=list(body.channels),
+                queues=list(body.queues), display_name=body.display_name)
+
+
+def reply_event(tenant: str, agent: str, body: ReplyBody, received_ms: int) -> dict[str, Any]:
+    """MessageSent from a validated body (pure), keyed like the recipient's inbound messages."""
+    recipient = {"channel": body.channel, **body.recipient.model_dump()}
+    env = envelope("MessageSent", event_id=derive_id(tenant, "MessageSent", body.message_id),
+                   occurred_at=body.occurred_at or received_ms, tenant_id=tenant,
+                   partition_key=f"{tenant}|{body.channel}|{body.recipient.id}", producer="ingress/agent-api")
+    rich = None
+    if body.rich is not None:
+        rich = {"kind": body.rich.kind, "payload": body.rich.payload, "title": body.rich.title,
+                "data_json": json.dumps(body.rich.data, sort_keys=True, ensure_ascii=False)}
+    return make("MessageSent", env, channel=body.channel, channel_account_id=body.channel_account_id,
+                recipient=recipient, message_id=body.message_id, channel_message_id=body.channel_message_id,
+                author_type=body.author_type, author_id=agent, kind=body.kind, template_name=body.template_name,
+                text=body.text, attachments=[a.model_dump() for a in body.attachments], rich=rich,
+                customer_id=body.customer_id, thread_id=body.thread_id,
+                in_reply_to_event_id=body.in_reply_to_event_id)
+
+
+class AgentApi:
+    def __init__(self, ingress: Ingress) -> None:
+        self.ingress = ingress
+        self.tokens = tuple(t.get_secret_value() for t in ingress.settings.agent_tokens if t.get_secret_value())
+
+    async def status(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "agent_status")
+
+    async def reply(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "agent_reply")
+
+    async def _handle(self, request: web.Request, route: str) -> web.Response:
+        t0 = time.perf_counter()
+        ing = self.ingress
+        try:
+            resp = await self._store(request, route)
+        except Refusal as r:
+            resp = ing.refused(r, "agent_api", route=route, tenant_id=request.match_info.get("tenant_id"))
+        except Exception:
+            log.exception("agent_api.internal_error", route=route)
+            resp = ing.refused(Refusal(503, "internal error: not stored, retry later", "unavailable",
+                                       {"Retry-After": str(ing.settings.retry_after_s)}), "agent_api")
+        ing.metrics.requests.labels(route, "agent_api", str(resp.status)).inc()
+        ing.metrics.request_seconds.labels(route).observe(time.perf_counter() - t0)
+        return resp
+
+    async def _store(self, request: web.Request, route: str) -> web.Response:
+        self._authorize(request)
+        tenant, agent = request.match_info["tenant_id"], request.match_info["agent_id"]
+        if tenant not in self.ingress.accounts.tenants:
+            raise Refusal(404, f"unknown tenant {tenant!r}", "unknown_tenant")
+        if not AGENT_ID.fullmatch(agent):
+            raise Refusal(400, "agent id: letters, digits and _ . @ : - only", "invalid_body")
+        raw = await read_body(request, MAX_BODY)
+        received = self.ingress.clock_ms()
+        if route == "agent_status":
+            event = status_event(tenant, agent, _validate(StatusBody, raw), raw, received)
+            topic = self.ingress.agents_topic
+        else:
+            event = reply_event(tenant, agent, _validate(ReplyBody, raw), received)
+            topic = self.ingress.messages_topic
+        env = event["envelope"]
+        env["recorded_at"] = self.ingress.clock_ms()
+        record = Record(topic, env["partition_key"].encode(), self.ingress.codec.encode(event, topic),
+                        (("event_type", env["event_type"].encode()),), env["occurred_at"])
+        stored = (await self.ingress.produce([record]))[0]
+        self.ingress.metrics.events.labels("agent_api", env["event_type"]).inc()
+        return web.json_response({"event_id": env["event_id"], "topic": stored.topic,
+                                  "partition": stored.partition, "offset": stored.offset})
+
+    def _authorize(self, request: web.Request) -> None:
+        if not self.tokens:
+            raise Refusal(403, "agent API disabled: no agent token is configured", "bad_agent_token")
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        given = token.strip().encode()
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(t.encode(), given) for t in self.tokens):
+            raise Refusal(401, "missing or wrong agent token", "bad_agent_token", {"WWW-Authenticate": "Bearer"})
+
+
+def _validate(model: type[_Body], raw: bytes) -> Any:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise Refusal(400, f"malformed JSON: {e}", "invalid_body") from None
+    try:
+        return model.model_validate(doc)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        raise Refusal(400, f"{where}: {err['msg']}", "invalid_body") from None
+
+
+def setup(app: web.Application, ingress: Ingress) -> None:
+    """Add the agent routes to the ingress application."""
+    api = AgentApi(ingress)
+    app.router.add_post("/agents/{tenant_id}/{agent_id}/status", api.status)
+    app.router.add_post("/agents/{tenant_id}/{agent_id}/replies", api.reply)

@@ -1,0 +1,1 @@
+"""Benchmarks run by `parley bench ...`: each module exposes ``main(argv)``."""
