@@ -114,13 +114,17 @@ def ingress(
     port: int = typer.Option(None, help="Listen port (PARLEY_PORT)."),
 ) -> None:
     """The webhook ingress: one route per channel account, agent API, health and metrics."""
+    from adapters.accounts import AccountsError
     from adapters.app import serve
     from parley.settings import IngressSettings
 
     s = IngressSettings()
     s.host = host or s.host
     s.port = port or s.port
-    serve(s)
+    try:
+        serve(s)
+    except AccountsError as e:
+        _fail(f"accounts file {s.accounts_file}: {e}", 2)
 
 
 @app.command("worker")

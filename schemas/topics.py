@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DAY_MS = 24 * 3600 * 1000
+RAW_MAX_BYTES = 32 * 1024 * 1024  # raw webhook bodies: e-mails with attachments reach 30 MiB
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Topic:
     producers: tuple[str, ...] = ()
     consumers: tuple[str, ...] = ()
     doc: str = ""
+    max_message_bytes: int | None = None  # None: the broker's default (about 1 MB)
 
     def configs(self) -> dict[str, str]:
         """Topic-level Kafka configs this catalogue owns."""
@@ -31,17 +33,20 @@ class Topic:
         if self.cleanup == "compact":
             cfg["min.compaction.lag.ms"] = "60000"
         cfg["unclean.leader.election.enable"] = "false"
+        if self.max_message_bytes:
+            cfg["max.message.bytes"] = str(self.max_message_bytes)
         return cfg
 
 
 RAW_INGRESS = Topic(
     "parley.ingress.raw", "tenant|channel|account", ("RawRequest",), 6,
-    retention_ms=30 * DAY_MS,
+    retention_ms=30 * DAY_MS, max_message_bytes=RAW_MAX_BYTES,
     producers=("ingress",), consumers=("audit", "replay tools"),
     doc="Every verified webhook request as received (body + headers that matter).",
 )
 DEAD_LETTER = Topic(
     "parley.deadletter", "stage", ("DeadLetter",), 1, retention_ms=30 * DAY_MS,
+    max_message_bytes=RAW_MAX_BYTES,
     producers=("ingress", "worker", "projections"), consumers=("operators", "dlq replay"),
     doc="Records that verified but could not be mapped or processed, with raw bytes and error.",
 )

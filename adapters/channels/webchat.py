@@ -27,7 +27,8 @@ Body: one event, or ``{"events": [...]}`` with up to 50 (an SDK flushing its off
 ``message_id`` is chosen by the SDK, unique per visitor, and reused when it retries: the event id
 derives from (tenant, account, visitor, message id), so a retry is recognised. Event time: the
 SDK's ``sent_at`` (kept for messages queued offline) but never later than the receipt time nor
-more than 24 h before it; receipt time when absent. Partition key ``tenant|webchat|visitor_id``.
+more than 24 h before it (``options.max_client_skew_s`` changes the bound; 0 lifts it, for
+replays of recorded traffic such as `parley demo`); receipt time when absent. Partition key ``tenant|webchat|visitor_id``.
 Unknown ``type`` or a body that does not validate: 400 with the first error.
 """
 
@@ -189,7 +190,7 @@ def _to_event(item: WebchatMessage | WebchatStatus, req: Request, account: Accou
         if not identity["display_name"] and isinstance(claims.get("name"), str):
             identity["display_name"] = claims["name"]
     event_id = derive_id(account.tenant_id, CHANNEL, account.account_id, item.visitor_id, item.message_id)
-    env = envelope("MessageReceived", event_id=event_id, occurred_at=_event_time(item.sent_at, req),
+    env = envelope("MessageReceived", event_id=event_id, occurred_at=_event_time(item.sent_at, req, account),
                    tenant_id=account.tenant_id, partition_key=key, producer=f"ingress/{CHANNEL}")
     return make("MessageReceived", env, channel=CHANNEL, channel_account_id=account.account_id,
                 sender=identity, channel_message_id=item.message_id, text=item.text, subject=item.subject,
@@ -200,7 +201,7 @@ def _to_event(item: WebchatMessage | WebchatStatus, req: Request, account: Accou
 def _status(item: WebchatStatus, req: Request, account: Account, key: str) -> dict[str, Any]:
     event_id = derive_id(account.tenant_id, CHANNEL, account.account_id, item.visitor_id, item.message_id,
                          "status", item.status)
-    env = envelope("DeliveryStatusChanged", event_id=event_id, occurred_at=_event_time(item.at, req),
+    env = envelope("DeliveryStatusChanged", event_id=event_id, occurred_at=_event_time(item.at, req, account),
                    tenant_id=account.tenant_id, partition_key=key, producer=f"ingress/{CHANNEL}")
     recipient = {"channel": CHANNEL, "id": item.visitor_id, "display_name": None, "phone_e164": None,
                  "email": None, "login_id": None}
@@ -209,10 +210,13 @@ def _status(item: WebchatStatus, req: Request, account: Account, key: str) -> di
                 error_code=item.error_code, error_message=item.error_message, raw_event_id=req.raw_event_id)
 
 
-def _event_time(client_ms: int | None, req: Request) -> int:
-    """The SDK's clock, bounded by the receipt time (a fast clock) and 24 h before it."""
+def _event_time(client_ms: int | None, req: Request, account: Account) -> int:
+    """The SDK's clock, bounded by the receipt time (a fast clock) and by the account's
+    ``max_client_skew_s`` before it (24 h by default; 0: no lower bound)."""
     received = req.received_at_ms
-    if client_ms is None or client_ms < received - MAX_SKEW_MS:
+    skew_s = account.options.get("max_client_skew_s")
+    skew_ms = MAX_SKEW_MS if skew_s is None else int(skew_s) * 1000
+    if client_ms is None or (skew_ms and client_ms < received - skew_ms):
         return received
     return min(client_ms, received)
 

@@ -6,6 +6,8 @@ check is exercised against a real JWT implementation.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from typing import Any
 
@@ -86,6 +88,17 @@ def test_a_message_maps_to_message_received_field_by_field() -> None:
 ])
 def test_event_time_is_the_sdks_clock_bounded_by_receipt(sent_at, expected) -> None:
     [event] = ADAPTER.parse(request(message(sent_at=sent_at)), ACCOUNT)
+    assert event["envelope"]["occurred_at"] == expected
+
+
+@pytest.mark.parametrize("skew_s, sent_at, expected", [
+    (0, NOW - 30 * 86_400_000, NOW - 30 * 86_400_000),  # bound lifted: a replayed past day
+    (0, NOW + 1000, NOW),  # never later than receipt
+    (60, NOW - 61_000, NOW), (60, NOW - 59_000, NOW - 59_000),
+])
+def test_the_account_sets_the_client_clock_bound(skew_s, sent_at, expected) -> None:
+    account = replace(ACCOUNT, options={**ACCOUNT.options, "max_client_skew_s": skew_s})
+    [event] = ADAPTER.parse(request(message(sent_at=sent_at)), account)
     assert event["envelope"]["occurred_at"] == expected
 
 
