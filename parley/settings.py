@@ -130,7 +130,7 @@ class WorkerSettings(_Base):
     app_id: str = "parley-streams"
     store: str = "memory://"  # or rocksdb://
     web_port: int = 6066
-    routing_file: Path = Path("config/routing.toml")
+    routing_file: Path | None = Path("config/routing.toml")  # None: built-in rules for every tenant
     intents_file: Path | None = None
     reopen_window_s: int = 7 * 24 * 3600
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"

@@ -136,8 +136,8 @@ ROUTING_BY_TENANT = Topic(
     ("ConversationStarted", "ConversationReopened", "ConversationResolved", "ConversationTransferred",
      "MessageReceived", "MessageSent", "MessageEnriched", "AgentStatusChanged", "CustomerContextUpdated"),
     6, retention_ms=7 * DAY_MS,
-    producers=("worker: routing (rekey)",), consumers=("worker: routing",),
-    doc="What routing needs from parley.conversations, agents.status and customers.context, by tenant.",
+    producers=("worker: threads", "worker: enrich", "worker: routing (rekey)"), consumers=("worker: routing",),
+    doc="What routing needs of the conversations (written beside them), agents.status and customers.context.",
 )
 INTERNAL: tuple[Topic, ...] = (IDENTITY_BY_TENANT, ROUTING_BY_TENANT)
 

@@ -1,0 +1,65 @@
+"""Threads agent: group each customer's messages into threads by subject.
+
+Consumes: ``parley.conversation.messages`` (key tenant|customer).
+Produces: ``parley.conversations`` (key tenant|customer): thread life-cycle events and the
+    threaded messages; what routing needs of them also to ``routing.by-tenant`` (key tenant),
+    the same bytes, so routing does not re-read the whole conversations topic.
+State: table ``threads`` (tenant|customer -> CustomerThreads), co-partitioned with the input.
+Idempotency and replay: see ``streams.threads.logic``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parley import logs
+from schemas import topics
+from streams.routing import logic as routing
+from streams.threads import logic
+from streams.threads.logic import CustomerThreads
+from streams.wiring import Wiring
+
+STAGE = "streams/threads"
+log = logs.get(STAGE)
+
+
+def rules_from(settings: Any) -> logic.Rules:
+    return logic.Rules(reopen_window_ms=settings.reopen_window_s * 1000,
+                       continue_window_ms=settings.continue_window_s * 1000,
+                       auto_resolve_after_ms=settings.auto_resolve_after_s * 1000)
+
+
+def register(w: Wiring) -> None:
+    source = w.topic(topics.CONVERSATION_MESSAGES)
+    conversations = w.topic(topics.CONVERSATIONS)
+    to_routing = w.internal(topics.ROUTING_BY_TENANT)
+    table = w.table("threads", topics.CONVERSATION_MESSAGES)
+    rules = rules_from(w.settings)
+
+    @w.app.agent(source, name="threads")
+    async def thread(stream: Any) -> None:
+        async for event in stream.events():
+            value = await w.guard(STAGE, event)
+            if value is None:
+                continue
+            try:
+                out = _apply(value, table, rules)
+            except Exception as e:  # a bug or an impossible record: park it, keep the stream going
+                log.exception("threads.failed", event_id=value.get("envelope", {}).get("event_id"))
+                await w.dead_letter(STAGE, event, "poison", repr(e))
+                continue
+            for e in out:  # (tenant|customer, event) and, for routing, (tenant, event)
+                targets = [(conversations, e["envelope"]["partition_key"])]
+                if routing.wanted(e):
+                    targets.append((to_routing, e["envelope"]["tenant_id"]))
+                await w.fan_out(e, *targets)
+
+
+def _apply(event: dict[str, Any], table: Any, rules: logic.Rules) -> list[dict[str, Any]]:
+    key = logic.customer_key(event)
+    state = CustomerThreads.from_json(table.get(key))
+    after, out = logic.step(state, event, rules)
+    if after != state:
+        table[key] = after.to_json()
+    log.debug("threads.applied", event_id=event["envelope"]["event_id"], key=key, emitted=len(out))
+    return out

@@ -1,0 +1,299 @@
+"""Threads by subject: a customer's messages grouped per request, across channels (pure logic).
+
+Consumes: MessageReceived, MessageSent (customer id set), and the agent API's
+    ConversationResolved / ConversationTransferred commands, from ``parley.conversation.messages``
+    (key tenant|customer). DeliveryStatusChanged is read and ignored.
+Produces: ConversationStarted, ConversationReopened, ConversationResolved (by an agent, or by
+    inactivity in event time) and the message with ``thread_id`` set, same event id, to
+    ``parley.conversations`` (key tenant|customer).
+Key: tenant|customer, co-partitioned with the input: no repartition.
+State: one :class:`CustomerThreads` per customer: its recent threads (subject, order/ticket
+    references, channel message ids, activity times, open or resolved) and the ids of the events
+    it applied.
+
+Which thread a customer message joins, in order:
+1. the thread holding a message it replies to (e-mail In-Reply-To/References, quoted message);
+2. the most recent thread sharing an order/ticket reference found in its text or subject;
+3. the most recent thread with the same normalised subject (Re:/Fwd:/TR: stripped);
+4. with no subject and no conflicting reference, the most recent open thread active within
+   ``continue_window``; a message naming a reference the recent thread does not have, or an
+   e-mail with a new subject, starts a new thread.
+A resolved thread found this way reopens if the message comes within ``reopen_window`` of its
+resolution, else a new thread starts (and the references now lead to the new one).
+
+Resolution: agents (and bots) resolve through the agent API, which writes ConversationResolved
+to the input topic; a thread whose last word was the business's (agent or bot) and whose
+customer stayed silent for ``auto_resolve_after`` is resolved by ``timeout``, decided when the
+customer's next event arrives and dated at the deadline, in event time.
+Idempotency: an event id already applied (bounded memory per customer) changes nothing and emits
+nothing. Replay-safe: yes; ids derive from input ids, times from ``occurred_at``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from schemas.events import caused_by, derive_id, make
+
+PRODUCER = "streams/threads"
+MAX_THREADS = 50
+MAX_SEEN = 256
+MAX_MESSAGE_IDS = 64
+BUSINESS_REPLIES = frozenset({"agent", "bot"})  # automation notices are not an answer
+
+_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|tr|aw|wg|sv|vs|antw|rif|r)\s*(?:\[\d+\])?\s*:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
+_REF = re.compile(
+    r"(?:\b(?:order|commande|cmd|ticket|case|dossier|facture|invoice|colis|parcel|tracking|r[ée]f[ée]rence|ref)"
+    r"\b\.?\s*(?:n\s*[°ºo]\.?|no\.?|num[ée]ro|number|nr\.?)?\s*[:#]?\s*|#\s*)"
+    r"(?P<ref>[A-Z]{0,4}-?\d[\dA-Z-]{3,}\b)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    reopen_window_ms: int = 7 * 24 * 3600 * 1000
+    continue_window_ms: int = 3 * 24 * 3600 * 1000
+    auto_resolve_after_ms: int = 0  # 0: only agents resolve
+
+
+@dataclass(frozen=True)
+class Thread:
+    thread_id: str
+    started_at: int
+    last_activity_at: int
+    subject: str | None = None  # normalised
+    refs: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()  # channel message ids and our outbound ids (bounded)
+    last_customer_at: int | None = None
+    last_business_at: int | None = None
+    resolved_at: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.resolved_at is None
+
+
+_THREAD = tuple(f.name for f in fields(Thread))  # positional rows in the table
+_REFS, _IDS = _THREAD.index("refs"), _THREAD.index("message_ids")
+
+
+@dataclass(frozen=True)
+class CustomerThreads:
+    threads: tuple[Thread, ...] = ()  # most recently active first
+    seen: tuple[str, ...] = ()
+
+    def get(self, thread_id: str) -> Thread | None:
+        return next((t for t in self.threads if t.thread_id == thread_id), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"threads": [[getattr(t, f) for f in _THREAD] for t in self.threads], "seen": list(self.seen)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> CustomerThreads:
+        if not d:
+            return cls()
+        threads = tuple(Thread(**{**dict(zip(_THREAD, t)), "refs": tuple(t[_REFS]), "message_ids": tuple(t[_IDS])})
+                        for t in d["threads"])
+        return cls(threads, tuple(d["seen"]))
+
+
+# --- text features ---------------------------------------------------------------------------
+
+def normalise_subject(subject: str | None) -> str | None:
+    """``Re: Fwd: TR: [Ticket] Order 123`` -> ``order 123``; None when nothing is left."""
+    if not subject:
+        return None
+    s = _PREFIX.sub("", subject)
+    s = " ".join(s.split()).casefold()
+    return s or None
+
+
+def references(*texts: str | None) -> tuple[str, ...]:
+    """Order/ticket/invoice numbers named in the texts, normalised (upper case, no dashes)."""
+    found: list[str] = []
+    for text in texts:
+        for m in _REF.finditer(text or ""):
+            ref = m.group("ref").upper().replace("-", "")
+            if sum(ch.isdigit() for ch in ref) >= 3 and ref not in found:
+                found.append(ref)
+    return tuple(found)
+
+
+# --- decide ----------------------------------------------------------------------------------
+
+def decide(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> list[dict[str, Any]]:
+    """What ``event`` causes: timeouts first, then the thread event and the threaded message."""
+    return step(state, event, rules)[1]
+
+
+def evolve(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> CustomerThreads:
+    return step(state, event, rules)[0]
+
+
+def step(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> tuple[CustomerThreads, list[dict]]:
+    """The new state and the events emitted for ``event``."""
+    env = event["envelope"]
+    kind = env["event_type"]
+    if env["event_id"] in state.seen or kind == "DeliveryStatusChanged":
+        return state, []
+    state, out = _timeouts(state, event, rules)
+    if kind == "MessageReceived":
+        state, more = _customer_message(state, event, rules)
+    elif kind == "MessageSent":
+        state, more = _business_message(state, event)
+    elif kind == "ConversationResolved":
+        state, more = _resolve(state, event)
+    elif kind == "ConversationTransferred":
+        more = [event] if state.get(event["thread_id"]) else []
+    else:
+        more = []
+    return _seen(state, env["event_id"]), out + more
+
+
+def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules) -> tuple[CustomerThreads, list]:
+    at = msg["envelope"]["occurred_at"]
+    subject = normalise_subject(msg.get("subject"))
+    refs = references(msg.get("subject"), msg.get("text"))
+    found = _match(state, msg, subject, refs, at, rules)
+    out: list[dict[str, Any]] = []
+    if found is not None and not found.open and at - found.resolved_at > rules.reopen_window_ms:
+        found = None  # too late to reopen: a new thread carries the subject on
+    if found is None:
+        thread = Thread(derive_id(msg["envelope"]["tenant_id"], msg["customer_id"], "thread",
+                                  msg["envelope"]["event_id"]), at, at, subject)
+        out.append(_started(msg, thread, msg.get("subject")))
+    elif not found.open:
+        thread = replace(found, resolved_at=None)
+        out.append(_event(msg, "ConversationReopened", thread.thread_id, message_event_id=msg["envelope"]["event_id"]))
+    else:
+        thread = found
+    thread = _touch(thread, at, customer=True, refs=refs, subject=subject,
+                    ids=(msg["channel_message_id"],))
+    return _put(state, thread), [*out, {**msg, "thread_id": thread.thread_id}]
+
+
+def _match(state: CustomerThreads, msg: dict[str, Any], subject: str | None, refs: tuple[str, ...],
+           at: int, rules: Rules) -> Thread | None:
+    replied = {*msg.get("references", ()), msg.get("reply_to_channel_message_id")} - {None}
+    for t in state.threads:  # most recent first
+        if replied & set(t.message_ids):
+            return t
+    for t in state.threads:
+        if set(refs) & set(t.refs):
+            return t
+    if subject is not None:
+        return next((t for t in state.threads if t.subject == subject), None)
+    recent = state.threads[0] if state.threads else None
+    if recent is None or (refs and recent.refs):  # a reference the recent thread does not have
+        return None
+    if recent.open and at - recent.last_activity_at > rules.continue_window_ms:
+        return None
+    return recent
+
+
+def _business_message(state: CustomerThreads, msg: dict[str, Any]) -> tuple[CustomerThreads, list]:
+    at = msg["envelope"]["occurred_at"]
+    thread = state.get(msg["thread_id"]) if msg.get("thread_id") else None
+    if msg.get("thread_id") and thread is None:
+        return state, [msg]  # a thread this state does not hold (e.g. before a merge): pass it on
+    out: list[dict[str, Any]] = []
+    if thread is None:
+        thread = next((t for t in state.threads if t.open), state.threads[0] if state.threads else None)
+    if thread is None:  # the business starts the conversation (outbound-first)
+        thread = Thread(derive_id(msg["envelope"]["tenant_id"], msg["customer_id"], "thread",
+                                  msg["envelope"]["event_id"]), at, at)
+        out.append(_started(msg, thread, None))
+    replied = msg.get("author_type") in BUSINESS_REPLIES
+    ids = tuple(i for i in (msg.get("channel_message_id"), msg["message_id"]) if i)
+    thread = _touch(thread, at, business=replied, ids=ids)
+    return _put(state, thread), [*out, {**msg, "thread_id": thread.thread_id}]
+
+
+def _resolve(state: CustomerThreads, cmd: dict[str, Any]) -> tuple[CustomerThreads, list]:
+    thread = state.get(cmd["thread_id"])
+    if thread is None or not thread.open:
+        return state, []
+    at = cmd["envelope"]["occurred_at"]
+    return _put(state, replace(thread, resolved_at=at), front=False), [cmd]
+
+
+def _timeouts(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> tuple[CustomerThreads, list]:
+    """Resolve threads where the business had the last word and the customer went silent."""
+    if not rules.auto_resolve_after_ms:
+        return state, []
+    now = event["envelope"]["occurred_at"]
+    out = []
+    for t in state.threads:
+        last = t.last_business_at
+        if not t.open or last is None or (t.last_customer_at or 0) > last:
+            continue
+        deadline = last + rules.auto_resolve_after_ms
+        if now >= deadline:
+            state = _put(state, replace(t, resolved_at=deadline), front=False)
+            out.append(_timed_out(event, t, deadline))
+    return state, out
+
+
+# --- events ----------------------------------------------------------------------------------
+
+def _event(cause: dict[str, Any], kind: str, thread_id: str, **fields: Any) -> dict[str, Any]:
+    env = caused_by(cause, kind, id_suffix=thread_id, producer=PRODUCER)
+    return make(kind, env, thread_id=thread_id, customer_id=cause["customer_id"],
+                channel=cause.get("channel"), **fields)
+
+
+def _started(msg: dict[str, Any], thread: Thread, subject: str | None) -> dict[str, Any]:
+    clean = _PREFIX.sub("", subject).strip() if subject else None
+    return _event(msg, "ConversationStarted", thread.thread_id, subject=clean or None,
+                  first_message_event_id=msg["envelope"]["event_id"])
+
+
+def _timed_out(cause: dict[str, Any], thread: Thread, deadline: int) -> dict[str, Any]:
+    env = caused_by(cause, "ConversationResolved", id_suffix=thread.thread_id, producer=PRODUCER,
+                    occurred_at=deadline)
+    # the id names the thread and deadline, not the event that noticed it
+    env["event_id"] = derive_id(thread.thread_id, "timeout", deadline)
+    return make("ConversationResolved", env, thread_id=thread.thread_id, customer_id=cause["customer_id"],
+                channel=cause.get("channel"), resolved_by="timeout")
+
+
+# --- state helpers ---------------------------------------------------------------------------
+
+def _touch(t: Thread, at: int, *, customer: bool = False, business: bool = False, refs: Sequence[str] = (),
+           subject: str | None = None, ids: Sequence[str] = ()) -> Thread:
+    return replace(
+        t,
+        last_activity_at=max(t.last_activity_at, at),
+        last_customer_at=max(t.last_customer_at or 0, at) if customer else t.last_customer_at,
+        last_business_at=max(t.last_business_at or 0, at) if business else t.last_business_at,
+        refs=t.refs + tuple(r for r in refs if r not in t.refs),
+        subject=t.subject or subject,
+        message_ids=(t.message_ids + tuple(i for i in ids if i not in t.message_ids))[-MAX_MESSAGE_IDS:],
+    )
+
+
+def _put(state: CustomerThreads, thread: Thread, front: bool = True) -> CustomerThreads:
+    """Store ``thread``: first if it was just active, else in place; drop the oldest resolved."""
+    others = [t for t in state.threads if t.thread_id != thread.thread_id]
+    if front:
+        threads = [thread, *others]
+    else:
+        threads = [thread if t.thread_id == thread.thread_id else t for t in state.threads]
+    while len(threads) > MAX_THREADS:
+        oldest_resolved = next((t for t in reversed(threads) if not t.open), threads[-1])
+        threads.remove(oldest_resolved)
+    return replace(state, threads=tuple(threads))
+
+
+def _seen(state: CustomerThreads, event_id: str) -> CustomerThreads:
+    return replace(state, seen=(*state.seen, event_id)[-MAX_SEEN:])
+
+
+def customer_key(event: Mapping[str, Any]) -> str:
+    """The state key of an input event: tenant|customer."""
+    return f"{event['envelope']['tenant_id']}|{event['customer_id']}" if event.get("customer_id") \
+        else event["envelope"]["partition_key"]
