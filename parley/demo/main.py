@@ -195,11 +195,11 @@ def summary_table(d: Demo) -> tuple[Table, dict]:
     finally:
         store.close()
     t = Table(title=f"KPIs of the simulated day (as of {summary['as_of_utc']})")
-    for col in ("channel", "contacts", "SL(300)", "90/300", "SL(20)", "80/20", "FRT p50", "FRT p90"):
+    for col in ("channel", "offered", "SL(300)", "90/300", "SL(20)", "80/20", "FRT p50", "FRT p90"):
         t.add_column(col, justify="left" if col == "channel" else "right")
     rows = [*summary["channels"].items(), ("overall", summary["overall"])]
     for name, f in rows:
-        t.add_row(name, str(f["contacts"]), _pct(f["sl_300"]["sl"]), _met(f["sl_300"]["met"]),
+        t.add_row(name, str(f["offered"]), _pct(f["sl_300"]["sl"]), _met(f["sl_300"]["met"]),
                   _pct(f["sl_20"]["sl"]), _met(f["sl_20"]["met"]), _dur(f["frt_p50_ms"]),
                   _dur(f["frt_p90_ms"]))
     return t, summary
