@@ -30,14 +30,15 @@ def _fail(msg: str, code: int = 1) -> None:
 
 
 @kafka_app.command("up")
-def kafka_up() -> None:
+def kafka_up(fresh: bool = typer.Option(
+        False, help="Start from empty storage (deletes the stopped broker's topics).")) -> None:
     """Fetch the jars if needed, format the storage, start the broker, wait until it answers."""
     from parley import kafka_local
     from parley.settings import BrokerSettings
 
     s = BrokerSettings()
     try:
-        took = kafka_local.up(s)
+        took = kafka_local.up(s, fresh=fresh)
     except kafka_local.BrokerError as e:
         _fail(str(e))
     typer.echo(f"kafka {s.kafka_version} answers on {s.host}:{s.port} (start {took:.1f}s); "

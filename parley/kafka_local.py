@@ -42,7 +42,7 @@ log4j.logger.kafka=INFO
 log4j.logger.org.apache.kafka=WARN
 log4j.logger.state.change.logger=WARN
 log4j.logger.kafka.coordinator=WARN
-log4j.logger.kafka.log.LogCleaner=WARN
+log4j.logger.kafka.log=WARN
 """
 
 
@@ -194,25 +194,43 @@ def _running_pid(s: BrokerSettings) -> int | None:
     pid_file = paths(s).pid
     if not pid_file.exists():
         return None
-    pid = int(pid_file.read_text().strip() or 0)
     try:
+        pid = int(pid_file.read_text().strip() or 0)
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError, ValueError):
         return None
+    if not _is_our_broker(pid, paths(s).config):
+        return None  # a stale pid file from a machine restart; the number now names another process
     return pid
 
 
-def up(s: BrokerSettings) -> float:
-    """Start the broker in the background and wait until it answers; return seconds taken."""
+def _is_our_broker(pid: int, config: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (macOS): trust the pid
+    return b"kafka.Kafka" in cmdline and str(config).encode() in cmdline
+
+
+def up(s: BrokerSettings, fresh: bool = False) -> float:
+    """Start the broker in the background and wait until it answers; return seconds taken.
+
+    ``fresh`` wipes the storage of a stopped broker first (CI, or after many test runs: a
+    broker with thousands of leftover partitions takes minutes to recover its logs at start).
+    """
     t0 = time.monotonic()
     bootstrap = f"{s.host}:{s.port}"
     if answers(bootstrap, 2.0):
         return 0.0
+    if fresh and _running_pid(s) is None:
+        wipe(s)
     libs = ensure_jars(s)
     format_storage(s, libs)
     p = paths(s)
     if _running_pid(s) is None:
-        log = open(p.log, "ab")
+        if p.log.exists():
+            p.log.replace(p.log.with_suffix(".log.1"))  # one previous run kept
+        log = open(p.log, "wb")
         proc = subprocess.Popen(
             _java(s, libs, "kafka.Kafka", str(p.config)),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

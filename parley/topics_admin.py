@@ -31,6 +31,22 @@ async def apply(k: KafkaSettings, catalogue: tuple[registry.Topic, ...] = regist
         await admin.close()
 
 
+async def delete_prefixed(k: KafkaSettings) -> list[str]:
+    """Delete every topic whose name starts with ``k.topic_prefix`` (a test's or a demo's own
+    namespace, Faust's changelogs included); return the names. Refuses an empty prefix."""
+    if not k.topic_prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = _admin(k)
+    await admin.start()
+    try:
+        names = [n for n in await admin.list_topics() if n.startswith(k.topic_prefix)]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
 async def _live_partitions(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
     """Partition counts of the topics that exist (listing first: describing a missing topic
     could auto-create it on a broker that allows that)."""

@@ -7,7 +7,7 @@ bash scripts/setup.sh
 started=""
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   if ! .venv/bin/parley kafka status >/dev/null 2>&1; then
-    .venv/bin/parley kafka up
+    .venv/bin/parley kafka up --fresh  # our own throwaway broker: no leftovers from earlier runs
     started=1
   fi
   export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${PARLEY_BROKER_PORT:-9092}"

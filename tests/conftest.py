@@ -68,9 +68,20 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def kafka_settings(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix,
-                         default_partitions=3)
+def kafka_settings(kafka_bootstrap: str, topic_prefix: str):
+    """Settings for this test's own topic namespace; its topics are deleted afterwards, so a
+    long-lived broker does not pile up thousands of partitions (and slow restarts) over runs."""
+    from parley import topics_admin
+
+    k = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix,
+                      default_partitions=3)
+    yield k
+    try:
+        asyncio.run(topics_admin.delete_prefixed(k))
+    except Exception as e:  # cleanup only: never hides the test's own result
+        import warnings
+
+        warnings.warn(f"could not delete topics {topic_prefix}*: {e}", stacklevel=1)
 
 
 @pytest.fixture
