@@ -227,6 +227,7 @@ def up(s: BrokerSettings, fresh: bool = False) -> float:
     libs = ensure_jars(s)
     format_storage(s, libs)
     p = paths(s)
+    proc: subprocess.Popen | None = None
     if _running_pid(s) is None:
         if p.log.exists():
             p.log.replace(p.log.with_suffix(".log.1"))  # one previous run kept
@@ -239,7 +240,8 @@ def up(s: BrokerSettings, fresh: bool = False) -> float:
         p.pid.write_text(str(proc.pid))
     t_start = time.monotonic()
     while time.monotonic() - t_start < s.start_timeout_s:
-        if _running_pid(s) is None:
+        alive = proc.poll() is None if proc is not None else _running_pid(s) is not None
+        if not alive:
             raise BrokerError(f"broker exited during start; see {p.log}:\n{_tail(p.log)}")
         if answers(bootstrap, 2.0):
             return time.monotonic() - t0

@@ -46,6 +46,18 @@ def test_server_properties_single_node_kraft(tmp_path) -> None:
     assert props["log.dirs"] == str(tmp_path)
 
 
+def test_a_stale_pid_file_naming_another_process_is_not_a_running_broker(tmp_path) -> None:
+    import os
+
+    s = BrokerSettings(cache_dir=tmp_path, port=9999, controller_port=9998)
+    home = kafka_local.paths(s).home
+    home.mkdir(parents=True)
+    kafka_local.paths(s).pid.write_text(str(os.getpid()))  # alive, but this is pytest, not Kafka
+    assert kafka_local._running_pid(s) is None
+    kafka_local.paths(s).pid.write_text("not a pid")
+    assert kafka_local._running_pid(s) is None
+
+
 def test_answers_is_false_on_a_closed_port() -> None:
     assert kafka_local.answers("127.0.0.1:1", 2.0) is False
 
