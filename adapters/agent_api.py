@@ -1,4 +1,4 @@
-"""The agent API: agents' presence/capacity and their replies, as events, for the processors.
+"""The agent API: agents' presence, replies, thread commands and customer context, as events.
 
 Served by the ingress process, guarded by a bearer token (``Authorization: Bearer <token>``, one
 of ``IngressSettings.agent_tokens``; two at once while rotating; none configured: 403). The
@@ -21,9 +21,34 @@ the customer's inbound events (``tenant|channel|recipient id``)::
      "template_name": null, "attachments": [], "rich": null, "thread_id": null,
      "customer_id": null, "in_reply_to_event_id": null, "occurred_at": 1731400005000}
 
+``POST /agents/{tenant_id}/{agent_id}/threads/{thread_id}/resolve`` -> ConversationResolved
+(``resolved_by`` "agent" unless the body says "bot" or "system"; ``agent_id`` the path's agent)
+on the conversation-messages topic, key ``tenant|customer``, where the threads processor applies
+it to the thread (ignored if the thread is unknown or already resolved)::
+
+    {"customer_id": "c-1", "channel": "whatsapp", "resolved_by": "agent",
+     "occurred_at": 1731400009000, "request_id": "optional idempotency key"}
+
+``POST /agents/{tenant_id}/{agent_id}/threads/{thread_id}/transfer`` -> ConversationTransferred
+(``from_agent_id`` the path's agent), same topic and key; at least one target::
+
+    {"customer_id": "c-1", "to_queue": "billing", "to_agent": "marc", "reason": "refund",
+     "from_queue": null, "channel": null, "occurred_at": 1731400009000, "request_id": null}
+
+``POST /customers/{tenant_id}/{customer_id}/context`` -> CustomerContextUpdated on the customer
+context topic, key ``tenant|customer`` (routing's VIP priority, the customers projection). Sent
+by the CRM/shop connector with the same agent token (the accounts file has no per-tenant
+credential that would fit better)::
+
+    {"source": "crm", "name": "Zoé Martin", "tier": "vip", "lifecycle_stage": "customer",
+     "attributes": {"orders": "12"}, "occurred_at": 1731400000000, "request_id": null}
+
 Event time is ``occurred_at`` (epoch ms) when given (the demo replays a synthetic day), else the
 receipt time. Ids are deterministic: a reply's from (tenant, message_id), a status change's from
-(tenant, agent, change_id or the body's sha256), so a retried POST is recognised downstream.
+(tenant, agent, change_id or the body's sha256), a command's from (tenant, type, thread or
+customer [and source], occurred_at, request_id), so a retried POST is recognised downstream. A
+command with neither ``occurred_at`` nor ``request_id`` is dated and identified by its receipt:
+its retry is a new event (harmless for resolve, which the threads processor applies once).
 Answers 200 ``{"event_id", "topic", "partition", "offset"}`` once Kafka acknowledged; 503 with
 ``Retry-After`` otherwise; 400 with the first validation error for a bad body.
 """
@@ -127,6 +152,46 @@ class ReplyBody(_Body):
         return self
 
 
+_Id = Annotated[str, Field(pattern=f"^{AGENT_ID.pattern}$")]  # agent, thread and customer ids (never "|")
+_Request = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ResolveBody(_Body):
+    customer_id: _Id
+    channel: Literal[CHANNELS] | None = None  # type: ignore[valid-type]
+    resolved_by: Literal["agent", "bot", "system"] = "agent"
+    occurred_at: _Time | None = None
+    request_id: _Request | None = None
+
+
+class TransferBody(_Body):
+    customer_id: _Id
+    to_queue: _Name | None = None
+    to_agent: _Id | None = None
+    from_queue: _Name | None = None
+    reason: str | None = Field(None, max_length=256)
+    channel: Literal[CHANNELS] | None = None  # type: ignore[valid-type]
+    occurred_at: _Time | None = None
+    request_id: _Request | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> TransferBody:
+        if not (self.to_queue or self.to_agent):
+            raise ValueError("a transfer needs a target: to_queue or to_agent")
+        return self
+
+
+class ContextBody(_Body):
+    source: _Name
+    name: str | None = Field(None, max_length=256)
+    tier: _Name | None = None
+    lifecycle_stage: _Name | None = None
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=128)],
+                     Annotated[str, Field(max_length=4096)]] = Field(default_factory=dict, max_length=100)
+    occurred_at: _Time | None = None
+    request_id: _Request | None = None
+
+
 def status_event(tenant: str, agent: str, body: StatusBody, raw: bytes, received_ms: int) -> dict[str, Any]:
     """AgentStatusChanged from a validated body (pure)."""
     change = body.change_id or hashlib.sha256(raw).hexdigest()
@@ -156,6 +221,42 @@ def reply_event(tenant: str, agent: str, body: ReplyBody, received_ms: int) -> d
                 in_reply_to_event_id=body.in_reply_to_event_id)
 
 
+def command_time_and_id(tenant: str, kind: str, subject: tuple[str, ...],
+                        body: ResolveBody | TransferBody | ContextBody, received_ms: int) -> tuple[int, str]:
+    """(event time, event id) of a command: the same request (occurred_at, request_id) gives the same id."""
+    at = body.occurred_at if body.occurred_at is not None or body.request_id else received_ms
+    # with occurred_at and no request_id: the id streams.testing.thread_command derives (n=0)
+    return body.occurred_at or received_ms, derive_id(tenant, kind, *subject, at, body.request_id or 0)
+
+
+def resolve_event(tenant: str, agent: str, thread: str, body: ResolveBody, received_ms: int) -> dict[str, Any]:
+    """ConversationResolved from a validated body (pure), keyed by the thread's customer."""
+    at, event_id = command_time_and_id(tenant, "ConversationResolved", (thread,), body, received_ms)
+    env = envelope("ConversationResolved", event_id=event_id, occurred_at=at, tenant_id=tenant,
+                   partition_key=f"{tenant}|{body.customer_id}", producer="ingress/agent-api")
+    return make("ConversationResolved", env, thread_id=thread, customer_id=body.customer_id, channel=body.channel,
+                resolved_by=body.resolved_by, agent_id=agent)
+
+
+def transfer_event(tenant: str, agent: str, thread: str, body: TransferBody, received_ms: int) -> dict[str, Any]:
+    """ConversationTransferred from a validated body (pure), keyed by the thread's customer."""
+    at, event_id = command_time_and_id(tenant, "ConversationTransferred", (thread,), body, received_ms)
+    env = envelope("ConversationTransferred", event_id=event_id, occurred_at=at, tenant_id=tenant,
+                   partition_key=f"{tenant}|{body.customer_id}", producer="ingress/agent-api")
+    return make("ConversationTransferred", env, thread_id=thread, customer_id=body.customer_id, channel=body.channel,
+                from_agent_id=agent, from_queue=body.from_queue, to_agent_id=body.to_agent, to_queue=body.to_queue,
+                reason=body.reason)
+
+
+def context_event(tenant: str, customer: str, body: ContextBody, received_ms: int) -> dict[str, Any]:
+    """CustomerContextUpdated from a validated body (pure); the source is part of the id."""
+    at, event_id = command_time_and_id(tenant, "CustomerContextUpdated", (customer, body.source), body, received_ms)
+    env = envelope("CustomerContextUpdated", event_id=event_id, occurred_at=at, tenant_id=tenant,
+                   partition_key=f"{tenant}|{customer}", producer="ingress/agent-api")
+    return make("CustomerContextUpdated", env, customer_id=customer, source=body.source, name=body.name,
+                tier=body.tier, lifecycle_stage=body.lifecycle_stage, attributes=dict(body.attributes))
+
+
 class AgentApi:
     def __init__(self, ingress: Ingress) -> None:
         self.ingress = ingress
@@ -166,6 +267,15 @@ class AgentApi:
 
     async def reply(self, request: web.Request) -> web.Response:
         return await self._handle(request, "agent_reply")
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "thread_resolve")
+
+    async def transfer(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "thread_transfer")
+
+    async def context(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "customer_context")
 
     async def _handle(self, request: web.Request, route: str) -> web.Response:
         t0 = time.perf_counter()
@@ -184,27 +294,41 @@ class AgentApi:
 
     async def _store(self, request: web.Request, route: str) -> web.Response:
         self._authorize(request)
-        tenant, agent = request.match_info["tenant_id"], request.match_info["agent_id"]
+        ids = dict(request.match_info)
+        tenant = ids["tenant_id"]
         if tenant not in self.ingress.accounts.tenants:
             raise Refusal(404, f"unknown tenant {tenant!r}", "unknown_tenant")
-        if not AGENT_ID.fullmatch(agent):
-            raise Refusal(400, "agent id: letters, digits and _ . @ : - only", "invalid_body")
+        for name in ("agent_id", "thread_id", "customer_id"):
+            if name in ids and not AGENT_ID.fullmatch(ids[name]):
+                raise Refusal(400, f"{name.replace('_', ' ')}: letters, digits and _ . @ : - only", "invalid_body")
         raw = await read_body(request, MAX_BODY)
-        received = self.ingress.clock_ms()
-        if route == "agent_status":
-            event = status_event(tenant, agent, _validate(StatusBody, raw), raw, received)
-            topic = self.ingress.agents_topic
-        else:
-            event = reply_event(tenant, agent, _validate(ReplyBody, raw), received)
-            topic = self.ingress.messages_topic
+        event, topic = self._event(route, ids, raw, self.ingress.clock_ms())
         env = event["envelope"]
         env["recorded_at"] = self.ingress.clock_ms()
         record = Record(topic, env["partition_key"].encode(), self.ingress.codec.encode(event, topic),
                         (("event_type", env["event_type"].encode()),), env["occurred_at"])
         stored = (await self.ingress.produce([record]))[0]
         self.ingress.metrics.events.labels("agent_api", env["event_type"]).inc()
+        log.info("agent_api.stored", route=route, tenant_id=tenant, event_type=env["event_type"],
+                 event_id=env["event_id"], key=env["partition_key"], topic=stored.topic,
+                 partition=stored.partition, offset=stored.offset)
         return web.json_response({"event_id": env["event_id"], "topic": stored.topic,
                                   "partition": stored.partition, "offset": stored.offset})
+
+    def _event(self, route: str, ids: dict[str, str], raw: bytes, received: int) -> tuple[dict[str, Any], str]:
+        """(the event a validated body maps to, its topic)."""
+        ing, tenant = self.ingress, ids["tenant_id"]
+        if route == "agent_status":
+            return status_event(tenant, ids["agent_id"], _validate(StatusBody, raw), raw, received), ing.agents_topic
+        if route == "agent_reply":
+            return reply_event(tenant, ids["agent_id"], _validate(ReplyBody, raw), received), ing.messages_topic
+        if route == "thread_resolve":
+            event = resolve_event(tenant, ids["agent_id"], ids["thread_id"], _validate(ResolveBody, raw), received)
+            return event, ing.conversation_messages_topic
+        if route == "thread_transfer":
+            event = transfer_event(tenant, ids["agent_id"], ids["thread_id"], _validate(TransferBody, raw), received)
+            return event, ing.conversation_messages_topic
+        return context_event(tenant, ids["customer_id"], _validate(ContextBody, raw), received), ing.context_topic
 
     def _authorize(self, request: web.Request) -> None:
         if not self.tokens:
@@ -233,3 +357,6 @@ def setup(app: web.Application, ingress: Ingress) -> None:
     api = AgentApi(ingress)
     app.router.add_post("/agents/{tenant_id}/{agent_id}/status", api.status)
     app.router.add_post("/agents/{tenant_id}/{agent_id}/replies", api.reply)
+    app.router.add_post("/agents/{tenant_id}/{agent_id}/threads/{thread_id}/resolve", api.resolve)
+    app.router.add_post("/agents/{tenant_id}/{agent_id}/threads/{thread_id}/transfer", api.transfer)
+    app.router.add_post("/customers/{tenant_id}/{customer_id}/context", api.context)

@@ -57,7 +57,8 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x
 SECRET_PARAMS = frozenset({"token", "access_token", "secret", "api_key", "key"})  # e.g. e-mail's ?token=
 REDACTED = "<redacted>"
 MESSAGE_TYPES = frozenset(topics.MESSAGES.value_types)
-WRITES = (topics.RAW_INGRESS, topics.MESSAGES, topics.DEAD_LETTER, topics.AGENT_STATUS)  # what the ingress produces to
+WRITES = (topics.RAW_INGRESS, topics.MESSAGES, topics.DEAD_LETTER, topics.AGENT_STATUS,  # what the ingress produces to
+          topics.CONVERSATION_MESSAGES, topics.CUSTOMER_CONTEXT)
 
 
 class Refusal(Exception):
@@ -85,6 +86,8 @@ class Ingress:
         self.messages_topic = topics.named(prefix, topics.MESSAGES)
         self.dead_letter_topic = topics.named(prefix, topics.DEAD_LETTER)
         self.agents_topic = topics.named(prefix, topics.AGENT_STATUS)
+        self.conversation_messages_topic = topics.named(prefix, topics.CONVERSATION_MESSAGES)
+        self.context_topic = topics.named(prefix, topics.CUSTOMER_CONTEXT)
 
     # -- HTTP handlers -------------------------------------------------------------------------
 
