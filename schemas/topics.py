@@ -63,8 +63,8 @@ AGENT_STATUS = Topic(
 )
 CUSTOMER_CONTEXT = Topic(
     "parley.customers.context", "tenant|customer", ("CustomerContextUpdated",), 6, public=True,
-    producers=("other systems",), consumers=("worker: routing", "projections"),
-    doc="Context about customers from CRMs, shops, billing.",
+    producers=("agent API",), consumers=("worker: routing", "projections"),
+    doc="Context about customers from CRMs, shops, billing, posted to the agent API's context route.",
 )
 IDENTITY = Topic(
     "parley.identity.events", "tenant|customer", ("IdentityLinked", "IdentitiesMerged", "IdentityUnlinked"),
@@ -82,7 +82,7 @@ CONVERSATION_MESSAGES = Topic(
      "ConversationTransferred"), 12, public=True,
     producers=("worker: identity", "agent API"), consumers=("worker: threads",),
     doc="Messages with customer_id resolved, keyed by customer (input of threading); "
-        "agents' resolve/transfer commands on a thread enter here too.",
+        "agents' resolve/transfer commands (agent API) on a thread enter here too.",
 )
 CONVERSATIONS = Topic(
     "parley.conversations", "tenant|customer",
