@@ -1,0 +1,58 @@
+"""Agent-API commands against the real broker: resolve, transfer and customer context over HTTP,
+read back from their topics, decoded and checked field by field."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from schemas import topics
+from schemas.events import derive_id
+from tests.integration.test_ingress_kafka import AGENT_AUTH, Running, read
+
+pytestmark = pytest.mark.integration
+
+
+async def test_resolve_transfer_and_context_reach_their_topics(applied_topics) -> None:
+    now = int(time.time() * 1000)
+    resolve = {"customer_id": "cust-7", "channel": "webchat", "occurred_at": now}
+    async with Running(applied_topics) as ing:
+        await ing.ready()
+        answers = []
+        for path, body in (
+            ("/agents/acme/ines/threads/th-1/resolve", resolve),
+            ("/agents/acme/ines/threads/th-1/resolve", resolve),  # a client retry
+            ("/agents/acme/ines/threads/th-2/transfer", {"customer_id": "cust-7", "to_queue": "billing",
+                                                          "reason": "refund", "occurred_at": now + 1}),
+            ("/customers/acme/cust-7/context", {"source": "crm", "tier": "vip", "name": "Zoé",
+                                                "attributes": {"orders": "12"}, "occurred_at": now + 2}),
+        ):
+            status, text, _ = await ing.post(path, body, AGENT_AUTH)
+            assert status == 200, text
+            answers.append(json.loads(text))
+    got = await read(applied_topics, topics.CONVERSATION_MESSAGES, 3)
+    assert [(r.partition, r.offset) for r, _ in got] == [(a["partition"], a["offset"]) for a in answers[:3]]
+    assert {r.key for r, _ in got} == {b"acme|cust-7"} and len({r.partition for r, _ in got}) == 1
+    (r1, first), (_, retry), (r3, transfer) = got
+    # the retry is stored again (only recorded_at differs) with the same id: downstream drops it
+    assert {**first, "envelope": {**first["envelope"], "recorded_at": None}} \
+        == {**retry, "envelope": {**retry["envelope"], "recorded_at": None}}
+    assert first["envelope"]["event_id"] == answers[0]["event_id"] == answers[1]["event_id"]
+    env = first["envelope"]
+    assert env["event_id"] == derive_id("acme", "ConversationResolved", "th-1", now, 0)
+    assert env["event_type"] == "ConversationResolved" and env["occurred_at"] == now == r1.timestamp
+    assert env["producer"] == "ingress/agent-api" and env["recorded_at"] >= now - 60_000
+    assert (first["thread_id"], first["customer_id"], first["channel"], first["resolved_by"], first["agent_id"]) \
+        == ("th-1", "cust-7", "webchat", "agent", "ines")
+    assert transfer["envelope"]["event_type"] == "ConversationTransferred" and r3.timestamp == now + 1
+    assert (transfer["thread_id"], transfer["from_agent_id"], transfer["to_queue"], transfer["to_agent_id"],
+            transfer["reason"]) == ("th-2", "ines", "billing", None, "refund")
+    [(record, ctx)] = await read(applied_topics, topics.CUSTOMER_CONTEXT, 1)
+    assert record.key == b"acme|cust-7" and record.timestamp == now + 2
+    assert (record.partition, record.offset) == (answers[3]["partition"], answers[3]["offset"])
+    assert ctx["envelope"]["event_id"] == answers[3]["event_id"]
+    assert {k: v for k, v in ctx.items() if k != "envelope"} == {
+        "customer_id": "cust-7", "source": "crm", "name": "Zoé", "tier": "vip", "lifecycle_stage": None,
+        "attributes": {"orders": "12"}}
