@@ -1,7 +1,7 @@
 """Render the synthetic day's steps as the HTTP requests the providers and agents' clients send.
 
 ``render(step, ctx)`` -> ``HttpRequest`` (method, path with query, headers, body, what answer is
-expected), or ``None`` when the ingress offers no way to express the step (see ``SKIPPED``).
+expected), or ``None`` for a step it does not render yet (see ``SKIPPED``).
 
 - Customer messages, redeliveries and receipts: ``/webhooks/<adapter>/<account_id>``, in each
   channel's real payload shape, signed the channel's way with the account's current secret from
@@ -37,16 +37,13 @@ from parley.demo.scenario import (
     Step,
 )
 
-# Steps the ingress cannot take today (not rendered; the driver counts them by reason):
-# - resolve: the agent API has no way to resolve a conversation (ConversationResolved needs the
-#   thread id, which only the thread processor knows; an endpoint taking the customer's channel
-#   identity, or the thread id, is missing).
-# - context: nothing over HTTP publishes CustomerContextUpdated (the CRM's VIP tier and churn
-#   risk), so routing cannot see a VIP from the demo's traffic.
-AGENT_API_RESOLVES = False
-INGRESS_ACCEPTS_CUSTOMER_CONTEXT = False
-SKIPPED = {"resolve": "the agent API has no endpoint to resolve a conversation",
-           "context": "no HTTP endpoint publishes CustomerContextUpdated (CRM tier: VIP)"}
+# Steps not rendered yet (the driver counts them by reason). The agent API has the routes
+# (``/agents/<tenant>/<agent>/threads/<thread>/resolve``, ``/customers/<tenant>/<customer>/context``)
+# but they take the customer id and thread id the stream processors assign, which a rendering
+# made before sending cannot know: the driver would have to look them up in the projections
+# (customers by channel identity, the customer's open thread) at send time.
+SKIPPED = {"resolve": "resolve needs the thread and customer ids the processors assign (not looked up yet)",
+           "context": "customer context needs the customer id the processors assign (not looked up yet)"}
 
 # Channels whose adapter keeps the payload's timestamp as the event time: all the day's channels
 # (e-mail from its Date header; web chat from the SDK's sent_at, as the demo account lifts the
@@ -126,7 +123,7 @@ def render(step: Step, cx: RenderContext) -> HttpRequest | None:
     if isinstance(step, Handshake):
         return handshake(step, cx)
     if isinstance(step, Resolve | Context):
-        return None  # AGENT_API_RESOLVES, INGRESS_ACCEPTS_CUSTOMER_CONTEXT are False: SKIPPED
+        return None  # their ids are assigned downstream: SKIPPED
     if isinstance(step, Redelivery):
         return inbound(step.original, cx, redelivery=True)
     raise TypeError(f"no rendering for {type(step).__name__}")

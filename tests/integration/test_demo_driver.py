@@ -82,7 +82,7 @@ async def test_a_small_day_through_the_real_ingress(ingress: str,
     good = sum(n for s, n in report.by_status.items() if 200 <= s < 300)
     assert good == report.good and report.good > 100
     assert sum(n for s, n in report.by_status.items() if 400 <= s < 500) == report.bad >= 5
-    assert report.skipped  # resolutions: the agent API has no endpoint for them (yet)
+    assert report.skipped  # resolutions and context: their ids are not looked up (yet)
 
     events = await _read_all(applied_topics, topics.named(applied_topics.topic_prefix,
                                                           topics.MESSAGES))
