@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(os.environ.get("PARLEY_HOME", "parley-data"))
 
@@ -59,6 +59,18 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class _PlainKafkaBootstrap(PydanticBaseSettingsSource):
+    """``KAFKA_BOOTSTRAP_SERVERS``, the name every Kafka tool knows, below ``PARLEY_KAFKA__*``
+    and below settings passed as arguments."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        plain = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        return {"kafka": {"bootstrap_servers": plain}} if plain else {}
+
+
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PARLEY_", env_nested_delimiter="__", extra="ignore"
@@ -68,10 +80,15 @@ class _Base(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     data_dir: Path = DEFAULT_DATA_DIR
 
-    def model_post_init(self, _ctx: Any) -> None:
-        plain = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if plain and "PARLEY_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
-            self.kafka.bootstrap_servers = plain
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Priority, highest first: arguments, PARLEY_* variables, KAFKA_BOOTSTRAP_SERVERS.
+        return (init_settings, env_settings, _PlainKafkaBootstrap(settings_cls), dotenv_settings,
+                file_secret_settings)
 
     def safe_dict(self) -> dict[str, Any]:
         """The settings for the start-up log line: secrets masked by pydantic."""
@@ -103,7 +120,7 @@ class BrokerSettings(_Base):
 
     def model_post_init(self, ctx: Any) -> None:
         super().model_post_init(ctx)
-        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and "kafka" not in self.model_fields_set:
+        if "bootstrap_servers" not in self.kafka.model_fields_set:
             self.kafka.bootstrap_servers = f"{self.host}:{self.port}"
 
 

@@ -19,6 +19,26 @@ def test_nested_env_wins_over_plain(monkeypatch) -> None:
     assert IngressSettings().kafka.bootstrap_servers == "nested:9092"
 
 
+def test_settings_passed_as_arguments_win_over_the_plain_env(monkeypatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "plain:9092")
+    given = KafkaSettings(bootstrap_servers="private:19092")
+    assert IngressSettings(kafka=given).kafka.bootstrap_servers == "private:19092"
+
+
+def test_plain_bootstrap_combines_with_other_nested_env(monkeypatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "plain:9092")
+    monkeypatch.setenv("PARLEY_KAFKA__TOPIC_PREFIX", "demo.")
+    k = IngressSettings().kafka
+    assert (k.bootstrap_servers, k.topic_prefix) == ("plain:9092", "demo.")
+
+
+def test_broker_settings_point_status_at_its_own_port(monkeypatch) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    assert BrokerSettings(port=19092).kafka.bootstrap_servers == "127.0.0.1:19092"
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "remote:9092")
+    assert BrokerSettings(port=19092).kafka.bootstrap_servers == "remote:9092"
+
+
 def test_secrets_are_masked_in_the_start_up_dict(monkeypatch) -> None:
     monkeypatch.setenv("PARLEY_KAFKA__SASL_PASSWORD", "hunter2")
     monkeypatch.setenv("PARLEY_KAFKA__SASL_MECHANISM", "PLAIN")
