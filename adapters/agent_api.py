@@ -1,4 +1,4 @@
-"""The agent API: agents' presence, replies, thread commands and customer context, as events.
+"""The agent API: agents' presence, replies, thread and identity commands, customer context, as events.
 
 Served by the ingress process, guarded by a bearer token (``Authorization: Bearer <token>``, one
 of ``IngressSettings.agent_tokens``; two at once while rotating; none configured: 403). The
@@ -43,12 +43,34 @@ credential that would fit better)::
     {"source": "crm", "name": "Zoé Martin", "tier": "vip", "lifecycle_stage": "customer",
      "attributes": {"orders": "12"}, "occurred_at": 1731400000000, "request_id": null}
 
+``POST /agents/{tenant_id}/{agent_id}/identities/link`` -> IdentityLinked (``signal``
+"agent_manual", ``linked_by`` the path's agent) on the identity commands topic, key ``tenant``,
+where the identity processor moves the identity to the customer. The identity is named as
+ChannelIdentity names it: ``channel`` and ``id`` (key ``channel:<channel>:<id>``), or exactly one
+of ``phone_e164``, ``email``, ``login_id`` (keys ``phone:``, ``email:`` lower-cased, ``login:``)::
+
+    {"channel": "messenger", "id": "psid-1", "customer_id": "c-1", "occurred_at": 1731400009000,
+     "request_id": null}
+
+``POST /agents/{tenant_id}/{agent_id}/identities/unlink`` -> IdentityUnlinked (``unlinked_by``
+the path's agent), same topic and key: splits the identity off ``customer_id`` to
+``new_customer_id`` (derived by the processor when absent); ignored if the customer no longer
+owns it. Same identity fields, plus ``customer_id``, ``new_customer_id``, ``undoes_event_id``,
+``reason``, ``occurred_at``, ``request_id``.
+
+``POST /agents/{tenant_id}/{agent_id}/customers/merge`` -> IdentitiesMerged (``merged_by`` the
+path's agent), same topic and key: ``merged_customer_id``'s identities move to ``customer_id``
+(never itself: 400)::
+
+    {"customer_id": "c-1", "merged_customer_id": "c-2", "occurred_at": null, "request_id": "r-1"}
+
 Event time is ``occurred_at`` (epoch ms) when given (the demo replays a synthetic day), else the
 receipt time. Ids are deterministic: a reply's from (tenant, message_id), a status change's from
-(tenant, agent, change_id or the body's sha256), a command's from (tenant, type, thread or
-customer [and source], occurred_at, request_id), so a retried POST is recognised downstream. A
-command with neither ``occurred_at`` nor ``request_id`` is dated and identified by its receipt:
-its retry is a new event (harmless for resolve, which the threads processor applies once).
+(tenant, agent, change_id or the body's sha256), a command's from (tenant, type, its subject:
+thread, customer [and source], identity key and customer, or the two customers; occurred_at,
+request_id), so a retried POST is recognised downstream. A command with neither ``occurred_at``
+nor ``request_id`` is dated and identified by its receipt: its retry is a new event (harmless
+for resolve, and for identity commands, which the identity processor skips once in effect).
 Answers 200 ``{"event_id", "topic", "partition", "offset"}`` once Kafka acknowledged; 503 with
 ``Retry-After`` otherwise; 400 with the first validation error for a bad body.
 """
@@ -192,6 +214,70 @@ class ContextBody(_Body):
     request_id: _Request | None = None
 
 
+class _IdentityBody(_Body):
+    """One identity, named as ChannelIdentity names it: channel and id, or a phone, e-mail or login."""
+
+    channel: Literal[CHANNELS] | None = None  # type: ignore[valid-type]
+    id: str | None = Field(None, min_length=1, max_length=256)
+    phone_e164: str | None = Field(None, pattern=r"^\+[1-9][0-9]{7,14}$")  # the identity processor's E.164
+    email: str | None = Field(None, min_length=3, max_length=320)
+    login_id: str | None = Field(None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> _IdentityBody:
+        named = [bool(self.channel and self.id), bool(self.phone_e164), bool(self.email), bool(self.login_id)]
+        if (self.channel is None) != (self.id is None) or sum(named) != 1:
+            raise ValueError("name one identity: channel and id, or one of phone_e164, email, login_id")
+        return self
+
+    def identity_key(self) -> str:
+        """The kind-prefixed key the identity processor files this identity under."""
+        if self.phone_e164:
+            return f"phone:{self.phone_e164}"
+        if self.email:
+            return f"email:{self.email.strip().lower()}"
+        if self.login_id:
+            return f"login:{self.login_id.strip()}"
+        return f"channel:{self.channel}:{self.id}"
+
+
+class LinkBody(_IdentityBody):
+    customer_id: _Id
+    occurred_at: _Time | None = None
+    request_id: _Request | None = None
+
+
+class UnlinkBody(_IdentityBody):
+    customer_id: _Id
+    new_customer_id: _Id | None = None
+    undoes_event_id: str | None = Field(None, min_length=1, max_length=128)
+    reason: str = Field("", max_length=256)
+    occurred_at: _Time | None = None
+    request_id: _Request | None = None
+
+    @model_validator(mode="after")
+    def _another_customer(self) -> UnlinkBody:
+        if self.new_customer_id == self.customer_id:
+            raise ValueError("new_customer_id must differ from customer_id")
+        return self
+
+
+class MergeBody(_Body):
+    customer_id: _Id  # the survivor
+    merged_customer_id: _Id
+    occurred_at: _Time | None = None
+    request_id: _Request | None = None
+
+    @model_validator(mode="after")
+    def _two_customers(self) -> MergeBody:
+        if self.customer_id == self.merged_customer_id:
+            raise ValueError("a customer cannot be merged into itself")
+        return self
+
+
+_Command = ResolveBody | TransferBody | ContextBody | LinkBody | UnlinkBody | MergeBody
+
+
 def status_event(tenant: str, agent: str, body: StatusBody, raw: bytes, received_ms: int) -> dict[str, Any]:
     """AgentStatusChanged from a validated body (pure)."""
     change = body.change_id or hashlib.sha256(raw).hexdigest()
@@ -222,7 +308,7 @@ def reply_event(tenant: str, agent: str, body: ReplyBody, received_ms: int) -> d
 
 
 def command_time_and_id(tenant: str, kind: str, subject: tuple[str, ...],
-                        body: ResolveBody | TransferBody | ContextBody, received_ms: int) -> tuple[int, str]:
+                        body: _Command, received_ms: int) -> tuple[int, str]:
     """(event time, event id) of a command: the same request (occurred_at, request_id) gives the same id."""
     at = body.occurred_at if body.occurred_at is not None or body.request_id else received_ms
     # with occurred_at and no request_id: the id streams.testing.thread_command derives (n=0)
@@ -257,6 +343,39 @@ def context_event(tenant: str, customer: str, body: ContextBody, received_ms: in
                 tier=body.tier, lifecycle_stage=body.lifecycle_stage, attributes=dict(body.attributes))
 
 
+def _identity_command(tenant: str, kind: str, subject: tuple[str, ...], body: _Command, received_ms: int,
+                      **fields: Any) -> dict[str, Any]:
+    """An identity command (pure), keyed by tenant: the identity processor sees a tenant's graph in order."""
+    at, event_id = command_time_and_id(tenant, kind, subject, body, received_ms)
+    env = envelope(kind, event_id=event_id, occurred_at=at, tenant_id=tenant, partition_key=tenant,
+                   producer="ingress/agent-api")
+    return make(kind, env, **fields)
+
+
+def link_event(tenant: str, agent: str, body: LinkBody, received_ms: int) -> dict[str, Any]:
+    """IdentityLinked (a command: the processor emits the event) from a validated body (pure)."""
+    key = body.identity_key()
+    return _identity_command(tenant, "IdentityLinked", (key, body.customer_id), body, received_ms,
+                             customer_id=body.customer_id, identity_key=key, signal="agent_manual",
+                             linked_by=agent)
+
+
+def unlink_event(tenant: str, agent: str, body: UnlinkBody, received_ms: int) -> dict[str, Any]:
+    """IdentityUnlinked (a command) from a validated body (pure); "" lets the processor name the new customer."""
+    key = body.identity_key()
+    return _identity_command(tenant, "IdentityUnlinked", (key, body.customer_id), body, received_ms,
+                             customer_id=body.customer_id, identity_key=key,
+                             new_customer_id=body.new_customer_id or "", undoes_event_id=body.undoes_event_id,
+                             reason=body.reason, unlinked_by=agent)
+
+
+def merge_event(tenant: str, agent: str, body: MergeBody, received_ms: int) -> dict[str, Any]:
+    """IdentitiesMerged (a command; the processor lists the keys that move) from a validated body (pure)."""
+    return _identity_command(tenant, "IdentitiesMerged", (body.customer_id, body.merged_customer_id), body,
+                             received_ms, customer_id=body.customer_id, merged_customer_id=body.merged_customer_id,
+                             signal="agent_manual", merged_by=agent)
+
+
 class AgentApi:
     def __init__(self, ingress: Ingress) -> None:
         self.ingress = ingress
@@ -276,6 +395,15 @@ class AgentApi:
 
     async def context(self, request: web.Request) -> web.Response:
         return await self._handle(request, "customer_context")
+
+    async def link(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "identity_link")
+
+    async def unlink(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "identity_unlink")
+
+    async def merge(self, request: web.Request) -> web.Response:
+        return await self._handle(request, "customer_merge")
 
     async def _handle(self, request: web.Request, route: str) -> web.Response:
         t0 = time.perf_counter()
@@ -328,6 +456,13 @@ class AgentApi:
         if route == "thread_transfer":
             event = transfer_event(tenant, ids["agent_id"], ids["thread_id"], _validate(TransferBody, raw), received)
             return event, ing.conversation_messages_topic
+        if route == "identity_link":
+            return link_event(tenant, ids["agent_id"], _validate(LinkBody, raw), received), ing.identity_commands_topic
+        if route == "identity_unlink":
+            event = unlink_event(tenant, ids["agent_id"], _validate(UnlinkBody, raw), received)
+            return event, ing.identity_commands_topic
+        if route == "customer_merge":
+            return merge_event(tenant, ids["agent_id"], _validate(MergeBody, raw), received), ing.identity_commands_topic
         return context_event(tenant, ids["customer_id"], _validate(ContextBody, raw), received), ing.context_topic
 
     def _authorize(self, request: web.Request) -> None:
@@ -360,3 +495,6 @@ def setup(app: web.Application, ingress: Ingress) -> None:
     app.router.add_post("/agents/{tenant_id}/{agent_id}/threads/{thread_id}/resolve", api.resolve)
     app.router.add_post("/agents/{tenant_id}/{agent_id}/threads/{thread_id}/transfer", api.transfer)
     app.router.add_post("/customers/{tenant_id}/{customer_id}/context", api.context)
+    app.router.add_post("/agents/{tenant_id}/{agent_id}/identities/link", api.link)
+    app.router.add_post("/agents/{tenant_id}/{agent_id}/identities/unlink", api.unlink)
+    app.router.add_post("/agents/{tenant_id}/{agent_id}/customers/merge", api.merge)

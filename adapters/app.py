@@ -58,7 +58,7 @@ SECRET_PARAMS = frozenset({"token", "access_token", "secret", "api_key", "key"})
 REDACTED = "<redacted>"
 MESSAGE_TYPES = frozenset(topics.MESSAGES.value_types)
 WRITES = (topics.RAW_INGRESS, topics.MESSAGES, topics.DEAD_LETTER, topics.AGENT_STATUS,  # what the ingress produces to
-          topics.CONVERSATION_MESSAGES, topics.CUSTOMER_CONTEXT)
+          topics.CONVERSATION_MESSAGES, topics.CUSTOMER_CONTEXT, topics.IDENTITY_COMMANDS)
 
 
 class Refusal(Exception):
@@ -88,6 +88,7 @@ class Ingress:
         self.agents_topic = topics.named(prefix, topics.AGENT_STATUS)
         self.conversation_messages_topic = topics.named(prefix, topics.CONVERSATION_MESSAGES)
         self.context_topic = topics.named(prefix, topics.CUSTOMER_CONTEXT)
+        self.identity_commands_topic = topics.named(prefix, topics.IDENTITY_COMMANDS)
 
     # -- HTTP handlers -------------------------------------------------------------------------
 
