@@ -68,13 +68,14 @@ CUSTOMER_CONTEXT = Topic(
 )
 IDENTITY = Topic(
     "parley.identity.events", "tenant|customer", ("IdentityLinked", "IdentitiesMerged", "IdentityUnlinked"),
-    6, public=True, producers=("worker: identity", "agent API"), consumers=("projections",),
-    doc="Links, merges and unlinks of channel identities to customers.",
+    6, public=True, producers=("worker: identity",), consumers=("projections",),
+    doc="Links, merges and unlinks of channel identities to customers, as the identity processor applied them.",
 )
 IDENTITY_COMMANDS = Topic(
     "parley.identity.commands", "tenant", ("IdentityLinked", "IdentityUnlinked", "IdentitiesMerged"), 3,
     producers=("agent API",), consumers=("worker: identity",),
-    doc="Manual link/unlink/merge requests from agents, applied by the identity processor.",
+    doc="Manual link/unlink/merge commands from agents (agent API identities/link, identities/unlink, "
+        "customers/merge), applied by the identity processor.",
 )
 CONVERSATION_MESSAGES = Topic(
     "parley.conversation.messages", "tenant|customer",
