@@ -1,5 +1,5 @@
-"""Agent-API commands against the real broker: resolve, transfer and customer context over HTTP,
-read back from their topics, decoded and checked field by field."""
+"""Agent-API commands against the real broker: resolve, transfer, customer context and the identity
+commands (link, unlink, merge) over HTTP, read back from their topics, decoded and checked field by field."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from schemas import topics
 from schemas.events import derive_id
+from streams import testing as f
 from tests.integration.test_ingress_kafka import AGENT_AUTH, Running, read
+from tests.unit.test_identity import MSGR, WA, Store, the_message
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +58,47 @@ async def test_resolve_transfer_and_context_reach_their_topics(applied_topics) -
     assert {k: v for k, v in ctx.items() if k != "envelope"} == {
         "customer_id": "cust-7", "source": "crm", "name": "Zoé", "tier": "vip", "lifecycle_stage": None,
         "attributes": {"orders": "12"}}
+
+
+async def test_link_unlink_and_merge_reach_the_identity_commands_topic(applied_topics) -> None:
+    store = Store()
+    a = the_message(store.feed(f.received("acme", WA, "hi", f.T0)))["customer_id"]
+    store.feed(f.received("acme", MSGR, "hi", f.T0 + 1))
+    ident = {"channel": "messenger", "id": "psid-1"}
+    link = {**ident, "customer_id": a, "occurred_at": f.T0 + 50}
+    async with Running(applied_topics) as ing:
+        await ing.ready()
+        answers = []
+        for path, body in (
+            ("/agents/acme/ines/identities/link", link),
+            ("/agents/acme/ines/identities/link", link),  # a client retry
+            ("/agents/acme/ines/identities/unlink", {**ident, "customer_id": a, "new_customer_id": "cust-split",
+                                                     "reason": "not her", "request_id": "r-1"}),
+            ("/agents/acme/ines/customers/merge", {"customer_id": a, "merged_customer_id": "cust-split",
+                                                   "occurred_at": f.T0 + 90}),
+        ):
+            status, text, _ = await ing.post(path, body, AGENT_AUTH)
+            assert status == 200, text
+            answers.append(json.loads(text))
+        status, text, _ = await ing.post("/agents/acme/ines/customers/merge",
+                                         {"customer_id": a, "merged_customer_id": a}, AGENT_AUTH)
+        assert status == 400 and "merged into itself" in text
+    got = await read(applied_topics, topics.IDENTITY_COMMANDS, 4)
+    assert len(got) == 4  # the refused self-merge stored nothing
+    assert [(r.partition, r.offset) for r, _ in got] == [(ans["partition"], ans["offset"]) for ans in answers]
+    assert {r.key for r, _ in got} == {b"acme"} and len({r.partition for r, _ in got}) == 1
+    (r1, linked), (_, retry), (_, unlinked), (r4, merged) = got
+    assert [e["envelope"]["event_id"] for _, e in got] == [ans["event_id"] for ans in answers]
+    assert linked["envelope"]["event_id"] == retry["envelope"]["event_id"] == derive_id(
+        "acme", "IdentityLinked", "channel:messenger:psid-1", a, f.T0 + 50, 0)
+    assert linked["envelope"]["producer"] == "ingress/agent-api" and r1.timestamp == f.T0 + 50
+    assert (linked["customer_id"], linked["identity_key"], linked["signal"], linked["linked_by"]) \
+        == (a, "channel:messenger:psid-1", "agent_manual", "ines")
+    assert (unlinked["envelope"]["event_type"], unlinked["customer_id"], unlinked["new_customer_id"],
+            unlinked["reason"], unlinked["unlinked_by"]) == ("IdentityUnlinked", a, "cust-split", "not her", "ines")
+    assert (merged["envelope"]["event_type"], merged["customer_id"], merged["merged_customer_id"],
+            merged["merged_by"], r4.timestamp) == ("IdentitiesMerged", a, "cust-split", "ines", f.T0 + 90)
+    # read back from Kafka, the commands are taken by the identity logic (the retry applied once)
+    emitted = store.feed(*(e for _, e in got))
+    assert [e["envelope"]["event_type"] for e in emitted] == ["IdentityLinked", "IdentityUnlinked", "IdentitiesMerged"]
+    assert store.customer_of("channel:messenger:psid-1") == a
