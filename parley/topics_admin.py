@@ -25,7 +25,7 @@ async def apply(k: KafkaSettings, catalogue: tuple[registry.Topic, ...] = regist
         lines = []
         for t in catalogue:
             lines.append(await _apply_one(admin, k, t, live.get(registry.named(k.topic_prefix, t))))
-        await _until_visible(admin, [registry.named(k.topic_prefix, t) for t in catalogue])
+        await until_visible(admin, [registry.named(k.topic_prefix, t) for t in catalogue])
         return lines
     finally:
         await admin.close()
@@ -57,7 +57,7 @@ async def _live_partitions(admin: AIOKafkaAdminClient, names: list[str]) -> dict
     return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
 
 
-async def _until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+async def until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
     """Wait until every topic shows in the cluster's metadata (creation is asynchronous)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while set(names) - set(await admin.list_topics()):

@@ -23,7 +23,7 @@ from typing import Any
 
 import faust
 
-from parley.settings import WorkerSettings
+from parley.settings import KafkaSettings, WorkerSettings
 from schemas.codec import codec_for
 from streams import codec as faust_codec
 from streams.wiring import Wiring
@@ -60,6 +60,48 @@ def create_app(settings: WorkerSettings, *, enricher: Any = None, routing_rules:
     app = faust.App(app_id, **{**conf, **overrides})
     register_all(app, settings, enricher=enricher, routing_rules=routing_rules)
     return app
+
+
+async def declare_internal_topics(app: faust.App, k: KafkaSettings) -> list[str]:
+    """Create the app's repartition and changelog topics before it starts; return their names.
+
+    Faust declares them itself, but just before its consumer joins the group: a member that
+    joins before the new topic is in its metadata is assigned nothing of it and only rebalances
+    at the next metadata refresh (a minute or more of a worker reading nothing). Created here,
+    and waited for, the first assignment is complete.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+    from mode.utils.times import want_seconds
+
+    channels = [a.channel for a in app.agents.values()] + [t.changelog_topic for t in app.tables.values()]
+    wanted: dict[str, NewTopic] = {}
+    for ch in channels:
+        if not getattr(ch, "internal", False):
+            continue
+        configs = {k_: str(v) for k_, v in (ch.config or {}).items()}
+        if ch.compacting:
+            configs["cleanup.policy"] = "compact"
+        if ch.retention:
+            configs["retention.ms"] = str(int(want_seconds(ch.retention) * 1000))
+        for name in ch.topics:
+            wanted[name] = NewTopic(name, ch.partitions or app.conf.topic_partitions,
+                                    app.conf.topic_replication_factor, topic_configs=configs)
+    admin = AIOKafkaAdminClient(**k.client_kwargs(), request_timeout_ms=30000)
+    await admin.start()
+    try:
+        missing = [t for name, t in wanted.items() if name not in set(await admin.list_topics())]
+        for t in missing:
+            try:
+                await admin.create_topics([t])
+            except TopicAlreadyExistsError:
+                pass
+        from parley.topics_admin import until_visible
+
+        await until_visible(admin, list(wanted))
+        return sorted(wanted)
+    finally:
+        await admin.close()
 
 
 def register_all(app: faust.App, settings: WorkerSettings, **parts: Any) -> Wiring:

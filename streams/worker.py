@@ -23,5 +23,9 @@ def run(settings: WorkerSettings) -> None:
         for line in asyncio.run(topics_admin.apply(settings.kafka)):
             log.debug("worker.topic", line=line)
     app = create_app(settings)
+    from streams.app import declare_internal_topics
+
+    for name in asyncio.run(declare_internal_topics(app, settings.kafka)):
+        log.debug("worker.internal_topic", name=name)
     worker = faust.Worker(app, loglevel=settings.log.level.lower(), override_logging=False)
     worker.execute_from_commandline()

@@ -55,6 +55,7 @@ PRODUCER = "streams/routing"
 MAX_HANDLED = 64
 MAX_CONTACTS = 50
 MAX_ADDRESSES = 8
+MAX_PARKED = 8  # enrichments waiting for their message, per thread
 DAY_MS = 24 * 3600 * 1000
 THREAD_EVENTS = frozenset({"ConversationStarted", "ConversationReopened", "MessageReceived", "MessageEnriched",
                            "MessageSent", "ConversationResolved", "ConversationTransferred",
@@ -115,10 +116,12 @@ def step(view: View, event: dict[str, Any], rules: TenantRules,
     """Apply ``event``, decide what it causes, apply that too; returns the state and outputs."""
     if _already(view, event):
         return view, []
+    kind = event["envelope"]["event_type"]
+    if kind == "MessageEnriched" and not _message_seen(view, event):
+        return _park(view, event), []
     before, view = view, evolve(view, event)
     if view == before:
         return view, []  # a repeated or outdated status/context: nothing changes, nothing is caused
-    kind = event["envelope"]["event_type"]
     out: list[dict[str, Any]] = []
     if kind == "MessageEnriched":
         view, out = _on_enriched(view, event, rules, rules_version)
@@ -128,6 +131,41 @@ def step(view: View, event: dict[str, Any], rules: TenantRules,
     wake = view.desk.wake_at is not None and at >= view.desk.wake_at
     if kind in DISPATCH_ON or wake:
         view, more = dispatch(view, event, rules)
+        out += more
+    if kind == "MessageReceived":
+        view, more = _unpark(view, event, rules, rules_version)
+        out += more
+    return view, out
+
+
+# The threads processor writes a message (after its ConversationStarted/Reopened) and the enrich
+# processor writes its MessageEnriched, each to routing's input: two producers, so the enrichment
+# may arrive first. It waits in its thread until its message is there, so a decision always sees
+# the same state (channel, address, stage) whatever the interleaving: a replay decides the same.
+
+def _message_seen(view: View, enriched: Mapping[str, Any]) -> bool:
+    return view.thread is not None and enriched["message_event_id"] in view.thread.handled
+
+
+def _park(view: View, enriched: dict[str, Any]) -> View:
+    view = _ensure(view, enriched)
+    t = view.thread
+    if t is None or any(p["envelope"]["event_id"] == enriched["envelope"]["event_id"] for p in t.parked):
+        return view
+    return replace(view, thread=replace(t, parked=(*t.parked, enriched)[-MAX_PARKED:]))
+
+
+def _unpark(view: View, message: Mapping[str, Any], rules: TenantRules,
+            version: str) -> tuple[View, list[dict[str, Any]]]:
+    t = view.thread
+    mid = message["envelope"]["event_id"]
+    ready = [p for p in t.parked if p["message_event_id"] == mid] if t is not None else []
+    if not ready:
+        return view, []
+    view = replace(view, thread=replace(t, parked=tuple(p for p in t.parked if p["message_event_id"] != mid)))
+    out: list[dict[str, Any]] = []
+    for enriched in ready:
+        view, more = step(view, enriched, rules, version)
         out += more
     return view, out
 

@@ -106,6 +106,7 @@ class ThreadRoute:
     intents: tuple[tuple[str, float], ...] = ()  # of the last customer message
     sentiment: tuple[float, str] = (0.0, "neutral")
     handled: tuple[str, ...] = ()  # ids of events applied (bounded)
+    parked: tuple[dict[str, Any], ...] = ()  # MessageEnriched that came before its message (bounded)
 
     def to_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in _THREAD}
@@ -115,7 +116,8 @@ class ThreadRoute:
         if not d:
             return None
         return cls(**{**d, "intents": tuple(tuple(i) for i in d["intents"]), "sentiment": tuple(d["sentiment"]),
-                      "handled": tuple(d["handled"]), "addresses": tuple(tuple(a) for a in d["addresses"])})
+                      "handled": tuple(d["handled"]), "addresses": tuple(tuple(a) for a in d["addresses"]),
+                      "parked": tuple(d.get("parked", ()))})
 
 
 _THREAD = tuple(f.name for f in fields(ThreadRoute))

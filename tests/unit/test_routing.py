@@ -366,6 +366,22 @@ def test_replayed_inputs_change_nothing() -> None:
     assert fresh.feed(*inputs) == first  # a replay decides the same, with the same ids
 
 
+def test_an_enrichment_before_its_message_waits_for_it_and_decides_the_same() -> None:
+    """Threads and enrich both write routing's input: the enrichment may come first."""
+    in_order, reordered = Router(), Router()
+    head = [online("a1"), *in_order.message("c0", "hello", T)]
+    *message, enriched = in_order.message("c1", "refund please", T + MIN, intents=[("refund", 0.9)])
+    in_order.feed(*head)
+    reordered.feed(*head)
+    expected = in_order.feed(*message, enriched)
+    assert reordered.feed(enriched) == []  # parked: nothing decided without its message
+    assert reordered.feed(enriched) == []  # a repeat while it waits changes nothing
+    got = reordered.feed(*message)
+    assert got == expected and "RoutingDecided" in kinds(got)
+    assert one(got, "RoutingDecided")["channel"] == "whatsapp"
+    assert (reordered.threads, reordered.desk) == (in_order.threads, in_order.desk)
+
+
 def test_older_agent_status_is_ignored() -> None:
     r = Router()
     r.feed(online("a1", at=T), f.agent_status("acme", "a1", T - MIN, presence="offline"))
@@ -377,7 +393,8 @@ def test_step_equals_evolve_over_input_and_outputs() -> None:
     r.feed(online("a1"), f.context("acme", "c1", T - DAY, tier="gold"))
     for e in r.message("c1", "hi", T)[:-1]:
         r.feed(e)
-    enriched = r.message("c1", "refund please", T + MIN, intents=[("refund", 0.9)])[-1]
+    *message, enriched = r.message("c1", "refund please", T + MIN, intents=[("refund", 0.9)])
+    r.feed(*message)
     tenant, tid, cid = logic.keys(enriched)
     view = View(tenant, r.desk[tenant], r.threads.get(f"{tenant}|{tid}"), r.customers.get(f"{tenant}|{cid}"))
     after, out = logic.step(view, enriched, RULES, "v")
