@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 
 from adapters import accounts as accounts_mod
-from adapters.agent_api import ReplyBody, StatusBody, reply_event, status_event
+from adapters.agent_events import ReplyBody, StatusBody, reply_event, status_event
 from adapters.app import check_event
 from adapters.base import Rejected, Request
 from adapters.channels import Registry
