@@ -37,13 +37,14 @@ from parley.demo.scenario import (
     Step,
 )
 
-# Steps not rendered yet (the driver counts them by reason). The agent API has the routes
-# (``/agents/<tenant>/<agent>/threads/<thread>/resolve``, ``/customers/<tenant>/<customer>/context``)
-# but they take the customer id and thread id the stream processors assign, which a rendering
-# made before sending cannot know: the driver would have to look them up in the projections
-# (customers by channel identity, the customer's open thread) at send time.
-SKIPPED = {"resolve": "resolve needs the thread and customer ids the processors assign (not looked up yet)",
-           "context": "customer context needs the customer id the processors assign (not looked up yet)"}
+# Steps ``render`` leaves out (the driver counts them by reason unless it can look their ids
+# up). The agent API routes (``/agents/<tenant>/<agent>/threads/<thread>/resolve``,
+# ``/customers/<tenant>/<customer>/context``) take the customer id and thread id the stream
+# processors assign, which a rendering made before sending cannot know: with the projections'
+# database the driver looks them up at send time (``parley.demo.lookup``) and renders them with
+# ``resolve_request`` / ``context_request``.
+SKIPPED = {"resolve": "resolve needs the thread and customer ids the processors assign (no projection database to look them up)",
+           "context": "customer context needs the customer id the processors assign (no projection database to look it up)"}
 
 # Channels whose adapter keeps the payload's timestamp as the event time: all the day's channels
 # (e-mail from its Date header; web chat from the SDK's sent_at, as the demo account lifts the
@@ -592,3 +593,23 @@ def reply(r: Reply, cx: RenderContext) -> HttpRequest:
            "text": r.text, "author_type": r.author_type,
            "channel_message_id": outbound_channel_id(r, cx), "occurred_at": r.at_ms}
     return _agent_post(cx, r.author_id, "replies", doc)
+
+
+# --- steps sent once the projections show their ids (the driver looks them up) -----------------
+
+def resolve_request(r: Resolve, cx: RenderContext, customer_id: str, thread_id: str) -> HttpRequest:
+    """``POST /agents/<tenant>/<agent>/threads/<thread>/resolve`` at the step's event time."""
+    doc = {"customer_id": customer_id, "channel": r.channel, "resolved_by": r.resolved_by,
+           "occurred_at": r.at_ms, "request_id": f"demo-{cx.token('resolve', r.seq, n=12)}"}
+    agent = r.agent_id or "bot"  # a bot's resolution: the path still names someone
+    return _agent_post(cx, agent, f"threads/{quote(thread_id)}/resolve", doc)
+
+
+def context_request(c: Context, cx: RenderContext, customer_id: str) -> HttpRequest:
+    """``POST /customers/<tenant>/<customer>/context``: what the CRM knows, at the step's time."""
+    doc: dict[str, Any] = {"source": c.source, "tier": c.tier, "occurred_at": c.at_ms}
+    if c.lifecycle_stage:
+        doc["lifecycle_stage"] = c.lifecycle_stage
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {cx.agent_token}"}
+    return HttpRequest("POST", f"/customers/{quote(cx.tenant)}/{quote(customer_id)}/context",
+                       headers, _json(doc), "agent_api")
