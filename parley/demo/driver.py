@@ -8,11 +8,19 @@ conversation arrives in order. A 503 (Kafka did not acknowledge) or a dropped co
 retried a few times with backoff; what the ingress answered is checked against what the step
 expects (2xx, the 4xx of a bad request, the echoed challenge of a handshake) and counted by
 status and by channel in the ``DriveReport``.
+
+Resolve and Context steps need ids the stream processors assign. Given the projections' SQLite
+file (``lookup=``), each becomes a background task: it waits for the previous step of its lane,
+polls the file (read-only) until the ids appear or ``Lookup.wait_s`` passes, and only then takes
+a request slot; so its wait never holds a slot, and later steps of its lane do not wait for it.
+A step whose ids never appear is counted as skipped, with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -25,11 +33,15 @@ import aiohttp
 
 from adapters import accounts as accounts_mod
 from adapters.accounts import Accounts
+from parley.demo import lookup as lookup_mod
 from parley.demo import webhooks
-from parley.demo.scenario import Scenario, Step
+from parley.demo.lookup import Ids
+from parley.demo.scenario import Context, Resolve, Scenario, Step
 from parley.demo.webhooks import HttpRequest, RenderContext
 
 RETRY_STATUSES = frozenset({502, 503, 504})
+LOOKUP_WAIT_S = 5.0  # how long a Resolve/Context step waits for its ids to be projected
+LOOKUP_POLL_S = 0.1
 
 
 @dataclass
@@ -46,6 +58,61 @@ class Outcome:
         if self.status is None or self.status not in self.request.expect:
             return False
         return self.request.expect_body is None or self.body == self.request.expect_body
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A deferred step not sent: its ids did not appear in the projections in time."""
+
+    step: Step
+    reason: str
+
+
+class Lookup:
+    """Looks deferred steps' ids up in the projections' SQLite file, one query at a time."""
+
+    def __init__(self, db: str | Path, tenant: str, *, wait_s: float = LOOKUP_WAIT_S,
+                 poll_s: float = LOOKUP_POLL_S) -> None:
+        self.db, self.tenant, self.wait_s, self.poll_s = Path(db), tenant, wait_s, poll_s
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection, queried from worker threads
+
+    def query(self, step: Resolve | Context) -> Ids | str:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = lookup_mod.connect_readonly(self.db)
+                return lookup_mod.ids_for(self._conn, self.tenant, step)
+            except sqlite3.OperationalError:  # the file is not there yet
+                return lookup_mod.NO_CUSTOMER
+
+    async def wait_for(self, step: Resolve | Context) -> Ids | str:
+        """Poll until the ids are there, or the reason they are not after ``wait_s``."""
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            found = await asyncio.to_thread(self.query, step)
+            if isinstance(found, Ids) or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(self.poll_s)
+
+    def reason(self, step: Step, why: str) -> str:
+        if why == lookup_mod.NO_CUSTOMER:
+            return f"{step.kind}: customer not projected within {self.wait_s:g}s"
+        return f"{step.kind}: no open thread of the customer started before the step " \
+               f"(waited {self.wait_s:g}s)"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+def deferred_request(step: Step, ids: Ids, cx: RenderContext) -> HttpRequest:
+    if isinstance(step, Resolve):
+        assert ids.thread_id is not None
+        return webhooks.resolve_request(step, cx, ids.customer_id, ids.thread_id)
+    if isinstance(step, Context):
+        return webhooks.context_request(step, cx, ids.customer_id)
+    raise TypeError(f"{type(step).__name__} is not deferred")
 
 
 @dataclass
@@ -94,12 +161,18 @@ def _expect(r: HttpRequest) -> str:
     return "2xx" if r.expect == webhooks.OK else "/".join(map(str, sorted(r.expect)))
 
 
-def render_all(scenario: Scenario, cx: RenderContext,
-               report: DriveReport) -> list[tuple[Step, HttpRequest]]:
-    """Every step's request, in the scenario's order; skipped steps counted by reason."""
-    out = []
+def render_all(scenario: Scenario, cx: RenderContext, report: DriveReport, *,
+               deferring: bool = False) -> list[tuple[Step, HttpRequest | None]]:
+    """Every step's request, in the scenario's order; skipped steps counted by reason.
+
+    ``deferring``: steps whose ids are looked up at send time stay in, with no request (None).
+    """
+    out: list[tuple[Step, HttpRequest | None]] = []
     for step in scenario.steps:
         req = webhooks.render(step, cx)
+        if req is None and deferring and lookup_mod.needs_lookup(step):
+            out.append((step, None))
+            continue
         if req is None:
             report.skipped[webhooks.skip_reason(step) or f"{step.kind}: not rendered"] += 1
             continue
@@ -109,12 +182,15 @@ def render_all(scenario: Scenario, cx: RenderContext,
 
 async def drive(base_url: str, scenario: Scenario, accounts: Accounts | str | Path, *,
                 agent_token: str | None = None, concurrency: int = 8, progress: bool = True,
-                retries: int = 4, timeout_s: float = 30.0) -> DriveReport:
+                retries: int = 4, timeout_s: float = 30.0, lookup_db: str | Path | None = None,
+                lookup_wait_s: float = LOOKUP_WAIT_S) -> DriveReport:
     """Send ``scenario`` to the ingress at ``base_url``; the report says what it answered.
 
     ``accounts``: the ingress's accounts (or the path of its accounts file): the secrets to sign
     with. ``agent_token``: a token of ``IngressSettings.agent_tokens`` for the agent API (read
-    from the ingress settings when not given).
+    from the ingress settings when not given). ``lookup_db``: the projections' SQLite file, to
+    send Resolve and Context steps once their ids are projected (skipped without it), each
+    waiting at most ``lookup_wait_s`` for them.
     """
     if not isinstance(accounts, Accounts):
         accounts = accounts_mod.load(accounts)
@@ -122,18 +198,21 @@ async def drive(base_url: str, scenario: Scenario, accounts: Accounts | str | Pa
         agent_token = _agent_token()
     report = DriveReport(expected_received=scenario.expected_received())
     cx = RenderContext(scenario, accounts, agent_token)
-    plan = render_all(scenario, cx, report)
-    for _, req in plan:
-        report.good += req.expect == webhooks.OK
-        report.bad += req.expect != webhooks.OK
+    lookup = Lookup(lookup_db, cx.tenant, wait_s=lookup_wait_s) if lookup_db else None
+    plan = render_all(scenario, cx, report, deferring=lookup is not None)
     t0 = time.perf_counter()
     async with aiohttp.ClientSession(
         base_url.rstrip("/"), connector=aiohttp.TCPConnector(limit=concurrency),
         timeout=aiohttp.ClientTimeout(total=timeout_s), auto_decompress=False,
     ) as session:
         await wait_ready(session, timeout_s)
-        with _Progress(len(plan), scenario, enabled=progress) as bar:
-            outcomes = await _send_all(session, plan, concurrency, retries, bar)
+        try:
+            with _Progress(len(plan), scenario, enabled=progress) as bar:
+                outcomes = await _send_all(session, plan, concurrency, retries, bar,
+                                           lookup=lookup, cx=cx)
+        finally:
+            if lookup is not None:
+                lookup.close()
     report.duration_s = time.perf_counter() - t0
     for o in outcomes:
         _count(report, o)
@@ -164,7 +243,12 @@ def _agent_token() -> str:
     return tokens[0]
 
 
-def _count(report: DriveReport, o: Outcome) -> None:
+def _count(report: DriveReport, o: Outcome | Skipped) -> None:
+    if isinstance(o, Skipped):
+        report.skipped[o.reason] += 1
+        return
+    report.good += o.request.expect == webhooks.OK
+    report.bad += o.request.expect != webhooks.OK
     report.requests += 1
     report.retries += o.attempts - 1
     status = o.status if o.status is not None else 0
@@ -175,12 +259,17 @@ def _count(report: DriveReport, o: Outcome) -> None:
         report.failures.append(o)
 
 
-async def _send_all(session: aiohttp.ClientSession, plan: Sequence[tuple[Step, HttpRequest]],
-                    concurrency: int, retries: int, bar: _Progress) -> list[Outcome]:
-    """Issue in order; a step waits for the previous step of its lane; ``concurrency`` in flight."""
+async def _send_all(session: aiohttp.ClientSession,
+                    plan: Sequence[tuple[Step, HttpRequest | None]], concurrency: int,
+                    retries: int, bar: _Progress, *, lookup: Lookup | None = None,
+                    cx: RenderContext | None = None) -> list[Outcome | Skipped]:
+    """Issue in order; a step waits for the previous step of its lane; ``concurrency`` in flight.
+
+    A step without a request (None) is deferred: see ``_deferred``; it needs ``lookup`` and ``cx``.
+    """
     slots = asyncio.Semaphore(concurrency)
     last_of_lane: dict[str, asyncio.Task[Outcome]] = {}
-    tasks: list[asyncio.Task[Outcome]] = []
+    tasks: list[asyncio.Task[Outcome | Skipped]] = []
 
     async def one(step: Step, req: HttpRequest, before: asyncio.Task[Outcome] | None) -> Outcome:
         try:
@@ -193,11 +282,33 @@ async def _send_all(session: aiohttp.ClientSession, plan: Sequence[tuple[Step, H
         return outcome
 
     for step, req in plan:
+        if req is None:  # not in the lane's chain: the lane's next steps do not wait for it
+            assert lookup is not None and cx is not None
+            tasks.append(asyncio.create_task(_deferred(
+                session, step, last_of_lane.get(step.lane), slots, lookup, cx, retries, bar)))
+            continue
         await slots.acquire()  # in event-time order: earlier steps always hold their slot first
         task = asyncio.create_task(one(step, req, last_of_lane.get(step.lane)))
         last_of_lane[step.lane] = task
         tasks.append(task)
     return list(await asyncio.gather(*tasks))
+
+
+async def _deferred(session: aiohttp.ClientSession, step: Step, before: asyncio.Task | None,
+                    slots: asyncio.Semaphore, lookup: Lookup, cx: RenderContext, retries: int,
+                    bar: _Progress) -> Outcome | Skipped:
+    """After the lane's previous step, poll for the ids (holding no slot), then send."""
+    if before is not None:
+        await asyncio.wait([before])
+    assert isinstance(step, Resolve | Context)
+    found = await lookup.wait_for(step)
+    if not isinstance(found, Ids):
+        bar.advance(step)
+        return Skipped(step, lookup.reason(step, found))
+    async with slots:
+        outcome = await _send(session, step, deferred_request(step, found, cx), retries)
+    bar.advance(step)
+    return outcome
 
 
 async def _send(session: aiohttp.ClientSession, step: Step, req: HttpRequest,
