@@ -167,6 +167,18 @@ def counts(d: Demo) -> dict[str, int]:
         store.close()
 
 
+def resolved_threads(d: Demo) -> int | None:
+    from projections.store import open_store
+
+    store = open_store(d.database_url, readonly=True)
+    try:
+        return store.query("SELECT count(*) AS n FROM threads WHERE status = 'resolved'")[0]["n"]
+    except Exception:  # tables not migrated yet
+        return None
+    finally:
+        store.close()
+
+
 def settle(d: Demo, expected_in: int) -> dict[str, int]:
     """Wait until every inbound message is projected and the KPI tables stop changing."""
     deadline = time.monotonic() + d.settings.settle_timeout_s
@@ -217,9 +229,13 @@ def _dur(ms: float | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.0f} s"
 
 
-def run(s: DemoSettings, *, serve: bool) -> int:
-    """The main job. Returns the exit code (0 when every request was answered as expected)."""
-    from parley.demo.driver import drive
+def run(s: DemoSettings, *, serve: bool, lookup_wait_s: float | None = None) -> int:
+    """The main job. Returns the exit code (0 when every request was answered as expected).
+
+    ``lookup_wait_s``: how long a Resolve or Context step waits for its ids to be projected
+    (default ``driver.LOOKUP_WAIT_S``).
+    """
+    from parley.demo.driver import LOOKUP_WAIT_S, drive
     from parley.demo.scenario import build_day
 
     console = Console()
@@ -242,11 +258,13 @@ def run(s: DemoSettings, *, serve: bool) -> int:
         scenario = build_day(s.seed, s.scale, day)
         console.print(f"driving {day} (scale {s.scale}, seed {s.seed}) through http://127.0.0.1:{s.ingress_port}")
         report = asyncio.run(drive(f"http://127.0.0.1:{s.ingress_port}", scenario, s.accounts_file,
-                                   agent_token=s.agent_token.get_secret_value(), progress=True))
+                                   agent_token=s.agent_token.get_secret_value(), progress=True,
+                                   lookup_db=d.db_path,
+                                   lookup_wait_s=lookup_wait_s or LOOKUP_WAIT_S))
         for line in report.lines():
             console.print(line, markup=False)
         projected = settle(d, report.expected_received)
-        console.print(f"projected: {projected}")
+        console.print(f"projected: {projected}, resolved threads: {resolved_threads(d)}")
         table, _ = summary_table(d)
         console.print(table)
         console.print(f"dashboard: http://127.0.0.1:{s.api_port}/  ·  SQLite: {d.db_path}  ·  "
