@@ -5,10 +5,14 @@ MessageEnriched, RoutingDecided) and parley.messages (DeliveryStatusChanged only
 Tables: ``threads`` (tenant_id, thread_id), ``messages`` (event_id),
 ``message_enrichments`` (tenant_id, message_event_id),
 ``message_deliveries`` (tenant_id, channel, channel_message_id).
-Idempotency: event ids are deduplicated (the counters need it). Thread life cycle events share
-the customer's partition, so their order is Kafka's in a live run and a rebuild alike; the
-tables fed from two topics (enrichments, delivery statuses) are joined at read time and merge
-by last-writer-wins, so the order between topics does not matter. Replay-safe.
+Idempotency: event ids are deduplicated (the counters need it). Life cycle events share the
+customer's partition but come from two producers (threads: started, resolved, reopened;
+routing: queued, assigned, transferred), so their Kafka order is not their order: a routing
+decision taken before an agent's resolve can land after it. The status (with queue, assignee,
+resolution) follows the latest life cycle event by (event time, life cycle rank, id), whatever
+the arrival order. The tables fed from two topics (enrichments, delivery statuses) are joined
+at read time and merge by last-writer-wins, so the order between topics does not matter either.
+Replay-safe.
 """
 
 from __future__ import annotations
@@ -104,36 +108,60 @@ def apply_thread(row: Row, event: Event) -> Row:
     return touch(row, event)
 
 
+LIFECYCLE_RANK = {"ConversationStarted": 0, "ConversationQueued": 1, "ConversationAssigned": 2,
+                  "ConversationTransferred": 3, "ConversationResolved": 4, "ConversationReopened": 5}
+
+
+def _latest(row: Row, e: Event, what: str) -> bool:
+    """Whether ``e`` is the latest event so far to set ``what`` ("status", or "route": queue,
+    assignee, priority); then it is recorded as such."""
+    env = e["envelope"]
+    s = [env["occurred_at"], LIFECYCLE_RANK[env["event_type"]], env["event_id"]]
+    if not newer(s, row["versions"].get(what)):
+        return False
+    row["versions"] = {**row["versions"], what: s}
+    return True
+
+
 def _started(row: Row, e: Event) -> None:
     row.update(customer_id=e["customer_id"], subject=e["subject"] or row["subject"],
                started_at=e["envelope"]["occurred_at"],
                first_message_event_id=e["first_message_event_id"])
+    _latest(row, e, "status")
     row["status"] = row["status"] or "open"
 
 
 def _queued(row: Row, e: Event) -> None:
-    row.update(status="queued", queue=e["queue"], priority=e["priority"], assignee=None)
+    if _latest(row, e, "route"):
+        row.update(queue=e["queue"], priority=e["priority"], assignee=None)
+    if _latest(row, e, "status"):
+        row["status"] = "queued"
 
 
 def _assigned(row: Row, e: Event) -> None:
-    row.update(status="assigned", assignee=e["agent_id"], queue=e["queue"] or row["queue"])
+    if _latest(row, e, "route"):
+        row.update(assignee=e["agent_id"], queue=e["queue"] or row["queue"])
+    if _latest(row, e, "status"):
+        row["status"] = "assigned"
 
 
 def _transferred(row: Row, e: Event) -> None:
     row["transfer_count"] += 1
-    row["queue"] = e["to_queue"] or row["queue"]
-    row["assignee"] = e["to_agent_id"]
-    row["status"] = "assigned" if e["to_agent_id"] else "queued"
+    if _latest(row, e, "route"):
+        row.update(queue=e["to_queue"] or row["queue"], assignee=e["to_agent_id"])
+    if _latest(row, e, "status"):
+        row["status"] = "assigned" if e["to_agent_id"] else "queued"
 
 
 def _resolved(row: Row, e: Event) -> None:
-    row.update(status="resolved", resolved_at=e["envelope"]["occurred_at"],
-               resolved_by=e["resolved_by"])
+    if _latest(row, e, "status"):
+        row.update(status="resolved", resolved_at=e["envelope"]["occurred_at"], resolved_by=e["resolved_by"])
 
 
 def _reopened(row: Row, e: Event) -> None:
     row["reopened_count"] += 1
-    row.update(status="open", resolved_at=None, resolved_by=None)
+    if _latest(row, e, "status"):
+        row.update(status="open", resolved_at=None, resolved_by=None)
 
 
 def _routed(row: Row, e: Event) -> None:

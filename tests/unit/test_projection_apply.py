@@ -168,6 +168,32 @@ def test_thread_life_cycle(events, status, queue, assignee):
     assert (row["status"], row["queue"], row["assignee"]) == (status, queue, assignee)
 
 
+def test_thread_status_follows_event_time_not_arrival_across_producers():
+    """Routing queued the contact (at the message's time); the agent resolved it later; the
+    resolve reached the topic first. Every arrival order gives the same row."""
+    events = [
+        ev("ConversationStarted", T0, thread_id="th1", customer_id="c1", first_message_event_id="m"),
+        ev("ConversationQueued", T0 + 1000, thread_id="th1", customer_id="c1", queue="orders", priority=0),
+        ev("ConversationAssigned", T0 + 5000, thread_id="th1", customer_id="c1", agent_id="ana", queue="orders"),
+        ev("ConversationResolved", T0 + 60_000, thread_id="th1", customer_id="c1", resolved_by="agent",
+           agent_id="ana"),
+    ]
+    rows = {json.dumps(fold(threads, threads.THREADS, ("acme", "th1"), order), sort_keys=True)
+            for order in itertools.permutations(events)}
+    assert len(rows) == 1
+    row = json.loads(rows.pop())
+    assert (row["status"], row["queue"], row["assignee"], row["resolved_at"]) == \
+        ("resolved", "orders", "ana", T0 + 60_000)
+
+
+def test_a_reopen_after_the_resolve_wins_in_any_order():
+    resolved = ev("ConversationResolved", T0, thread_id="th1", customer_id="c1", resolved_by="agent")
+    reopened = ev("ConversationReopened", T0 + 1000, thread_id="th1", customer_id="c1", message_event_id="m2")
+    for order in ([resolved, reopened], [reopened, resolved]):
+        row = fold(threads, threads.THREADS, ("acme", "th1"), order)
+        assert (row["status"], row["resolved_at"], row["reopened_count"]) == ("open", None, 1)
+
+
 def test_thread_counts_messages_across_channels_in_order():
     events = [
         _life("ConversationStarted", first_message_event_id="m", subject="order 42"),
