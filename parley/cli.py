@@ -173,7 +173,7 @@ def demo(
     day: str = typer.Option(None, help="Simulated day, YYYY-MM-DD (default: yesterday)."),
     serve: bool = typer.Option(None, help="Keep the dashboard up at the end (default: when in a terminal)."),
     lookup_wait: float = typer.Option(None, help="Seconds a resolve or context step waits for the "
-                                      "projections to show its ids before it is skipped (default 5)."),
+                                      "projections to show its ids before it is skipped (default 30)."),
 ) -> None:
     """The main job: broker, topics, ingress, worker, projections, API, and a synthetic day."""
     from parley.demo.main import run
@@ -183,8 +183,8 @@ def demo(
     s.scale = scale if scale is not None else s.scale
     s.seed = seed if seed is not None else s.seed
     s.day = day or s.day
-    raise typer.Exit(run(s, serve=sys.stdin.isatty() if serve is None else serve,
-                         lookup_wait_s=lookup_wait))
+    s.lookup_wait_s = lookup_wait if lookup_wait is not None else s.lookup_wait_s
+    raise typer.Exit(run(s, serve=sys.stdin.isatty() if serve is None else serve))
 
 
 def _bench(module: str, ctx: typer.Context) -> None:

@@ -189,3 +189,6 @@ class DemoSettings(_Base):
     routing_file: Path = Path("config/routing.example.toml")
     agent_token: SecretStr = SecretStr("demo-agent-token")
     settle_timeout_s: float = 180.0
+    # how long a resolve or context step waits for the projections to show the ids the
+    # processors assigned (its customer, its routed thread) before it is counted as skipped
+    lookup_wait_s: float = 30.0

@@ -15,7 +15,7 @@ from pathlib import Path
 from parley.demo.scenario import Context, Resolve, Step
 
 NO_CUSTOMER = "customer not projected"
-NO_THREAD = "no open thread"
+NO_THREAD = "no open routed thread"
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,13 @@ def customer_id(conn: sqlite3.Connection, tenant: str, keys: list[str]) -> str |
 
 
 def open_thread(conn: sqlite3.Connection, tenant: str, customer: str, before_ms: int) -> str | None:
-    """The customer's most recent thread not resolved, started at or before ``before_ms``."""
+    """The customer's most recent thread not resolved, started at or before ``before_ms``, and
+    already routed: an agent closes what reached them. (The scripted agents act on the
+    scenario's clock, ahead of the pipeline; a resolve that overtook the routing decision would
+    close a contact before routing counted it.)"""
     row = conn.execute("SELECT thread_id FROM threads WHERE tenant_id = ? AND customer_id = ? "
                        "AND (status IS NULL OR status <> 'resolved') AND started_at <= ? "
+                       "AND routed_to IS NOT NULL "
                        "ORDER BY started_at DESC, thread_id DESC LIMIT 1",
                        (tenant, customer, before_ms)).fetchone()
     return row[0] if row else None

@@ -229,13 +229,9 @@ def _dur(ms: float | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.0f} s"
 
 
-def run(s: DemoSettings, *, serve: bool, lookup_wait_s: float | None = None) -> int:
-    """The main job. Returns the exit code (0 when every request was answered as expected).
-
-    ``lookup_wait_s``: how long a Resolve or Context step waits for its ids to be projected
-    (default ``driver.LOOKUP_WAIT_S``).
-    """
-    from parley.demo.driver import LOOKUP_WAIT_S, drive
+def run(s: DemoSettings, *, serve: bool) -> int:
+    """The main job. Returns the exit code (0 when every request was answered as expected)."""
+    from parley.demo.driver import drive
     from parley.demo.scenario import build_day
 
     console = Console()
@@ -260,7 +256,7 @@ def run(s: DemoSettings, *, serve: bool, lookup_wait_s: float | None = None) -> 
         report = asyncio.run(drive(f"http://127.0.0.1:{s.ingress_port}", scenario, s.accounts_file,
                                    agent_token=s.agent_token.get_secret_value(), progress=True,
                                    lookup_db=d.db_path,
-                                   lookup_wait_s=lookup_wait_s or LOOKUP_WAIT_S))
+                                   lookup_wait_s=s.lookup_wait_s))
         for line in report.lines():
             console.print(line, markup=False)
         projected = settle(d, report.expected_received)

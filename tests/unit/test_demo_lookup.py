@@ -63,11 +63,12 @@ def add_identity(db: Path, key: str, customer: str) -> None:
     store.close()
 
 
-def add_thread(db: Path, thread: str, customer: str, started_at: int, status: str) -> None:
+def add_thread(db: Path, thread: str, customer: str, started_at: int, status: str,
+               routed_to: str | None = "queue") -> None:
     store = open_store(f"sqlite:///{db}")
     with store.transaction() as tx:
-        tx.execute("INSERT INTO threads (tenant_id, thread_id, customer_id, status, started_at) "
-                   "VALUES (?, ?, ?, ?, ?)", (T, thread, customer, status, started_at))
+        tx.execute("INSERT INTO threads (tenant_id, thread_id, customer_id, status, started_at, routed_to) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (T, thread, customer, status, started_at, routed_to))
     store.close()
 
 
@@ -108,6 +109,7 @@ def test_resolve_takes_the_latest_open_thread_started_before_it(db: Path) -> Non
     add_thread(db, "t-old", "c-1", at - 50_000, "assigned")
     add_thread(db, "t-new", "c-1", at - 10_000, "queued")
     add_thread(db, "t-resolved", "c-1", at - 5_000, "resolved")
+    add_thread(db, "t-not-routed-yet", "c-1", at - 2_000, "open", routed_to=None)
     add_thread(db, "t-later", "c-1", at + 1, "open")
     add_thread(db, "t-someone-else", "c-2", at - 1_000, "open")
     assert ids(db, make_resolve()) == Ids("c-1", "t-new")
