@@ -6,7 +6,9 @@ module keeps that wiring to a few calls so each ``agents.py`` reads as its data 
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,21 +58,35 @@ class Wiring:
         # keys are str, values JSON dicts (the app's table serializers default to json)
         return self.app.Table(name, default=None, partitions=source.partitions)
 
-    async def send(self, topic: faust.TopicT, event: dict[str, Any] | bytes, key: str | bytes | None = None) -> None:
-        """Send an event keyed by its partition key, stamped with processing time for latency."""
+    async def send(self, topic: faust.TopicT, event: dict[str, Any] | bytes,
+                   key: str | bytes | None = None) -> asyncio.Future:
+        """Send an event keyed by its partition key, stamped with processing time for latency;
+        returns the future Kafka's acknowledgement resolves."""
         if isinstance(event, dict):
             event["envelope"]["recorded_at"] = int(time.time() * 1000)  # metadata only, never decided on
             key = key or event["envelope"]["partition_key"]
         if isinstance(key, str):
             key = key.encode()
-        await topic.send(key=key, value=event)
+        return await topic.send(key=key, value=event)
 
-    async def fan_out(self, event: dict[str, Any], *targets: tuple[faust.TopicT, str]) -> None:
+    async def fan_out(self, event: dict[str, Any], *targets: tuple[faust.TopicT, str]) -> list[asyncio.Future]:
         """Send one event to several topics, each with its own key, encoded once."""
         event["envelope"]["recorded_at"] = int(time.time() * 1000)  # metadata only, never decided on
         data = _codec().dumps(event)
-        for topic, key in targets:
-            await topic.send(key=key.encode(), value=data)
+        return [await topic.send(key=key.encode(), value=data) for topic, key in targets]
+
+    @staticmethod
+    async def then_save(sent: list[asyncio.Future], save: Callable[[], None]) -> None:
+        """Wait until Kafka acknowledged every output of an input, then write the state change.
+
+        The other order loses outputs: the table's changelog says "applied" after a crash,
+        the input is read again (its offset was not committed), recognised, and nothing is
+        sent. In this order a crash re-processes the input on the old state and sends the same
+        outputs again, under the same ids, which consumers drop.
+        """
+        if sent:
+            await asyncio.gather(*sent)
+        save()
 
     async def dead_letter(self, stage: str, event: faust.EventT, reason: str, error: str) -> None:
         """Park an input record that cannot be processed, with its raw bytes and position."""

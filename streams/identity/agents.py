@@ -11,6 +11,7 @@ Idempotency and replay: see ``streams.identity.logic``; the re-key hop copies re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from parley import logs
@@ -57,21 +58,28 @@ def register(w: Wiring) -> None:
             if value is None:
                 continue
             try:
-                out = _apply(value, owners, customers)
+                out, save = _apply(value, owners, customers)
             except Exception as e:  # a bug or an impossible record: park it, keep the stream going
                 log.exception("identity.failed", event_id=value.get("envelope", {}).get("event_id"))
                 await w.dead_letter(STAGE, event, "poison", repr(e))
                 continue
+            sent = []
             for e in out:
                 kind = e["envelope"]["event_type"]
-                await w.send(out_messages if kind in logic.MESSAGE_TYPES else identity_events, e)
+                sent.append(await w.send(out_messages if kind in logic.MESSAGE_TYPES else identity_events, e))
+            await w.then_save(sent, save)
 
 
-def _apply(event: dict[str, Any], owners: Any, customers: Any) -> list[dict[str, Any]]:
-    """Load the graph view, decide, write the changed entries; returns the events to send."""
+def _nothing() -> None:
+    return None
+
+
+def _apply(event: dict[str, Any], owners: Any, customers: Any) -> tuple[list[dict[str, Any]], Callable[[], None]]:
+    """Load the graph view and decide; returns the events to send and the table writes to make
+    once they are acknowledged."""
     tenant = event["envelope"]["tenant_id"]
     if event["envelope"]["event_type"] not in logic.MESSAGE_TYPES | logic.COMMAND_TYPES:
-        return []
+        return [], _nothing
 
     def customer_of(cid: str) -> Customer | None:
         d = customers.get(f"{tenant}|{cid}")
@@ -80,9 +88,12 @@ def _apply(event: dict[str, Any], owners: Any, customers: Any) -> list[dict[str,
     graph = logic.load(event, lambda k: owners.get(f"{tenant}|{k}"), customer_of)
     after, out = logic.step(graph, event)
     changed_owners, changed_customers = logic.changes(graph, after)
-    for key, cid in changed_owners.items():
-        owners[f"{tenant}|{key}"] = cid
-    for cid, c in changed_customers.items():
-        customers[f"{tenant}|{cid}"] = c.to_json()
+
+    def save() -> None:
+        for key, cid in changed_owners.items():
+            owners[f"{tenant}|{key}"] = cid
+        for cid, c in changed_customers.items():
+            customers[f"{tenant}|{cid}"] = c.to_json()
+
     log.debug("identity.resolved", event_id=event["envelope"]["event_id"], tenant=tenant, emitted=len(out))
-    return out
+    return out, save

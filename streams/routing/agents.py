@@ -16,6 +16,7 @@ Idempotency and replay: see ``streams.routing.logic``. Routing's own outputs nev
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from parley import logs
@@ -63,13 +64,12 @@ def register(w: Wiring, rules: config.RoutingConfig | None = None) -> None:
             if value is None:
                 continue
             try:
-                out = _apply(value, book, desks, threads, customers)
+                out, save = _apply(value, book, desks, threads, customers)
             except Exception as e:  # a bug or an impossible record: park it, keep the stream going
                 log.exception("routing.failed", event_id=value.get("envelope", {}).get("event_id"))
                 await w.dead_letter(STAGE, event, "poison", repr(e))
                 continue
-            for e in out:
-                await w.send(conversations, e)
+            await w.then_save([await w.send(conversations, e) for e in out], save)
 
 
 def _rules_path(settings: Any) -> Any:
@@ -136,10 +136,15 @@ class _Desks:
         self._cache[tenant] = new
 
 
+def _nothing() -> None:
+    return None
+
+
 def _apply(event: dict[str, Any], book: _Book, desks: _Desks, threads: Any,
-           customers: Any) -> list[dict[str, Any]]:
+           customers: Any) -> tuple[list[dict[str, Any]], Callable[[], None]]:
+    """Decide; returns the events to send and the table writes to make once they are acknowledged."""
     if not logic.wanted(event):
-        return []
+        return [], _nothing
     tenant, thread_id, customer_id = logic.keys(event)
     tkey = f"{tenant}|{thread_id}" if thread_id else None
     ckey = f"{tenant}|{customer_id}" if customer_id else None
@@ -147,14 +152,17 @@ def _apply(event: dict[str, Any], book: _Book, desks: _Desks, threads: Any,
                 ThreadRoute.from_json(threads.get(tkey)) if tkey else None,
                 CustomerRoute.from_json(customers.get(ckey)) if ckey else None)
     after, out = logic.step(view, event, *book(tenant))
-    if after.desk is not view.desk:
-        desks.put(tenant, view.desk, after.desk)
-    if after.thread is not None and after.thread != view.thread:
-        threads[f"{tenant}|{after.thread.thread_id}"] = after.thread.to_json()
-    if after.customer is not None and after.customer != view.customer:
-        customers[f"{tenant}|{after.customer.customer_id}"] = after.customer.to_json()
+
+    def save() -> None:
+        if after.desk is not view.desk:
+            desks.put(tenant, view.desk, after.desk)
+        if after.thread is not None and after.thread != view.thread:
+            threads[f"{tenant}|{after.thread.thread_id}"] = after.thread.to_json()
+        if after.customer is not None and after.customer != view.customer:
+            customers[f"{tenant}|{after.customer.customer_id}"] = after.customer.to_json()
+
     for e in out:
         if e["envelope"]["event_type"] == "RoutingDecided":
             log.debug("routing.decided", event_id=e["envelope"]["event_id"], thread_id=e["thread_id"],
                      target=e["target_kind"], queue=e["queue"], agent_id=e["agent_id"], reasons=e["reasons"])
-    return out
+    return out, save

@@ -10,6 +10,7 @@ Idempotency and replay: see ``streams.threads.logic``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from parley import logs
@@ -43,23 +44,29 @@ def register(w: Wiring) -> None:
             if value is None:
                 continue
             try:
-                out = _apply(value, table, rules)
+                out, save = _apply(value, table, rules)
             except Exception as e:  # a bug or an impossible record: park it, keep the stream going
                 log.exception("threads.failed", event_id=value.get("envelope", {}).get("event_id"))
                 await w.dead_letter(STAGE, event, "poison", repr(e))
                 continue
+            sent = []
             for e in out:  # (tenant|customer, event) and, for routing, (tenant, event)
                 targets = [(conversations, e["envelope"]["partition_key"])]
                 if routing.wanted(e):
                     targets.append((to_routing, e["envelope"]["tenant_id"]))
-                await w.fan_out(e, *targets)
+                sent += await w.fan_out(e, *targets)
+            await w.then_save(sent, save)
 
 
-def _apply(event: dict[str, Any], table: Any, rules: logic.Rules) -> list[dict[str, Any]]:
+def _apply(event: dict[str, Any], table: Any, rules: logic.Rules) -> tuple[list[dict[str, Any]], Callable[[], None]]:
+    """The events to send, and the table write to make once they are acknowledged."""
     key = logic.customer_key(event)
     state = CustomerThreads.from_json(table.get(key))
     after, out = logic.step(state, event, rules)
-    if after != state:
-        table[key] = after.to_json()
+
+    def save() -> None:
+        if after != state:
+            table[key] = after.to_json()
+
     log.debug("threads.applied", event_id=event["envelope"]["event_id"], key=key, emitted=len(out))
-    return out
+    return out, save

@@ -37,15 +37,38 @@ def test_codec_round_trips_dicts_passes_bytes_and_never_raises_on_garbage() -> N
     assert isinstance(poison, Poison) and poison.payload == b"\x07garbage" and "magic" in poison.error
 
 
+def applied(apply, *args):
+    """What an agent does once Kafka acknowledged the outputs: write the state; the outputs."""
+    out, save = apply(*args)
+    save()
+    return out
+
+
 def test_identity_then_threads_through_the_agents_tables() -> None:
     owners, customers, threads = JsonTable(), JsonTable(), JsonTable()
-    out = identity_agents._apply(f.received("acme", WA, "order 123456 late", T), owners, customers)
+    out = applied(identity_agents._apply, f.received("acme", WA, "order 123456 late", T), owners, customers)
     msg = out[-1]
     assert msg["customer_id"] and "acme|phone:+33612345678" in owners
-    threaded = threads_agents._apply(msg, threads, Rules())
+    threaded = applied(threads_agents._apply, msg, threads, Rules())
     assert [e["envelope"]["event_type"] for e in threaded] == ["ConversationStarted", "MessageReceived"]
-    again = identity_agents._apply(f.received("acme", WA, "about order 123456", T + 60_000, n=1), owners, customers)
-    assert threads_agents._apply(again[-1], threads, Rules())[-1]["thread_id"] == threaded[-1]["thread_id"]
+    again = applied(identity_agents._apply, f.received("acme", WA, "about order 123456", T + 60_000, n=1),
+                    owners, customers)
+    assert applied(threads_agents._apply, again[-1], threads, Rules())[-1]["thread_id"] == threaded[-1]["thread_id"]
+
+
+def test_no_state_is_written_before_the_outputs_are_acknowledged() -> None:
+    """A crash between deciding and the acknowledgement re-processes the input on the old state,
+    so the same outputs (same ids) are sent again instead of being lost."""
+    owners, customers, threads = JsonTable(), JsonTable(), JsonTable()
+    event = f.received("acme", WA, "order 123456 late", T)
+    out, _ = identity_agents._apply(event, owners, customers)
+    assert (len(owners), len(customers)) == (0, 0)  # "crash": save never ran
+    again = applied(identity_agents._apply, event, owners, customers)
+    assert [e["envelope"]["event_id"] for e in again] == [e["envelope"]["event_id"] for e in out]
+    threaded, _ = threads_agents._apply(again[-1], threads, Rules())
+    assert len(threads) == 0
+    assert applied(threads_agents._apply, again[-1], threads, Rules()) == threaded
+    assert threads_agents._apply(again[-1], threads, Rules())[0] == []  # applied: a repeat sends nothing
 
 
 def test_enriched_event_fits_the_schema() -> None:
@@ -71,13 +94,13 @@ def test_routing_desk_storage_rebuilds_what_the_cache_holds() -> None:
         events += [started, m, f.enriched(m)]
     out = []
     for e in events:
-        out += routing_agents._apply(e, book, desks, threads, customers)
+        out += applied(routing_agents._apply, e, book, desks, threads, customers)
     kinds = [e["envelope"]["event_type"] for e in out]
     assert kinds.count("ConversationAssigned") == 1 and kinds.count("ConversationQueued") == 4
     cached = desks.get("acme")
     assert len(cached.waiting) == 3 and len(waiting) == 3
     assert routing_agents._Desks(heads, waiting).get("acme") == cached  # rebuilt from the tables alone
     resolved = f.thread_command("ConversationResolved", "acme", "c0", "t0", T + 100, resolved_by="agent")
-    out = routing_agents._apply(resolved, book, desks, threads, customers)
+    out = applied(routing_agents._apply, resolved, book, desks, threads, customers)
     assert [e["customer_id"] for e in out] == ["c1"]
     assert len(waiting) == 2 and routing_agents._Desks(heads, waiting).get("acme") == desks.get("acme")
