@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
 from parley import topics_admin
@@ -71,16 +71,22 @@ async def offer(base: str, run: str, rate: int, seconds: float, sent: dict[str, 
     return {"offered_per_s": rate, "sent": n, "statuses": statuses, "ingress_ok_per_s": ok / took}
 
 
-def watch(d: demo.Demo, sent: dict[str, float], poll_ms: int, drain_s: float) -> dict[str, float]:
-    """Poll the projection until every sent message has a row; return latencies (s) by id."""
+def watch(d: demo.Demo, prefix: str, sent: dict[str, float], expected: int, poll_ms: int,
+          deadline_s: float) -> dict[str, float]:
+    """Poll the projection while messages are offered, until all ``expected`` messages whose id
+    starts with ``prefix`` have a row (or the deadline); return latencies (s) by id."""
     from projections.store import open_store
 
     seen: dict[str, float] = {}
-    deadline = time.monotonic() + drain_s
+    deadline = time.monotonic() + deadline_s
     store = open_store(d.database_url, readonly=True)
     try:
-        while len(seen) < len(sent) and time.monotonic() < deadline:
-            rows = store.query("SELECT channel_message_id AS m FROM messages WHERE channel = 'webchat'")
+        while len(seen) < expected and time.monotonic() < deadline:
+            try:
+                rows = store.query("SELECT channel_message_id AS m FROM messages "
+                                   f"WHERE channel = 'webchat' AND channel_message_id LIKE '{prefix}%'")
+            except Exception:  # noqa: BLE001 - the projection has not created its tables yet
+                rows = []
             now = time.monotonic()
             for r in rows:
                 if r["m"] in sent and r["m"] not in seen:
@@ -91,14 +97,24 @@ def watch(d: demo.Demo, sent: dict[str, float], poll_ms: int, drain_s: float) ->
     return seen
 
 
+async def measure(d: demo.Demo, base: str, run: str, rate: int, a: argparse.Namespace) -> tuple[dict, dict]:
+    """Offer ``rate``/s for ``a.seconds`` while a thread watches the projection for the rows."""
+    sent: dict[str, float] = {}
+    n = int(rate * a.seconds)
+    watcher = asyncio.create_task(asyncio.to_thread(watch, d, f"{run}-{rate}-", sent, n, a.poll_ms,
+                                                    a.seconds + a.drain_s))
+    res = await offer(base, run, rate, a.seconds, sent)
+    return res, await watcher
+
+
 async def raw_consume_rate(k: KafkaSettings) -> dict:
     """Records/s of a bare aiokafka consumer reading the messages topic from the start."""
     name = topics.named(k.topic_prefix, topics.MESSAGES)
-    c = AIOKafkaConsumer(**k.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest")
+    c = AIOKafkaConsumer(name, **k.client_kwargs(), group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest")
     await c.start()
     try:
-        parts = [TopicPartition(name, p) for p in c.partitions_for_topic(name) or ()]
-        c.assign(parts)
+        parts = list(c.assignment())
         end = sum((await c.end_offsets(parts)).values())
         n, t0 = 0, time.monotonic()
         while n < end:
@@ -134,10 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         base = f"http://127.0.0.1:{s.ingress_port}"
         demo.wait_http(d, f"{base}/readyz")
         for rate in [int(r) for r in a.rates.split(",")]:
-            sent: dict[str, float] = {}
             t0 = time.monotonic()
-            res = asyncio.run(offer(base, run_id, rate, a.seconds, sent))
-            lat = watch(d, sent, a.poll_ms, a.drain_s)
+            res, lat = asyncio.run(measure(d, base, run_id, rate, a))
             took = time.monotonic() - t0
             values = list(lat.values())
             res.update({"projected": len(lat), "e2e_per_s": len(lat) / took,
