@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +102,22 @@ class Wiring:
         log.warning("streams.dead_letter", stage=stage, reason=reason, error=error[:300], topic=msg.topic,
                     partition=msg.partition, offset=msg.offset)
         await self.send(self.topic(topics.DEAD_LETTER), record)
+
+    async def decisions(self, stage: str, stream: Any,
+                        apply: Callable[[dict[str, Any]], Any]) -> AsyncIterator[Any]:
+        """``apply(value)`` of each input event; undecodable inputs, and inputs ``apply`` fails
+        on (a bug or an impossible record), are dead-lettered and the stream goes on."""
+        async for event in stream.events():
+            value = await self.guard(stage, event)
+            if value is None:
+                continue
+            try:
+                result = apply(value)
+            except Exception as e:  # noqa: BLE001 - park it, keep the stream going
+                log.exception("streams.failed", stage=stage, event_id=value.get("envelope", {}).get("event_id"))
+                await self.dead_letter(stage, event, "poison", repr(e))
+                continue
+            yield result
 
     async def guard(self, stage: str, event: faust.EventT) -> dict[str, Any] | None:
         """The event's value, or None after dead-lettering it when it is not a Parley event."""

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from parley import logs
 from schemas import topics
 from schemas.events import caused_by, make
 from streams.enrich.logic import BuiltinEnricher, Enricher, Enrichment, load_intent_config
 from streams.wiring import Wiring
 
 STAGE = "streams/enrich"
-log = logs.get(STAGE)
 
 
 def enricher_from(settings: Any) -> Enricher:
@@ -51,15 +49,13 @@ def register(w: Wiring, enricher: Enricher | None = None) -> None:
 
     @w.app.agent(conversations, name="enrich")
     async def enrich(stream: Any) -> None:
-        async for event in stream.events():
-            value = await w.guard(STAGE, event)
+        def apply(value: dict[str, Any]) -> dict[str, Any] | None:
             if not wanted(value):
-                continue
-            try:
-                out = enriched_event(value, enricher.enrich(value.get("text"), value["envelope"]["tenant_id"]))
-            except Exception as e:  # a bug or an impossible record: park it, keep the stream going
-                log.exception("enrich.failed", event_id=value["envelope"]["event_id"])
-                await w.dead_letter(STAGE, event, "poison", repr(e))
+                return None
+            return enriched_event(value, enricher.enrich(value.get("text"), value["envelope"]["tenant_id"]))
+
+        async for out in w.decisions(STAGE, stream, apply):
+            if out is None:
                 continue
             await w.fan_out(out, (conversations, out["envelope"]["partition_key"]),
                             (to_routing, out["envelope"]["tenant_id"]))

@@ -53,16 +53,7 @@ def register(w: Wiring) -> None:
 
     @w.app.agent(by_tenant, name="identity-resolve")
     async def resolve(stream: Any) -> None:
-        async for event in stream.events():
-            value = await w.guard(STAGE, event)
-            if value is None:
-                continue
-            try:
-                out, save = _apply(value, owners, customers)
-            except Exception as e:  # a bug or an impossible record: park it, keep the stream going
-                log.exception("identity.failed", event_id=value.get("envelope", {}).get("event_id"))
-                await w.dead_letter(STAGE, event, "poison", repr(e))
-                continue
+        async for out, save in w.decisions(STAGE, stream, lambda value: _apply(value, owners, customers)):
             sent = []
             for e in out:
                 kind = e["envelope"]["event_type"]

@@ -59,16 +59,7 @@ def register(w: Wiring, rules: config.RoutingConfig | None = None) -> None:
 
     @w.app.agent(by_tenant, name="routing-decide")
     async def decide(stream: Any) -> None:
-        async for event in stream.events():
-            value = await w.guard(STAGE, event)
-            if value is None:
-                continue
-            try:
-                out, save = _apply(value, book, desks, threads, customers)
-            except Exception as e:  # a bug or an impossible record: park it, keep the stream going
-                log.exception("routing.failed", event_id=value.get("envelope", {}).get("event_id"))
-                await w.dead_letter(STAGE, event, "poison", repr(e))
-                continue
+        async for out, save in w.decisions(STAGE, stream, lambda value: _apply(value, book, desks, threads, customers)):
             await w.then_save([await w.send(conversations, e) for e in out], save)
 
 

@@ -39,16 +39,7 @@ def register(w: Wiring) -> None:
 
     @w.app.agent(source, name="threads")
     async def thread(stream: Any) -> None:
-        async for event in stream.events():
-            value = await w.guard(STAGE, event)
-            if value is None:
-                continue
-            try:
-                out, save = _apply(value, table, rules)
-            except Exception as e:  # a bug or an impossible record: park it, keep the stream going
-                log.exception("threads.failed", event_id=value.get("envelope", {}).get("event_id"))
-                await w.dead_letter(STAGE, event, "poison", repr(e))
-                continue
+        async for out, save in w.decisions(STAGE, stream, lambda value: _apply(value, table, rules)):
             sent = []
             for e in out:  # (tenant|customer, event) and, for routing, (tenant, event)
                 targets = [(conversations, e["envelope"]["partition_key"])]
