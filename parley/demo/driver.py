@@ -40,7 +40,7 @@ from parley.demo.scenario import Context, Resolve, Scenario, Step
 from parley.demo.webhooks import HttpRequest, RenderContext
 
 RETRY_STATUSES = frozenset({502, 503, 504})
-LOOKUP_WAIT_S = 5.0  # how long a Resolve/Context step waits for its ids to be projected
+LOOKUP_WAIT_S = 30.0  # how long a Resolve/Context step waits for its ids to be projected
 LOOKUP_POLL_S = 0.1
 
 
@@ -98,7 +98,7 @@ class Lookup:
     def reason(self, step: Step, why: str) -> str:
         if why == lookup_mod.NO_CUSTOMER:
             return f"{step.kind}: customer not projected within {self.wait_s:g}s"
-        return f"{step.kind}: no open thread of the customer started before the step " \
+        return f"{step.kind}: no open, routed thread of the customer started before the step " \
                f"(waited {self.wait_s:g}s)"
 
     def close(self) -> None:

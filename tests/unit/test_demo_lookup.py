@@ -178,7 +178,7 @@ async def test_steps_whose_ids_never_appear_are_skipped_with_the_reason(db: Path
                               wait_s=0.3)
     assert seen == []
     assert {o.reason for o in out} == {
-        "resolve: no open thread of the customer started before the step (waited 0.3s)",
+        "resolve: no open, routed thread of the customer started before the step (waited 0.3s)",
         "context: customer not projected within 0.3s"}
     assert all(isinstance(o, Skipped) for o in out)
 
