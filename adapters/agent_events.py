@@ -238,62 +238,54 @@ def command_time_and_id(tenant: str, kind: str, subject: tuple[str, ...],
     return body.occurred_at or received_ms, derive_id(tenant, kind, *subject, at, body.request_id or 0)
 
 
+def _command(tenant: str, kind: str, subject: tuple[str, ...], body: _Command, received_ms: int, key: str,
+             **fields: Any) -> dict[str, Any]:
+    """A command event (pure): time and id from the request, ``key`` its partition key."""
+    at, event_id = command_time_and_id(tenant, kind, subject, body, received_ms)
+    env = envelope(kind, event_id=event_id, occurred_at=at, tenant_id=tenant, partition_key=key,
+                   producer="ingress/agent-api")
+    return make(kind, env, **fields)
+
+
 def resolve_event(tenant: str, agent: str, thread: str, body: ResolveBody, received_ms: int) -> dict[str, Any]:
     """ConversationResolved from a validated body (pure), keyed by the thread's customer."""
-    at, event_id = command_time_and_id(tenant, "ConversationResolved", (thread,), body, received_ms)
-    env = envelope("ConversationResolved", event_id=event_id, occurred_at=at, tenant_id=tenant,
-                   partition_key=f"{tenant}|{body.customer_id}", producer="ingress/agent-api")
-    return make("ConversationResolved", env, thread_id=thread, customer_id=body.customer_id, channel=body.channel,
-                resolved_by=body.resolved_by, agent_id=agent)
+    return _command(tenant, "ConversationResolved", (thread,), body, received_ms, f"{tenant}|{body.customer_id}",
+                    thread_id=thread, customer_id=body.customer_id, channel=body.channel,
+                    resolved_by=body.resolved_by, agent_id=agent)
 
 
 def transfer_event(tenant: str, agent: str, thread: str, body: TransferBody, received_ms: int) -> dict[str, Any]:
     """ConversationTransferred from a validated body (pure), keyed by the thread's customer."""
-    at, event_id = command_time_and_id(tenant, "ConversationTransferred", (thread,), body, received_ms)
-    env = envelope("ConversationTransferred", event_id=event_id, occurred_at=at, tenant_id=tenant,
-                   partition_key=f"{tenant}|{body.customer_id}", producer="ingress/agent-api")
-    return make("ConversationTransferred", env, thread_id=thread, customer_id=body.customer_id, channel=body.channel,
-                from_agent_id=agent, from_queue=body.from_queue, to_agent_id=body.to_agent, to_queue=body.to_queue,
-                reason=body.reason)
+    return _command(tenant, "ConversationTransferred", (thread,), body, received_ms, f"{tenant}|{body.customer_id}",
+                    thread_id=thread, customer_id=body.customer_id, channel=body.channel, from_agent_id=agent,
+                    from_queue=body.from_queue, to_agent_id=body.to_agent, to_queue=body.to_queue,
+                    reason=body.reason)
 
 
 def context_event(tenant: str, customer: str, body: ContextBody, received_ms: int) -> dict[str, Any]:
     """CustomerContextUpdated from a validated body (pure); the source is part of the id."""
-    at, event_id = command_time_and_id(tenant, "CustomerContextUpdated", (customer, body.source), body, received_ms)
-    env = envelope("CustomerContextUpdated", event_id=event_id, occurred_at=at, tenant_id=tenant,
-                   partition_key=f"{tenant}|{customer}", producer="ingress/agent-api")
-    return make("CustomerContextUpdated", env, customer_id=customer, source=body.source, name=body.name,
-                tier=body.tier, lifecycle_stage=body.lifecycle_stage, attributes=dict(body.attributes))
-
-
-def _identity_command(tenant: str, kind: str, subject: tuple[str, ...], body: _Command, received_ms: int,
-                      **fields: Any) -> dict[str, Any]:
-    """An identity command (pure), keyed by tenant: the identity processor sees a tenant's graph in order."""
-    at, event_id = command_time_and_id(tenant, kind, subject, body, received_ms)
-    env = envelope(kind, event_id=event_id, occurred_at=at, tenant_id=tenant, partition_key=tenant,
-                   producer="ingress/agent-api")
-    return make(kind, env, **fields)
+    return _command(tenant, "CustomerContextUpdated", (customer, body.source), body, received_ms,
+                    f"{tenant}|{customer}", customer_id=customer, source=body.source, name=body.name,
+                    tier=body.tier, lifecycle_stage=body.lifecycle_stage, attributes=dict(body.attributes))
 
 
 def link_event(tenant: str, agent: str, body: LinkBody, received_ms: int) -> dict[str, Any]:
     """IdentityLinked (a command: the processor emits the event) from a validated body (pure)."""
     key = body.identity_key()
-    return _identity_command(tenant, "IdentityLinked", (key, body.customer_id), body, received_ms,
-                             customer_id=body.customer_id, identity_key=key, signal="agent_manual",
-                             linked_by=agent)
+    return _command(tenant, "IdentityLinked", (key, body.customer_id), body, received_ms, tenant,
+                    customer_id=body.customer_id, identity_key=key, signal="agent_manual", linked_by=agent)
 
 
 def unlink_event(tenant: str, agent: str, body: UnlinkBody, received_ms: int) -> dict[str, Any]:
     """IdentityUnlinked (a command) from a validated body (pure); "" lets the processor name the new customer."""
     key = body.identity_key()
-    return _identity_command(tenant, "IdentityUnlinked", (key, body.customer_id), body, received_ms,
-                             customer_id=body.customer_id, identity_key=key,
-                             new_customer_id=body.new_customer_id or "", undoes_event_id=body.undoes_event_id,
-                             reason=body.reason, unlinked_by=agent)
+    return _command(tenant, "IdentityUnlinked", (key, body.customer_id), body, received_ms, tenant,
+                    customer_id=body.customer_id, identity_key=key, new_customer_id=body.new_customer_id or "",
+                    undoes_event_id=body.undoes_event_id, reason=body.reason, unlinked_by=agent)
 
 
 def merge_event(tenant: str, agent: str, body: MergeBody, received_ms: int) -> dict[str, Any]:
     """IdentitiesMerged (a command; the processor lists the keys that move) from a validated body (pure)."""
-    return _identity_command(tenant, "IdentitiesMerged", (body.customer_id, body.merged_customer_id), body,
-                             received_ms, customer_id=body.customer_id, merged_customer_id=body.merged_customer_id,
-                             signal="agent_manual", merged_by=agent)
+    return _command(tenant, "IdentitiesMerged", (body.customer_id, body.merged_customer_id), body,
+                    received_ms, tenant, customer_id=body.customer_id, merged_customer_id=body.merged_customer_id,
+                    signal="agent_manual", merged_by=agent)
