@@ -245,16 +245,20 @@ def same_event(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return strip(a) == strip(b)
 
 
-def _worker_process(kafka: dict[str, Any], app_id: str, data_dir: str) -> None:
+def _worker_process(kafka: dict[str, Any], app_id: str, data_dir: str, store: str) -> None:
     from streams import worker
 
     settings = WorkerSettings(kafka=KafkaSettings(**kafka), app_id=app_id, web_enabled=False, apply_topics=False,
-                              data_dir=data_dir, auto_resolve_after_s=0, routing_file=None)
+                              data_dir=data_dir, auto_resolve_after_s=0, routing_file=None, store=store)
     settings.log.level = "WARNING"
     worker.run(settings)
 
 
-async def test_a_worker_killed_mid_stream_resumes_without_loss_or_double_decisions(applied_topics, tmp_path) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_a_worker_killed_mid_stream_resumes_without_loss_or_double_decisions(applied_topics, tmp_path,
+                                                                                   store) -> None:
+    """SIGKILL mid-stream, restart under the same app id: tables come back from the changelog
+    (memory) or from the local RocksDB files plus the changelog's tail (rocksdb)."""
     import multiprocessing as mp
     import signal
 
@@ -262,7 +266,7 @@ async def test_a_worker_killed_mid_stream_resumes_without_loss_or_double_decisio
     inputs = list(f.traffic(300, customers=60, seed=3))
     await produce(k, [(topics.MESSAGES, e) for e in inputs])
     ctx, app_id = mp.get_context("spawn"), f"w{uuid.uuid4().hex[:8]}"
-    args = (k.model_dump(mode="json"), app_id, str(tmp_path))
+    args = (k.model_dump(mode="json"), app_id, str(tmp_path), store)
 
     first = ctx.Process(target=_worker_process, args=args, daemon=True)
     first.start()
