@@ -173,7 +173,7 @@ def demo(
     day: str = typer.Option(None, help="Simulated day, YYYY-MM-DD (default: yesterday)."),
     serve: bool = typer.Option(None, help="Keep the dashboard up at the end (default: when in a terminal)."),
     lookup_wait: float = typer.Option(None, help="Seconds a resolve or context step waits for the "
-                                      "projections to show its ids before it is skipped (default 30)."),
+                                      "projections to show its ids before it is skipped (default 120)."),
 ) -> None:
     """The main job: broker, topics, ingress, worker, projections, API, and a synthetic day."""
     from parley.demo.main import run

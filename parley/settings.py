@@ -191,4 +191,4 @@ class DemoSettings(_Base):
     settle_timeout_s: float = 180.0
     # how long a resolve or context step waits for the projections to show the ids the
     # processors assigned (its customer, its routed thread) before it is counted as skipped
-    lookup_wait_s: float = 30.0
+    lookup_wait_s: float = 120.0

@@ -40,7 +40,7 @@ from parley.demo.scenario import Context, Resolve, Scenario, Step
 from parley.demo.webhooks import HttpRequest, RenderContext
 
 RETRY_STATUSES = frozenset({502, 503, 504})
-LOOKUP_WAIT_S = 30.0  # how long a Resolve/Context step waits for its ids to be projected
+LOOKUP_WAIT_S = 120.0  # how long a Resolve/Context step waits for its ids to be projected
 LOOKUP_POLL_S = 0.1
 
 
