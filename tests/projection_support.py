@@ -7,8 +7,9 @@ from projections.engine import Batcher, Decoded
 from projections.store import Store, open_store
 
 
-def reference(records: list, url: str) -> dict[str, list[str]]:
-    """The tables the projections hold after the log, applied in production order at once."""
+def project_all(url: str, records: list) -> Store:
+    """A migrated store holding every projection of the log, applied in production order at
+    once; the caller closes it."""
     store = open_store(url)
     store.migrate()
     decoded = [Decoded(t.name, 0, i, e) for i, (t, _k, e) in enumerate(records)]
@@ -16,6 +17,12 @@ def reference(records: list, url: str) -> dict[str, list[str]]:
         b = Batcher(store, p, fresh=True)
         b.apply(decoded)
         b.commit()
+    return store
+
+
+def reference(records: list, url: str) -> dict[str, list[str]]:
+    """The tables the projections hold after the log, applied in production order at once."""
+    store = project_all(url, records)
     try:
         return dump(store)
     finally:

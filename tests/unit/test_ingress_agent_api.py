@@ -4,7 +4,6 @@ processor taking its identity commands."""
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import app as app_module
 from adapters.accounts import Accounts
@@ -26,21 +25,6 @@ from tests.unit.test_ingress_app import (
 AUTH = {"Authorization": "Bearer agent-token"}
 STATUS = {"presence": "online", "capacity": 3, "skills": ["refund", "vip"], "languages": ["fr", "en"],
           "queues": ["billing"], "display_name": "Inès", "occurred_at": NOW_MS - 60_000}
-
-
-@pytest.fixture
-async def client_for():
-    clients: list[TestClient] = []
-
-    async def make_client(app) -> TestClient:
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make_client
-    for c in clients:
-        await c.close()
 
 
 REPLY = {"message_id": "out-83c1", "channel": "whatsapp", "channel_account_id": "106540352242922",

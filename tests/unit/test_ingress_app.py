@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from adapters.accounts import Accounts
 from adapters.app import build_app
@@ -132,21 +132,6 @@ def make_app(producer: FakeProducer | None = None, *, settings: IngressSettings 
     app = build_app(settings or make_settings(), accounts=accounts, registry=registry, producer=producer,
                     metrics=IngressMetrics(), clock_ms=lambda: NOW_MS)
     return app, producer
-
-
-@pytest.fixture
-async def client_for():
-    clients: list[TestClient] = []
-
-    async def make_client(app) -> TestClient:
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make_client
-    for c in clients:
-        await c.close()
 
 
 def topic(t: topics.Topic) -> str:

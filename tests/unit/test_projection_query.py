@@ -11,11 +11,10 @@ import typer
 from aiohttp.test_utils import TestClient, TestServer
 from typer.testing import CliRunner
 
-import projections
 from parley.settings import ApiSettings
 from projections import api, cli_kpi, query, sample
-from projections.engine import Batcher, Decoded
 from projections.store import Store, open_store
+from tests.projection_support import project_all
 
 T0 = sample.DAY0
 
@@ -23,14 +22,7 @@ T0 = sample.DAY0
 def fill(url: str, customers: int = 60, seed: int = 11) -> list:
     """A database holding every projection of a sample log; returns the log."""
     records = sample.generate(customers, seed=seed)
-    store = open_store(url)
-    store.migrate()
-    decoded = [Decoded(t.name, 0, i, e) for i, (t, _k, e) in enumerate(records)]
-    for p in projections.PROJECTIONS.values():
-        b = Batcher(store, p, fresh=True)
-        b.apply(decoded)
-        b.commit()
-    store.close()
+    project_all(url, records).close()
     return records
 
 
