@@ -53,6 +53,20 @@ class KafkaSettings(BaseModel):
             )
         return kw
 
+    def librdkafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """The shared part of a confluent-kafka (librdkafka) client's configuration:
+        bootstrap servers, security and credentials; ``overrides`` are added as given."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers,
+                                "security.protocol": self.security_protocol.lower()}
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username or ""
+            conf["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else ""
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = str(self.ssl_cafile)
+        conf.update(overrides)
+        return conf
+
 
 class LogSettings(BaseModel):
     level: str = "INFO"
