@@ -4,7 +4,8 @@ Usage: python bench/enrich_accuracy.py [--errors] [--lingua-modes]
 
 Prints language, sentiment and top-1 intent accuracy per split (``dev`` = the
 first 40 % of the file, the only part looked at while building; ``test`` = the
-remaining 60 %) and per language, then enrich() calls per second.
+remaining 60 %) and per language, then the mean µs per enrich() call on the labelled texts and on
+the synthetic traffic of ``streams.testing.traffic`` (the stream benchmarks' texts).
 ``--errors`` lists the dev mistakes (never the test ones, to keep them held out).
 ``--lingua-modes`` compares lingua's high- and low-accuracy modes.
 """
@@ -25,6 +26,7 @@ from streams.enrich.logic import BuiltinEnricher, Enrichment  # noqa: E402
 LABELLED = ROOT / "tests" / "data" / "labelled_messages.jsonl"
 DEV_FRACTION = 0.4
 SPEED_ROUNDS = 5
+TRAFFIC_MESSAGES = 5000
 
 
 def load_rows(path: Path = LABELLED) -> list[dict]:
@@ -63,15 +65,30 @@ def print_table(enricher: BuiltinEnricher, rows: list[dict]) -> None:
                   f"{acc['sentiment']:>11.3f}{acc['intent']:>8.3f}")
 
 
-def print_speed(enricher: BuiltinEnricher, rows: list[dict]) -> None:
-    texts = [r["text"] for r in rows]
+def traffic_items() -> list[tuple[str, str]]:
+    """(text, tenant) of the synthetic traffic the stream benchmarks replay."""
+    from streams.testing import traffic
+
+    return [(e["text"], e["envelope"]["tenant_id"])
+            for e in traffic(TRAFFIC_MESSAGES, customers=500, tenants=("acme", "globex"))]
+
+
+def time_per_call(enricher: BuiltinEnricher, items: list[tuple[str, str]]) -> float:
+    """Mean µs per enrich() call over SPEED_ROUNDS passes of ``items``."""
     start = time.perf_counter()
     for _ in range(SPEED_ROUNDS):
-        for text in texts:
-            enricher.enrich(text, "default")
-    elapsed = time.perf_counter() - start
-    print(f"\nthroughput: {SPEED_ROUNDS * len(texts) / elapsed:,.0f} enrich() calls/s "
-          f"({1000 * elapsed / (SPEED_ROUNDS * len(texts)):.2f} ms each, one core)")
+        for text, tenant in items:
+            enricher.enrich(text, tenant)
+    return 1e6 * (time.perf_counter() - start) / (SPEED_ROUNDS * len(items))
+
+
+def print_speed(enricher: BuiltinEnricher, rows: list[dict]) -> None:
+    print(f"\nspeed (mean of {SPEED_ROUNDS} passes, one core):")
+    for name, items in (("labelled", [(r["text"], "default") for r in rows]),
+                        ("traffic", traffic_items())):
+        us = time_per_call(enricher, items)
+        print(f"  {name:<9}{len(items):>6} texts: {us:8.1f} µs per enrich() call "
+              f"({1e6 / us:,.0f} calls/s)")
 
 
 def print_dev_errors(enricher: BuiltinEnricher, rows: list[dict]) -> None:
