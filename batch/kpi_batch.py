@@ -7,6 +7,13 @@ re-measures a thread on each event, this one sorts the whole log once and answer
 functions and joins; where the stream sweeps each agent-interval, this one cuts every agent's
 day into elementary segments between all breakpoints and counts the spans covering each.
 
+Definitions (version 2 of the streaming ones): nearest-rank percentiles (rank ``ceil(p n / 100)``);
+SL(T) = within / (within + after + long abandons + still waiting over T), a long abandon being a
+contact that ended with no human reply more than 30 s after its start (even before T), a short
+abandon (at most 30 s) and a contact still waiting at most T being left out; bot containment
+counts threads (contained: never routed to a human, and resolved at the end), each thread in the
+interval, channel and queue of its first episode.
+
 Input: decoded events (dicts as ``schemas.codec`` returns them), in any order, with repeats:
 ``compute(events)``; or a dump with one JSON event per line: ``python -m batch.kpi_batch FILE``.
 Output, the shape ``streams.kpi.logic.fold_outputs`` gives for the published KPI topics:
@@ -111,21 +118,29 @@ SELECT tenant, thread, cut,
   last(eid ORDER BY pos) FILTER (WHERE etype = 'MessageReceived') AS last_msg
 FROM epe GROUP BY ALL;
 
+-- bot containment counts threads: the first episode carries the thread
+CREATE TEMP TABLE thr AS
+SELECT tenant, thread, min(cut) AS first_cut,
+  NOT bool_or(contact) AND arg_max(resolved_at IS NOT NULL, cut) AS contained
+FROM ep0 GROUP BY ALL;
+
 CREATE TEMP TABLE ep AS
 SELECT p.*, w.as_of, l.label AS last_sentiment, p.start - p.start % {INTERVAL} AS bucket,
+  p.cut = h.first_cut AS thread_first, p.cut = h.first_cut AND h.contained AS thread_contained,
   CASE WHEN p.contact THEN p.human_queue ELSE coalesce(p.any_queue, 'none') END AS q,
   p.human_at - p.start AS frt, p.reply_at - p.start AS first_reply,
   p.resolved_at - p.start AS resolution,
   (p.human_at IS NULL AND p.resolved_at IS NOT NULL AND p.resolved_at - p.start <= 30000)
     AS short,
   coalesce(g.n, 0) AS gap_n, coalesce(g.total, 0) AS gap_total, coalesce(g.mx, 0) AS gap_max,
-  {", ".join(f'''CASE WHEN p.human_at IS NULL AND p.resolved_at IS NOT NULL
-      AND p.resolved_at - p.start <= 30000 THEN 'short'
-    WHEN p.human_at IS NOT NULL THEN
+  {", ".join(f'''CASE WHEN p.human_at IS NOT NULL THEN
       CASE WHEN p.human_at - p.start <= {t * 1000} THEN 'within' ELSE 'after' END
-    WHEN coalesce(p.resolved_at, w.as_of) - p.start > {t * 1000} THEN 'over'
-    ELSE 'left_out' END AS sl{t}''' for t, _ in SL)}
+    WHEN p.resolved_at IS NOT NULL THEN
+      CASE WHEN p.resolved_at - p.start <= 30000 THEN 'short' ELSE 'abandoned' END
+    WHEN w.as_of - p.start > {t * 1000} THEN 'over'
+    ELSE 'pending' END AS sl{t}''' for t, _ in SL)}
 FROM ep0 p JOIN wm w USING (tenant)
+JOIN thr h ON h.tenant = p.tenant AND h.thread = p.thread
 LEFT JOIN lab l ON l.tenant = p.tenant AND l.thread = p.thread AND l.ref = p.last_msg
 LEFT JOIN (SELECT tenant, thread, cut, count(*) AS n, sum(gap) AS total, max(gap) AS mx
            FROM gaps GROUP BY ALL) g
@@ -194,28 +209,32 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def _p90(col: str, cond: str) -> str:
+def _pct(col: str, cond: str, p: int = 90) -> str:
+    """Nearest rank: the ceil(p n / 100)-th smallest (DuckDB lists are 1-based)."""
     cond = f"({cond}) AND {col} IS NOT NULL"
     n = f"count({col}) FILTER (WHERE {cond})"
-    return f"list_sort(list({col}) FILTER (WHERE {cond}))[({n} * 9 + 9) // 10]"
+    return f"list_sort(list({col}) FILTER (WHERE {cond}))[({n} * {p} + 99) // 100]"
 
 
 def _contact_dims(con: duckdb.DuckDBPyConnection, out: dict) -> None:
     sl_cols = ", ".join(
         f"count(*) FILTER (WHERE contact AND sl{t} = '{k}') AS sl{t}_{k}"
-        for t, _ in SL for k in ("within", "after", "over", "left_out"))
+        for t, _ in SL for k in ("within", "after", "over", "pending"))
     rows = _rows(con, f"""
     SELECT tenant, bucket, dim, val, count(*) AS conversations,
-      count(*) FILTER (WHERE NOT contact AND resolved_at IS NOT NULL) AS bot_contained,
+      count(*) FILTER (WHERE thread_first) AS threads,
+      count(*) FILTER (WHERE thread_contained) AS bot_contained,
       count(*) FILTER (WHERE contact) AS offered,
       count(*) FILTER (WHERE contact AND human_at IS NOT NULL) AS answered,
       count(*) FILTER (WHERE contact AND resolved_at IS NOT NULL) AS resolved,
       count(*) FILTER (WHERE contact AND resolved_at IS NOT NULL AND human_at IS NULL) AS abandoned,
       count(*) FILTER (WHERE contact AND short) AS short_abandoned,
+      count(*) FILTER (WHERE contact AND sl300 = 'abandoned') AS long_abandoned,
       count(*) FILTER (WHERE contact AND human_at IS NULL AND resolved_at IS NULL) AS waiting,
       {sl_cols},
       count(frt) FILTER (WHERE contact) AS frt_n, sum(frt) FILTER (WHERE contact) AS frt_sum,
-      max(frt) FILTER (WHERE contact) AS frt_max, {_p90('frt', 'contact')} AS frt_p90,
+      max(frt) FILTER (WHERE contact) AS frt_max, {_pct('frt', 'contact')} AS frt_p90,
+      {_pct('frt', 'contact', 50)} AS frt_p50,
       count(first_reply) FILTER (WHERE contact) AS fr_n,
       sum(first_reply) FILTER (WHERE contact) AS fr_sum,
       count(resolution) FILTER (WHERE contact) AS res_n,
@@ -227,27 +246,31 @@ def _contact_dims(con: duckdb.DuckDBPyConnection, out: dict) -> None:
     for r in rows:
         m = out.setdefault((r["tenant"], r["bucket"], r["dim"], r["val"]), {})
         m["conversations"] = float(r["conversations"])
-        m["bot_contained"] = float(r["bot_contained"])
-        m["bot_containment"] = r["bot_contained"] / r["conversations"]
+        m["threads"], m["bot_contained"] = float(r["threads"]), float(r["bot_contained"])
+        if r["threads"]:
+            m["bot_containment"] = r["bot_contained"] / r["threads"]
         if r["offered"]:
             _contact_metrics(m, r)
 
 
 def _contact_metrics(m: dict, r: dict) -> None:
-    for k in ("offered", "answered", "resolved", "abandoned", "short_abandoned", "waiting"):
+    for k in ("offered", "answered", "resolved", "abandoned", "short_abandoned",
+              "long_abandoned", "waiting"):
         m[k] = float(r[k])
     for t, pct in SL:
         within, after, over = r[f"sl{t}_within"], r[f"sl{t}_after"], r[f"sl{t}_over"]
         m[f"answered_within_{t}"], m[f"answered_after_{t}"] = float(within), float(after)
         m[f"unanswered_over_{t}"] = float(over)
-        m[f"unanswered_within_{t}"] = float(r[f"sl{t}_left_out"])
-        if within + after + over:
-            m[f"sl_{t}"] = within / (within + after + over)
-            m[f"sl_{t}_met"] = float(within * 100 >= pct * (within + after + over))
+        m[f"unanswered_within_{t}"] = float(r[f"sl{t}_pending"])
+        missed = after + over + r["long_abandoned"]
+        if within + missed:
+            m[f"sl_{t}"] = within / (within + missed)
+            m[f"sl_{t}_met"] = float(within * 100 >= pct * (within + missed))
     m["frt_count"] = float(r["frt_n"])
     if r["frt_n"]:
         m["frt_mean_ms"] = int(r["frt_sum"]) / r["frt_n"]
         m["frt_max_ms"], m["frt_p90_ms"] = float(r["frt_max"]), float(r["frt_p90"])
+        m["frt_p50_ms"] = float(r["frt_p50"])
     for name, n, total in (("first_reply", "fr_n", "fr_sum"), ("resolution", "res_n", "res_sum")):
         m[f"{name}_count"] = float(r[n])
         if r[n]:
@@ -266,7 +289,7 @@ def _gap_block(m: dict, r: dict) -> None:
         m["reply_gap_max_ms"], m["reply_gap_p90_ms"] = float(r["mx"]), float(r["p90"])
 
 
-_GAP_AGG = f"count(g.gap) AS n, sum(g.gap) AS total, max(g.gap) AS mx, {_p90('g.gap', 'true')} AS p90"
+_GAP_AGG = f"count(g.gap) AS n, sum(g.gap) AS total, max(g.gap) AS mx, {_pct('g.gap', 'true')} AS p90"
 
 
 def _gap_dims(con: duckdb.DuckDBPyConnection, out: dict) -> None:

@@ -23,17 +23,22 @@ reading, shared with the independent batch recomputation in ``batch/``):
   counts ``author_type == "bot"`` (automation and system messages never count).
 * Reply gaps: within an episode, each run of customer messages with no human reply in between
   gives one gap, first message of the run -> the next human reply, credited to that reply's
-  author. A run still unanswered gives no gap yet. Customer wait = sum of an episode's gaps.
-* Short abandon: resolved within 30 s of the start (``<=``) with no human reply.
-* SL(T), T in ms: answered with ``frt <= T`` -> within; answered later -> after; unanswered and not
-  a short abandon -> its wait is ``(resolved_at or as_of) - start``; over T -> "unanswered over"
-  (counts against); otherwise left out ("unanswered within": pending, or abandoned before T).
-  ``sl_T = within / (within + after + unanswered over)``, absent when the denominator is 0; the
-  target is met when ``100 * within >= pct * denominator`` (exact integers).
+  author. A run still unanswered gives no gap yet; a resolution ends the run (the episode ends
+  there: a message before a resolve never pairs with a reply after it). Customer wait = sum of
+  an episode's gaps.
+* Service level, percentiles, containment, concurrency: the arithmetic is
+  ``streams.kpi.arithmetic`` (shared with the projections' read side), whose docstring is the
+  exact rule. In short: short abandon = ended within 30 s of the start (``<=``) with no human
+  reply, left out of SL(T); any later abandon counts as missed, even one that ended before T;
+  ``sl_T = within / (within + after + long abandons + still waiting over T)``; a contact still
+  waiting at most T is pending and left out.
 * as_of (the watermark): "still waiting longer than T" needs a "now"; in event time it is the
   largest ``occurred_at`` among the KPI input events of the tenant (all ``CONVERSATION_TYPES`` and
   ``AgentStatusChanged``). Open presence and open assignments also run to it.
-* p90 = nearest rank: the ``ceil(0.9 n)``-th smallest, computed as ``(9 n + 9) // 10``.
+* Percentiles (FRT p50/p90, reply-gap p90) = nearest rank: the ``ceil(p n / 100)``-th smallest.
+* Bot containment counts threads: a thread counts once, in the interval, channel and queue of its
+  first episode (``thread_first``); it is contained (``thread_contained``) when none of its
+  episodes is a contact and its latest episode is resolved.
 * Agent concurrency: presence is ``online`` or not (away and offline are not); the state at time
   t is that of the agent's last status event with ``occurred_at <= t`` (ties by event id). A
   thread is assigned to the agent of a ``ConversationAssigned`` (or a ``ConversationTransferred``
@@ -45,8 +50,9 @@ reading, shared with the independent batch recomputation in ``batch/``):
 * Volumes and sentiment: messages in/out and ``MessageEnriched`` labels count in the interval of
   their own ``occurred_at``; every contact figure counts in the contact's start interval.
 
-Which metrics a key carries (the equality contract with the batch): ``conversations`` block for
-every key with an episode; contact block when it has a contact (means/p90/sl only when their
+Which metrics a key carries (the equality contract with the batch): ``conversations`` (episodes)
+and ``threads`` / ``bot_contained`` for every key with an episode, ``bot_containment`` when it
+has a thread; contact block when it has a contact (means/p90/sl only when their
 count is > 0); message counters only when > 0; the team block on ``overall`` when an agent was
 online; the ``agent`` dimension carries answered/FRT by first responder and gaps by replier.
 """
@@ -59,11 +65,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.events import derive_id
+from streams.kpi import arithmetic
+from streams.kpi.arithmetic import SHORT_ABANDON_MS, SL_TARGETS  # noqa: F401 (re-exported)
 
-DEFINITION_VERSION = "1"
+# 2: long abandons count as missed in SL(T); containment per thread; FRT p50 per interval.
+DEFINITION_VERSION = "2"
 INTERVAL_MS = 15 * 60 * 1000
-SHORT_ABANDON_MS = 30_000
-SL_TARGETS = {300: 90, 20: 80}  # T in seconds -> target percentage
 MAX_SL_MS = max(SL_TARGETS) * 1000
 OVERALL = ("overall", "all")
 HUMAN_TARGETS = ("queue", "agent")
@@ -121,8 +128,11 @@ def compact(event: Mapping[str, Any]) -> list[Any] | None:
 
 
 def p90(values: list[int]) -> int:
-    """Nearest-rank 90th percentile of a non-empty list."""
-    return sorted(values)[(9 * len(values) + 9) // 10 - 1]
+    """Nearest-rank 90th percentile of a non-empty list (``arithmetic.percentile``)."""
+    result = arithmetic.percentile(values, 90)
+    if result is None:
+        raise ValueError("p90 of no values")
+    return result
 
 
 # --- one thread -> episodes and assignment spans --------------------------------------------
@@ -143,7 +153,17 @@ def measure_thread(tenant: str, thread: str, items: Iterable[list[Any]]) -> tupl
             _add_episode(episodes, tenant, thread, cut, labels)
             cut = []
     _add_episode(episodes, tenant, thread, cut, labels)
+    _mark_thread(list(episodes.values()))
     return episodes, _spans(evs)
+
+
+def _mark_thread(eps: list[dict]) -> None:
+    """Thread-level containment, carried by the thread's first episode (chronological order)."""
+    contained = bool(eps) and arithmetic.thread_contained(
+        (ep["contact"] for ep in eps), eps[-1]["resolved_at"] is not None)
+    for i, ep in enumerate(eps):
+        ep["thread_first"] = i == 0
+        ep["thread_contained"] = contained and i == 0
 
 
 def _add_episode(out: dict, tenant: str, thread: str, cut: list, labels: dict) -> None:
@@ -223,18 +243,12 @@ def contact_status(ep: Mapping[str, Any]) -> str:
 
 
 def is_short_abandon(ep: Mapping[str, Any]) -> bool:
-    return (ep["human_at"] is None and ep["resolved_at"] is not None
-            and ep["resolved_at"] - ep["start"] <= SHORT_ABANDON_MS)
+    return arithmetic.is_short_abandon(ep["start"], ep["human_at"], ep["resolved_at"])
 
 
 def sl_class(ep: Mapping[str, Any], t_ms: int, as_of: int) -> str:
-    """within | after | over | left_out | short, for SL(T) with T = ``t_ms``."""
-    if is_short_abandon(ep):
-        return "short"
-    if ep["human_at"] is not None:
-        return "within" if ep["human_at"] - ep["start"] <= t_ms else "after"
-    end = ep["resolved_at"] if ep["resolved_at"] is not None else as_of
-    return "over" if end - ep["start"] > t_ms else "left_out"
+    """within | after | short | abandoned | over | pending, for SL(T) with T = ``t_ms``."""
+    return arithmetic.sl_class(ep["start"], ep["human_at"], ep["resolved_at"], t_ms, as_of)
 
 
 def contact_fields(ep: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,25 +294,7 @@ def online_segments(presence: list[list[Any]], lo: int, hi: int) -> list[tuple[i
 
 def agent_figures(online: list[tuple[int, int]], pieces: Iterable[tuple[int, int]]) -> dict:
     """Online ms, open-conversation ms, idle ms, peak and ms per level over online time."""
-    deltas: dict[int, int] = defaultdict(int)
-    for lo, hi in pieces:
-        if hi > lo:
-            deltas[lo] += 1
-            deltas[hi] -= 1
-    points = sorted(set(deltas).union(*online) if online else ())
-    levels: dict[int, int] = defaultdict(int)
-    n, k = 0, 0
-    for p, q in zip(points, points[1:]):
-        n += deltas.get(p, 0)
-        while k < len(online) and online[k][1] <= p:
-            k += 1
-        if k < len(online) and online[k][0] <= p:
-            levels[n] += q - p
-    return {
-        "online_ms": sum(levels.values()), "open_ms": sum(lv * ms for lv, ms in levels.items()),
-        "idle_ms": levels.get(0, 0), "peak": max(levels, default=0),
-        "levels": {str(lv): ms for lv, ms in sorted(levels.items())},
-    }
+    return arithmetic.level_profile(online, pieces)
 
 
 # --- one interval: every dimension -----------------------------------------------------------
@@ -345,9 +341,15 @@ def episode_keys(ep: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _conversation_block(group: list) -> dict[str, float]:
-    contained = sum(1 for ep in group if not ep["contact"] and ep["resolved_at"] is not None)
-    return {"conversations": float(len(group)), "bot_contained": float(contained),
-            "bot_containment": contained / len(group)}
+    """Episodes, and the threads whose first episode is here (containment counts threads)."""
+    threads = [ep for ep in group if ep.get("thread_first", True)]
+    contained = sum(1 for ep in threads if ep.get(
+        "thread_contained", not ep["contact"] and ep["resolved_at"] is not None))
+    m = {"conversations": float(len(group)), "threads": float(len(threads)),
+         "bot_contained": float(contained)}
+    if threads:
+        m["bot_containment"] = contained / len(threads)
+    return m
 
 
 def _contact_block(contacts: list, as_of: int) -> dict[str, float]:
@@ -358,12 +360,15 @@ def _contact_block(contacts: list, as_of: int) -> dict[str, float]:
         "offered": float(n), "answered": float(len(answered)), "resolved": float(len(resolved)),
         "abandoned": float(sum(1 for ep in resolved if ep["human_at"] is None)),
         "short_abandoned": float(sum(1 for ep in contacts if is_short_abandon(ep))),
+        "long_abandoned": float(sum(1 for ep in resolved
+                                    if ep["human_at"] is None and not is_short_abandon(ep))),
         "waiting": float(sum(1 for ep in contacts
                              if ep["human_at"] is None and ep["resolved_at"] is None)),
     }
     for t_s, pct in SL_TARGETS.items():
         m.update(_sl_block(contacts, t_s, pct, as_of))
-    _stats(m, "frt", [ep["human_at"] - ep["start"] for ep in answered], p=True, mx=True)
+    _stats(m, "frt", [ep["human_at"] - ep["start"] for ep in answered], p=True, mx=True,
+           p50=True)
     _stats(m, "first_reply", [ep["reply_at"] - ep["start"] for ep in contacts
                               if ep["reply_at"] is not None])
     _stats(m, "resolution", [ep["resolved_at"] - ep["start"] for ep in resolved])
@@ -380,25 +385,26 @@ def _contact_block(contacts: list, as_of: int) -> dict[str, float]:
 
 
 def _sl_block(contacts: list, t_s: int, pct: int, as_of: int) -> dict[str, float]:
-    c = {"within": 0, "after": 0, "over": 0, "left_out": 0, "short": 0}
-    for ep in contacts:
-        c[sl_class(ep, t_s * 1000, as_of)] += 1
+    c = arithmetic.sl_counts(sl_class(ep, t_s * 1000, as_of) for ep in contacts)
     m = {f"answered_within_{t_s}": float(c["within"]), f"answered_after_{t_s}": float(c["after"]),
          f"unanswered_over_{t_s}": float(c["over"]),
-         f"unanswered_within_{t_s}": float(c["left_out"])}
-    denominator = c["within"] + c["after"] + c["over"]
-    if denominator:
-        m[f"sl_{t_s}"] = c["within"] / denominator
-        m[f"sl_{t_s}_met"] = 1.0 if 100 * c["within"] >= pct * denominator else 0.0
+         f"unanswered_within_{t_s}": float(c["pending"])}
+    sl, met = arithmetic.service_level(c, pct)
+    if sl is not None:
+        m[f"sl_{t_s}"] = sl
+        m[f"sl_{t_s}_met"] = 1.0 if met else 0.0
     return m
 
 
-def _stats(m: dict, name: str, values: list[int], p: bool = False, mx: bool = False) -> None:
+def _stats(m: dict, name: str, values: list[int], p: bool = False, mx: bool = False,
+           p50: bool = False) -> None:
     m[f"{name}_count"] = float(len(values))
     if values:
         m[f"{name}_mean_ms"] = sum(values) / len(values)
         if mx:
             m[f"{name}_max_ms"] = float(max(values))
+        if p50:
+            m[f"{name}_p50_ms"] = float(arithmetic.percentile(values, 50))
         if p:
             m[f"{name}_p90_ms"] = float(p90(values))
 

@@ -34,24 +34,58 @@ def test_p90_is_nearest_rank(values, expected):
     assert logic.p90(values) == expected
 
 
+def test_containment_counts_each_thread_once_in_its_first_episode():
+    def item(t, rank, eid, a=None, b=None, c=None):
+        return [t, logic.RANK[rank], eid, a, b, c]
+    bot_then_reopen = [  # bot-resolved, reopened, bot-resolved again: one contained thread
+        item(0, "MessageReceived", "m1", "sms", "c"), item(1, "RoutingDecided", "r1", "bot", "bot"),
+        item(9, "ConversationResolved", "x1", "bot"),
+        item(99, "MessageReceived", "m2", "sms", "c"), item(100, "RoutingDecided", "r2", "bot", "bot"),
+        item(120, "ConversationResolved", "x2", "bot")]
+    eps, _ = logic.measure_thread("acme", "th", bot_then_reopen)
+    assert [(e["thread_first"], e["thread_contained"]) for e in eps.values()] == [
+        (True, True), (False, False)]
+    m = logic.interval_metrics(list(eps.values()), {}, [], 10**9)[logic.OVERALL]
+    assert (m["conversations"], m["threads"], m["bot_contained"], m["bot_containment"]) == (
+        2, 1, 1, 1.0)
+    later_human = [*bot_then_reopen[:3], item(99, "MessageReceived", "m2", "sms", "c"),
+                   item(100, "RoutingDecided", "r2", "queue", "billing")]
+    eps, _ = logic.measure_thread("acme", "th", later_human)  # handed to a human on the reopen
+    assert [e["thread_contained"] for e in eps.values()] == [False, False]
+    open_again = bot_then_reopen[:4]  # reopened, not resolved yet: not contained (yet)
+    eps, _ = logic.measure_thread("acme", "th", open_again)
+    assert [e["thread_contained"] for e in eps.values()] == [False, False]
+
+
 # SL(T) classes: (episode, T ms, as_of) -> class
 @pytest.mark.parametrize("e,t_ms,as_of,expected", [
     (ep(human_at=120_000), 300_000, 10**9, "within"),
     (ep(human_at=300_000), 300_000, 10**9, "within"),          # "within T" includes T
     (ep(human_at=300_001), 300_000, 10**9, "after"),
-    (ep(), 300_000, 200_000, "left_out"),                       # pending: waiting < T
-    (ep(), 300_000, 300_000, "left_out"),                       # exactly T is not longer than T
+    (ep(), 300_000, 200_000, "pending"),                        # waiting < T: left out
+    (ep(), 300_000, 300_000, "pending"),                        # exactly T is not longer than T
     (ep(), 300_000, 300_001, "over"),                           # still waiting longer than T
     (ep(resolved_at=25_000), 20_000, 10**9, "short"),          # short abandon: left out of SL(20)
     (ep(resolved_at=30_000), 20_000, 10**9, "short"),          # 30 s included
-    (ep(resolved_at=31_000), 20_000, 10**9, "over"),           # long abandon after T counts
-    (ep(resolved_at=31_000), 300_000, 10**9, "left_out"),      # abandoned before T: left out
-    (ep(resolved_at=400_000), 300_000, 10**9, "over"),
+    (ep(resolved_at=30_000), 300_000, 10**9, "short"),
+    (ep(resolved_at=31_000), 20_000, 10**9, "abandoned"),      # a long abandon counts as missed
+    (ep(resolved_at=31_000), 300_000, 10**9, "abandoned"),     # even when it ended before T
+    (ep(resolved_at=400_000), 300_000, 10**9, "abandoned"),
     (ep(human_at=10_000, resolved_at=20_000), 20_000, 10**9, "within"),  # answered: not abandon
     (ep(reply_at=1_000), 300_000, 400_000, "over"),            # a bot reply is no answer
 ])
 def test_sl_class(e, t_ms, as_of, expected):
     assert logic.sl_class(e, t_ms, as_of) == expected
+
+
+def test_long_abandons_count_as_missed_short_ones_and_pending_are_left_out():
+    eps = [ep(human_at=60_000), ep(human_at=400_000), ep(resolved_at=45_000),
+           ep(resolved_at=10_000), ep(start=900_000)]  # pending at as_of 1 000 000
+    m = logic.interval_metrics(eps, {}, [], 1_000_000)[logic.OVERALL]
+    assert (m["answered_within_300"], m["answered_after_300"], m["long_abandoned"],
+            m["short_abandoned"], m["unanswered_within_300"]) == (1, 1, 1, 1, 1)
+    assert m["sl_300"] == 1 / 3 and m["sl_20"] == 0.0
+    assert m["abandoned"] == 2
 
 
 @pytest.mark.parametrize("e,status,short", [
@@ -130,8 +164,11 @@ def test_reply_gaps_per_agent_and_customer_wait():
 def test_bot_containment_and_last_sentiment_share():
     eps = [ep(contact=False, resolved_at=5), ep(contact=False), ep(last="negative"),
            ep(last="positive"), ep()]
+    for i, e in enumerate(eps):  # five threads, the first one contained
+        e["thread_first"], e["thread_contained"] = True, i == 0
     m = logic.interval_metrics(eps, {}, [], 10**9)[logic.OVERALL]
-    assert (m["conversations"], m["bot_contained"], m["bot_containment"]) == (5, 1, 0.2)
+    assert (m["conversations"], m["threads"], m["bot_contained"], m["bot_containment"]) == (
+        5, 5, 1, 0.2)
     assert (m["offered"], m["last_sentiment_known"], m["last_negative_share"]) == (3, 2, 0.5)
 
 

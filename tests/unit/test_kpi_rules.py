@@ -136,11 +136,11 @@ CONTACT_CASES = {
         Log().customer(0).route(0.1).resolve(25, by="customer"),
         {"status": "abandoned", "short_abandon": True, "resolved_at": T0 + 25_000},
         {"short_abandoned": 1, "abandoned": 1, "sl_20": None, "sl_300": None}),
-    "abandon at 45 s is no short abandon": (
+    "abandon at 45 s is no short abandon: missed, even before T": (
         Log().customer(0).route(0.1).resolve(45, by="customer"),
         {"status": "abandoned", "short_abandon": False},
-        {"short_abandoned": 0, "unanswered_over_20": 1, "sl_20": 0.0,
-         "unanswered_within_300": 1, "sl_300": None}),
+        {"short_abandoned": 0, "long_abandoned": 1, "unanswered_over_20": 0, "sl_20": 0.0,
+         "unanswered_within_300": 0, "sl_300": 0.0, "sl_300_met": 0.0}),
     "bot replies are excluded from FRT": (
         Log().customer(0).route(0.1, kind="bot", queue="bot").reply(2, kind="bot", author="b")
         .customer(40).route(40.1, queue="billing").reply(200),
@@ -211,9 +211,31 @@ def test_bot_only_conversation_is_no_contact_but_counts_for_containment():
     result = measure(log)
     assert [c["thread_id"] for c in contacts(result)] == ["th2"]
     m = overall(result)
-    assert (m["conversations"], m["bot_contained"], m["bot_containment"], m["offered"]) == (
-        2, 1, 0.5, 1)
+    assert (m["conversations"], m["threads"], m["bot_contained"], m["bot_containment"],
+            m["offered"]) == (2, 2, 1, 0.5, 1)
     assert result["intervals"][("acme", T0, "queue", "bot")]["bot_containment"] == 1.0
+
+
+def test_containment_counts_threads_not_reopens():
+    """Two threads: one bot-resolved twice (a reopen), one handed to a human: 1 of 2, not 2 of 3."""
+    log = (Log().customer(0).route(0.1, kind="bot", queue="bot").resolve(20, by="bot")
+           .customer(100).route(100.1, kind="bot", queue="bot").resolve(130, by="bot")
+           .customer(200, thread="th2").route(200.1, kind="bot", queue="bot", thread="th2")
+           .route(260, thread="th2").reply(300, thread="th2").resolve(400, thread="th2"))
+    m = overall(measure(log))
+    assert (m["conversations"], m["threads"], m["bot_contained"], m["bot_containment"]) == (
+        3, 2, 1, 0.5)
+
+
+def test_a_reopen_handed_to_a_human_uncontains_the_thread_in_its_first_interval():
+    log = (Log().customer(0).route(0.1, kind="bot", queue="bot").resolve(20, by="bot")
+           .customer(1000).route(1000.1, queue="billing"))  # next interval, to a human
+    result = measure(log)
+    first = overall(result)
+    assert (first["threads"], first["bot_contained"], first["bot_containment"]) == (1, 0, 0.0)
+    second = overall(result, 1000)
+    assert (second["conversations"], second["threads"], second["offered"]) == (1, 0, 1)
+    assert "bot_containment" not in second
 
 
 def test_late_event_updates_its_own_interval():
