@@ -17,6 +17,7 @@ Pure and deterministic: the same text always gives the same answer.
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,15 +56,42 @@ CHAT_MARKERS: dict[str, frozenset[str]] = {
 
 # Letters NFKD does not decompose into a base letter plus accents.
 _LIGATURES = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ı": "i"})
-_NON_WORD = re.compile(r"[^a-z0-9]+")
+_LIGATURE = re.compile("[œæøłđı]")
+# NFKD splits accents off Latin letters as U+0300..U+036F marks; a folded text
+# with no other non-ASCII character only needs those marks dropped.
+_ACCENTS = "".join(c for c in map(chr, range(0x300, 0x370)) if unicodedata.combining(c))
+_NOT_ASCII_OR_ACCENT = re.compile(f"[^\\x00-\\x7f{_ACCENTS}]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# ASCII bytes -> themselves for a-z and 0-9, a space for everything else.
+_WORD_BYTES = bytes(c if chr(c) in string.ascii_lowercase + string.digits else 0x20 for c in range(256))
 _LETTER = re.compile(r"[^\W\d_]")
 
 
 def fold(text: str) -> str:
-    """Return ``text`` lower-cased, without accents or punctuation, space-padded."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_LIGATURES))
-    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " " + _NON_WORD.sub(" ", ascii_only).strip() + " "
+    """Return ``text`` lower-cased, without accents or punctuation, space-padded.
+
+    That is: casefold, ligatures spelt out, NFKD without its combining marks,
+    then every run of characters other than ``a-z0-9`` as one space. The fast
+    paths below give exactly that (a unit test checks them letter by letter).
+    """
+    if text.isascii():  # casefold, ligatures and NFKD change nothing but the case
+        return _words(text.lower().encode("ascii"))
+    text = text.casefold()
+    if _LIGATURE.search(text):
+        text = text.translate(_LIGATURES)
+    text = unicodedata.normalize("NFKD", text)
+    if _NOT_ASCII_OR_ACCENT.search(text):  # emoji, other scripts, rarer marks
+        text = _NON_ASCII.sub(_drop_mark, text)
+    return _words(text.encode("ascii", "ignore"))  # what is left to drop: accents
+
+
+def _words(ascii_text: bytes) -> str:
+    """`` a-z0-9 words ``: other bytes of ``ascii_text`` separate words."""
+    return " " + b" ".join(ascii_text.translate(_WORD_BYTES).split()).decode("ascii") + " "
+
+
+def _drop_mark(match: re.Match[str]) -> str:
+    return "" if unicodedata.combining(match.group()) else " "
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
 """Language detection and text folding (streams.enrich.language)."""
 
+import random
+import re
+import unicodedata
+
 import pytest
 
 from streams.enrich.language import DEFAULT_LANGUAGES, LanguageDetector, fold, get_detector
@@ -22,6 +26,26 @@ def detector() -> LanguageDetector:
 )
 def test_fold_lowers_strips_accents_and_punctuation(text, expected):
     assert fold(text) == expected
+
+
+def reference_fold(text: str) -> str:
+    """fold() as first written, letter by letter: the definition the fast paths must match."""
+    ligatures = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ı": "i"})
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(ligatures))
+    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " " + re.sub(r"[^a-z0-9]+", " ", ascii_only).strip() + " "
+
+
+def random_texts(n: int, seed: int = 3) -> list[str]:
+    rnd = random.Random(seed)
+    latin = "aàâäéèêëîïôöùûüçœæøłđıßñãõAÉÇŒ ,.'’-!?0123456789😡👍\u0301\u0327\u034fﬁ①²ℌΣİ\t\n"
+    texts = ["".join(rnd.choice(latin) for _ in range(rnd.randint(0, 30))) for _ in range(n)]
+    return texts + ["".join(chr(rnd.randint(0, 0x2FFFF)) for _ in range(rnd.randint(0, 12))) for _ in range(n)]
+
+
+def test_fold_equals_its_letter_by_letter_definition():
+    for text in random_texts(5000):
+        assert fold(text) == reference_fold(text), repr(text)
 
 
 @pytest.mark.parametrize(
