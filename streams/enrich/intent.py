@@ -49,11 +49,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streams.enrich.language import fold
+from streams.enrich.patterns import GAP, MAX_GAP_WORDS, CompiledPattern, PatternIndex, compile_pattern
+
+__all__ = [
+    "DEFAULT_INTENTS_PATH", "DEFAULT_TENANT", "GAP", "MAX_GAP_WORDS", "CompiledPattern", "Intent",
+    "IntentClassifier", "IntentConfig", "IntentConfigError", "compile_pattern", "load_intent_config",
+]
 
 DEFAULT_INTENTS_PATH = Path(__file__).parent / "data" / "intents.default.toml"
 DEFAULT_TENANT = "default"
-GAP = ".."
-MAX_GAP_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -171,64 +175,34 @@ def load_intent_config(path: str | Path = DEFAULT_INTENTS_PATH) -> dict[str, Int
     return {tenant_id: _resolve(parsed.tenants, tenant_id) for tenant_id in parsed.tenants}
 
 
-@dataclass(frozen=True)
-class CompiledPattern:
-    """A pattern ready to match folded text; ``anchor`` is a cheap pre-check."""
-
-    regex: re.Pattern[str]
-    anchor: str
-    weight: float
-
-    def matches(self, folded: str) -> bool:
-        return self.anchor in folded and self.regex.search(folded) is not None
-
-
-def compile_pattern(pattern: str, weight: float = 1.0) -> CompiledPattern:
-    """Compile one pattern of the config syntax; raise ValueError if invalid."""
-    if pattern.startswith("re:"):
-        try:
-            return CompiledPattern(re.compile(pattern[3:]), "", weight)
-        except re.error as exc:
-            raise ValueError(f"invalid regex in pattern {pattern!r}: {exc}") from None
-    words = pattern.split()
-    if not words or words[0] == GAP or words[-1] == GAP:
-        raise ValueError(f"pattern {pattern!r} must start and end with a word")
-    parts, literals, sep = [], [], ""
-    for word in words:
-        if word == GAP:
-            sep = rf"(?: [a-z0-9]+){{0,{MAX_GAP_WORDS}}} "
-            continue
-        body = fold(word.rstrip("*")).strip()
-        if not body:
-            raise ValueError(f"pattern {pattern!r} has a word with no letters or digits: {word!r}")
-        literals.append(body)
-        parts.append(sep + re.escape(body).replace(r"\ ", " ") + ("[a-z0-9]*" if word.endswith("*") else ""))
-        sep = " "
-    regex = re.compile("(?<= )" + "".join(parts) + "(?= )")
-    return CompiledPattern(regex, max(literals, key=len), weight)
-
-
 class IntentClassifier:
     """Scores a tenant's intents on a message; build once per config."""
 
     def __init__(self, config: IntentConfig) -> None:
         self.config = config
-        self._intents = [(spec, _compile_spec(spec)) for spec in config.intents]
+        self._names = [spec.name for spec in config.intents]
+        compiled = [_compile_spec(spec) for spec in config.intents]
+        self._weights = [[p.weight for p in patterns] for patterns in compiled]
+        self._index = PatternIndex(compiled)
         self.biases = {spec.name: spec.sentiment_bias for spec in config.intents}
 
     def classify(self, text: str | None) -> tuple[Intent, ...]:
         """Return the intents above ``min_confidence``, best first."""
         if not text:
             return ()
-        folded = fold(text)
-        scored = []
-        for order, (spec, patterns) in enumerate(self._intents):
-            score = sum(p.weight for p in patterns if p.matches(folded))
-            confidence = self._confidence(score)
+        return self.classify_folded(fold(text))
+
+    def classify_folded(self, folded: str) -> tuple[Intent, ...]:
+        """:meth:`classify` for a text already passed through :func:`fold`."""
+        scored = []  # (-confidence, config order)
+        # An intent none of whose patterns match scores 0, under any min_confidence.
+        for order, indexes in self._index.matches(folded).items():
+            weights = self._weights[order]
+            confidence = self._confidence(sum([weights[i] for i in indexes]))  # in config order
             if confidence >= self.config.min_confidence:
-                scored.append((-confidence, order, Intent(spec.name, confidence)))
-        scored.sort(key=lambda item: item[:2])
-        return tuple(intent for *_, intent in scored[: self.config.max_intents])
+                scored.append((-confidence, order))
+        scored.sort()
+        return tuple(Intent(self._names[order], -neg) for neg, order in scored[: self.config.max_intents])
 
     def _confidence(self, score: float) -> float:
         if score <= 0:

@@ -1,15 +1,26 @@
 """Per-tenant intent patterns and config validation (streams.enrich.intent)."""
 
+import json
+import math
+import random
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from streams.enrich.intent import (
     IntentClassifier,
+    IntentConfig,
     IntentConfigError,
+    PatternSpec,
     compile_pattern,
     load_intent_config,
 )
+from streams.enrich.language import fold
+from streams.enrich.patterns import PatternIndex
+from streams.testing import TEXTS
+
+LABELLED = Path(__file__).parents[1] / "data" / "labelled_messages.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +184,105 @@ def test_shipped_default_config_has_the_required_intents():
         "refund", "order_status", "cancellation", "complaint", "billing", "delivery_problem",
         "account_access", "product_question", "greeting", "human_request", "thanks",
     }
+
+
+# --- the pattern index gives what trying every pattern one by one gives -------------------
+
+
+def reference_classifier(config: IntentConfig):
+    """The classifier as first written: every pattern of every intent tried on the text."""
+    intents = []
+    for spec in config.intents:
+        weights: dict[str, float] = {}
+        for patterns in spec.patterns.values():
+            for p in patterns:
+                weights.setdefault(*((p.p, p.w) if isinstance(p, PatternSpec) else (p, 1.0)))
+        intents.append((spec.name, [compile_pattern(p, w) for p, w in weights.items()]))
+
+    def classify(text: str) -> list[tuple[str, float]]:
+        folded, scored = fold(text), []
+        for order, (name, patterns) in enumerate(intents):
+            score = sum(p.weight for p in patterns if p.matches(folded))
+            confidence = round(1.0 - math.exp(-score / config.saturation), 4) if score > 0 else 0.0
+            if confidence >= config.min_confidence:
+                scored.append((-confidence, order, name))
+        return [(name, -neg) for neg, _, name in sorted(scored)[: config.max_intents]]
+
+    return classify
+
+
+def pattern_words(config: IntentConfig) -> list[str]:
+    words = {w.strip("*") for spec in config.intents for patterns in spec.patterns.values()
+             for p in patterns for w in (p.p if isinstance(p, PatternSpec) else p).split()}
+    return sorted(words - {"..", ""})
+
+
+def generated_texts(config: IntentConfig, n: int, seed: int = 11) -> list[str]:
+    """Texts made of the config's own words, some stems extended, with filler and punctuation."""
+    rnd = random.Random(seed)
+    words = pattern_words(config) + ["le", "the", "a", "xyz", "d'un", "ÉTÉ"]
+    endings = ["", "", "", "s", "ment", "ed", "!", ",", "'", "é"]
+    return [" ".join(rnd.choice(words) + rnd.choice(endings) for _ in range(rnd.randint(1, 14)))
+            for _ in range(n)]
+
+
+def as_pairs(intents) -> list[tuple[str, float]]:
+    return [(i.name, i.confidence) for i in intents]
+
+
+TRICKY = r"""
+    version = 1
+    [tenants.default]
+    min_confidence = 0.1
+    max_intents = 5
+    saturation = 2.0
+    [[tenants.default.intents]]
+    name = "stems"
+    patterns.fr = ["prelev*", "preleve*", {p = "prel*", w = 0.3}, "l'arriv*", "c'est .. pas*"]
+    patterns.en = ['re:\bn[o°]? ?\d{5}\b', {p = 're:(?<= )ab+c', w = 0.7}, "a .. a", "x-ray"]
+    [[tenants.default.intents]]
+    name = "negatives"
+    patterns.any = ["merci", {p = "merci de", w = -0.8}, {p = "merci .. merci", w = 0.4}, "d un"]
+    [[tenants.default.intents]]
+    name = "same_words"
+    patterns.any = ["preleve", "a", "un", {p = "merci", w = 0.2}, "pas de .. pas"]
+"""
+
+
+@pytest.fixture(scope="module")
+def labelled_texts() -> list[str]:
+    lines = LABELLED.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["text"] for line in lines if line.strip()]
+
+
+def test_index_matches_reference_on_labelled_and_traffic_texts(default, labelled_texts):
+    reference = reference_classifier(load_intent_config()["default"])
+    for text in labelled_texts + [t.format(ref="123456") for t in TEXTS]:
+        assert as_pairs(default.classify(text)) == reference(text), text
+
+
+def test_index_matches_reference_on_generated_texts(default):
+    config = load_intent_config()["default"]
+    reference, texts = reference_classifier(config), generated_texts(config, 3000)
+    assert sum(bool(reference(t)) for t in texts) > 2000  # mostly non-empty
+    for text in texts:
+        assert as_pairs(default.classify(text)) == reference(text), text
+
+
+def test_index_matches_reference_on_tricky_patterns(tmp_path):
+    config = load_intent_config(write(tmp_path, TRICKY))["default"]
+    classifier, reference = IntentClassifier(config), reference_classifier(config)
+    texts = generated_texts(config, 3000, seed=12) + [
+        "commande n°12345", "abbbc", "prelevement preleve prel", "l'arrivée", "c'est vraiment pas",
+        "merci de merci", "a b c d a", "pas de souci pas", "x ray", "XRAY", "",
+    ]
+    for text in texts:
+        assert as_pairs(classifier.classify(text)) == reference(text), text
+
+
+def test_index_reports_each_matching_pattern_in_order():
+    patterns = [compile_pattern(p) for p in ("rembours*", "mot de passe", "quand .. arriv*", "re:\\d{5}")]
+    index = PatternIndex([patterns[:2], patterns[2:]])
+    folded = fold("Quand va arriver le remboursement ? mot de passe 12345")
+    assert index.matches(folded) == {0: [0, 1], 1: [0, 1]}
+    assert index.matches(fold("mot de la passe")) == {}
