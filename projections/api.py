@@ -19,7 +19,7 @@ from aiohttp import web
 
 from parley import logs
 from parley.settings import ApiSettings
-from projections import query
+from projections import dashboard, query
 from projections.openapi import MAX_LIMIT, openapi_spec
 from projections.store import Store, open_store
 
@@ -119,7 +119,7 @@ async def kpi_contacts(request: web.Request) -> web.Response:
 
 
 async def dashboard_data(request: web.Request) -> web.Response:
-    return _json(await _run(request, query.dashboard, _filter(request)))
+    return _json(await _run(request, dashboard.build, _filter(request)))
 
 
 async def health(request: web.Request) -> web.Response:

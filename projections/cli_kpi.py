@@ -2,8 +2,10 @@
 
 Tables: ``intervals`` (SL(300)/SL(20) and the other figures per 15-minute interval, from the
 streaming IntervalStat records), ``channels`` (the period's figures per channel and overall,
-recomputed from the contact measures), ``agents`` (online, idle, time-weighted concurrency,
-peak), ``contacts`` (the contact measures themselves).
+recomputed from the contact measures with the KPI processor's own arithmetic,
+``streams.kpi.arithmetic``; bot containment from its per-thread counts), ``agents`` (online,
+idle, occupancy, time-weighted concurrency, peak, time at each level), ``contacts`` (the contact
+measures themselves).
 Filters: ``--from/--to`` (the interval a contact was offered in), ``--channel``, ``--queue``,
 ``--agent``, ``--tenant``. Wire it with ``app.command("kpi")(projections.cli_kpi.main)``.
 """
@@ -69,7 +71,8 @@ def _figures_row(channel: str, v: dict[str, Any]) -> dict[str, Any]:
             "sl_20": v["sl_20"]["sl"], "sl_20_met": v["sl_20"]["met"],
             "frt_mean_ms": v["frt_mean_ms"], "frt_p50_ms": v["frt_p50_ms"],
             "frt_p90_ms": v["frt_p90_ms"], "reply_gap_mean_ms": v["reply_gap_mean_ms"],
-            "negative_share": v["negative_share"]}
+            "negative_share": v["negative_share"], "threads": v["threads"],
+            "bot_contained": v["bot_contained"], "bot_containment": v["bot_containment"]}
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -128,14 +131,15 @@ def render(tables: dict[str, list[dict]], console: Any = None) -> None:
 
 _TITLES = {"intervals": "Service level per 15-minute interval (target 90 % within 300 s)",
            "channels": "Period per channel (recomputed from contact measures)",
-           "agents": "Agents: presence and time-weighted concurrency",
+           "agents": "Agents: presence, occupancy, time-weighted concurrency, time at each level",
            "contacts": "Contacts"}
 _SHOW = {
     "intervals": ["interval_utc", "dimension", "dimension_value", "offered", "answered", "sl_300",
-                  "sl_20", "frt_mean_ms"],
+                  "sl_20", "frt_mean_ms", "frt_p50_ms", "frt_p90_ms"],
     "channels": ["channel", "offered", "answered", "resolved", "sl_300", "sl_20", "frt_p50_ms",
-                 "frt_p90_ms", "negative_share"],
-    "agents": ["agent_id", "intervals", "online_ms", "idle_ms", "concurrency", "peak_concurrency"],
+                 "frt_p90_ms", "bot_containment", "negative_share"],
+    "agents": ["agent_id", "intervals", "online_ms", "idle_ms", "occupancy", "concurrency",
+               "peak_concurrency", "time_at_level_ms"],
     "contacts": ["contact_id", "channel", "queue", "agent_id", "started_at", "frt_ms", "status"],
 }
 _LEFT = {"interval_utc", "dimension", "dimension_value", "channel", "agent_id", "contact_id",
@@ -150,8 +154,10 @@ def _cell(col: str, r: dict[str, Any]) -> str:
         met = r.get(f"{col}_met")
         colour = "green" if met else "red" if met is False else "white"
         return f"[{colour}]{v * 100:.1f} %{' ✓' if met else ' ✗' if met is False else ''}[/]"
-    if col == "negative_share":
+    if col in ("negative_share", "bot_containment", "occupancy"):
         return f"{v * 100:.1f} %"
+    if col == "time_at_level_ms":
+        return " ".join(f"{lv}:{_duration(ms)}" for lv, ms in v.items())
     if col.endswith("_ms") and col not in ("started_at",):
         return _duration(v)
     if col == "started_at":

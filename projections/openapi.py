@@ -87,7 +87,8 @@ def paths() -> dict[str, Any]:
                                    [*KPI_FILTER, DIMENSION, _param("value", "The dimension's value.")],
                                    "IntervalList", "kpi"),
         "/api/kpi/summary": _get("The period's figures overall and per channel.", KPI_FILTER, "Summary", "kpi"),
-        "/api/kpi/agents": _get("Per agent: online, idle, time-weighted concurrency, peak.", KPI_FILTER,
+        "/api/kpi/agents": _get("Per agent: online, idle, occupancy, time-weighted concurrency, peak, "
+                                "time at each level.", KPI_FILTER,
                                 "AgentList", "kpi"),
         "/api/kpi/contacts": _get("Contact measures (one row per contact).",
                                   [*KPI_FILTER, _int_param("limit", "At most this many (default 1000).", 100_000)],
@@ -122,28 +123,39 @@ def _profile_schemas() -> dict[str, Any]:
 def _kpi_schemas() -> dict[str, Any]:
     figures = _obj(offered=_I, answered=_I, resolved=_I, sl_300=_ref("ServiceLevel"),
                    sl_20=_ref("ServiceLevel"), frt_mean_ms=_NN, frt_p50_ms=_NN, frt_p90_ms=_NN,
-                   reply_gap_mean_ms=_NN, negative_share=_NN)
+                   reply_gap_mean_ms=_NN, negative_share=_NN, threads=_NI, bot_contained=_NI,
+                   bot_containment=_NN)
+    levels = {"type": "object", "additionalProperties": {"type": "number"},
+              "description": "ms online at each number of open assigned conversations"}
     return {
         "Interval": _obj(tenant_id=_S, interval_start=_I, interval=_S, dimension=_S, dimension_value=_S,
                          metrics={"type": "object", "additionalProperties": _NN},
                          sl_300=_NN, sl_20=_NN, met_300=_NB, met_20=_NB),
         "IntervalList": _listing("intervals", "Interval"),
         "ServiceLevel": _obj(t_s=_I, sl=_NN, target=_NN, met=_NB, within=_I, after=_I,
-                             waiting_over=_I, excluded=_I),
+                             abandoned=_I, waiting_over=_I, short_abandoned=_I, pending=_I,
+                             excluded=_I),
         "Figures": figures,
         "Summary": _obj(as_of=_NI, overall=_ref("Figures"),
                         channels={"type": "object", "additionalProperties": _ref("Figures")}),
         "Agent": _obj(agent_id=_S, online_ms=_I, idle_ms=_I, open_conversation_ms=_I, concurrency=_NN,
-                      peak_concurrency=_I),
+                      occupancy=_NN, peak_concurrency=_I, time_at_level_ms=levels),
+        "AgentRow": {"allOf": [_ref("Agent"), _obj(answered=_I, frt_p50_ms=_NN, frt_p90_ms=_NN)]},
         "AgentList": _listing("agents", "Agent"),
         "Contact": _obj(tenant_id=_S, contact_id=_S, channel=_NS, queue=_NS, agent_id=_NS, interval_start=_I,
                         started_at=_I, first_human_reply_at=_NI, frt_ms=_NI, status=_NS),
         "ContactList": _listing("contacts", "Contact"),
         "Dashboard": _obj(
             as_of=_NI, summary=_ref("Figures"),
+            channels={"type": "object", "additionalProperties": _ref("Figures")},
+            team=_obj(agents=_I, online_ms=_I, idle_ms=_I, open_conversation_ms=_I,
+                      concurrency=_NN, occupancy=_NN, time_at_level_ms=levels),
+            agents=_array(_ref("AgentRow")),
             sl_by_interval=_obj(source=_S, points=_array(_obj(interval_start=_I, sl_300=_NN, sl_20=_NN))),
+            waiting_by_interval=_array(_obj(
+                interval_start=_I, interval=_S, mean=_NN, peak=_I,
+                by_queue={"type": "object", "additionalProperties": _NN})),
             frt_histogram=_array(_obj(from_s=_I, to_s=_NI, label=_S, count=_I)),
-            concurrency_by_agent=_array(_ref("Agent")),
             volumes_by_channel=_array(_obj(channel=_S, offered=_I, answered=_I)),
             sentiment_by_interval=_array(_obj(interval_start=_I, negative=_I, neutral=_I, positive=_I))),
     }

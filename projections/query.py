@@ -4,17 +4,20 @@ Every function takes a ``Store`` and returns plain dicts and lists (JSON-ready).
 milliseconds UTC in event time; ``parse_time`` reads what people type (ISO dates or times, or
 epoch ms). KPI filters select contacts by the interval they were offered in, as KPIS.md says.
 
-Service level from contact measures follows KPIS.md: answered within T ÷ (answered within T +
-answered after T + still waiting longer than T); short abandons and contacts waiting less than T
-are left out. "Still waiting" is judged at ``as_of``: the latest event time in the KPI tables,
+Every KPI figure is computed with ``streams.kpi.arithmetic``, the functions the KPI processor
+uses (KPIS.md): nearest-rank percentiles; SL(T) = answered within T ÷ (answered within T +
+answered after T + abandoned after 30 s + still waiting longer than T), short abandons and
+contacts waiting at most T left out; bot containment per thread. "Still waiting" is judged at
+each tenant's ``as_of``: the latest event time in its KPI tables (the processor's watermark),
 never the wall clock, so the same log always gives the same figures.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,10 +26,11 @@ from projections import kpis as kpi_p
 from projections import threads as thr_p
 from projections.engine import Table
 from projections.store import Store
+from streams.kpi import arithmetic as ar
 
 INTERVAL_MS = 15 * 60 * 1000
-SL_TARGET = {300: 0.90, 20: 0.80}  # 90/300, and the call-centre 80/20 beside it
-FRT_BUCKETS_S = (30, 60, 120, 300, 600, 1800, 3600)
+# 90/300, and the call-centre 80/20 beside it, as shares
+SL_TARGET = {t: pct / 100 for t, pct in ar.SL_TARGETS.items()}
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -227,209 +231,149 @@ def kpi_intervals(store: Store, f: KpiFilter, dimension: str | None = None,
 
 
 def kpi_agents(store: Store, f: KpiFilter) -> list[dict[str, Any]]:
-    """Per agent over the period: online, idle, time-weighted concurrency, peak, levels."""
+    """Per agent over the period: online, idle, occupancy, time-weighted concurrency, peak, and
+    the time at each level (0, 1, 2, ... open assigned conversations)."""
     where, args = f.where(contacts=False)
     if f.agent:
         where += " AND agent_id = ?"
         args.append(f.agent)
     rows = _decode(kpi_p.AGENT_INTERVALS, store.query(
         f"SELECT * FROM kpi_agent_intervals WHERE {where} ORDER BY agent_id, interval_start", args))
-    per: dict[str, dict[str, Any]] = {}
+    per: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        a = per.setdefault(r["agent_id"], {"agent_id": r["agent_id"], "intervals": 0, "online_ms": 0,
-                                           "open_conversation_ms": 0, "idle_ms": 0,
-                                           "peak_concurrency": 0, "time_at_level_ms": Counter()})
-        a["intervals"] += 1
-        for k in ("online_ms", "open_conversation_ms", "idle_ms"):
-            a[k] += r[k] or 0
-        a["peak_concurrency"] = max(a["peak_concurrency"], r["peak_concurrency"] or 0)
-        a["time_at_level_ms"].update({str(k): v for k, v in r["time_at_level_ms"].items()})
-    out = []
-    for a in per.values():
-        a["concurrency"] = a["open_conversation_ms"] / a["online_ms"] if a["online_ms"] else None
-        a["time_at_level_ms"] = dict(sorted(a["time_at_level_ms"].items(), key=lambda kv: int(kv[0])
-                                            if kv[0].lstrip("-").isdigit() else 0))
-        out.append(a)
+        per[r["agent_id"]].append(r)
+    return [agent_figures(agent, rs) for agent, rs in per.items()]
+
+
+def agent_figures(agent: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One agent's period from its agent-interval rows (the arithmetic of ``arithmetic``)."""
+    online = sum(r["online_ms"] or 0 for r in rows)
+    open_ms = sum(r["open_conversation_ms"] or 0 for r in rows)
+    idle = sum(r["idle_ms"] or 0 for r in rows)
+    return {"agent_id": agent, "intervals": len(rows), "online_ms": online,
+            "open_conversation_ms": open_ms, "idle_ms": idle,
+            "peak_concurrency": max((r["peak_concurrency"] or 0 for r in rows), default=0),
+            "time_at_level_ms": ar.merge_levels(r["time_at_level_ms"] for r in rows),
+            "concurrency": ar.concurrency(open_ms, online), "occupancy": ar.occupancy(online, idle)}
+
+
+def as_of_by_tenant(store: Store, tenant: str | None = None) -> dict[str, int]:
+    """Each tenant's latest event time in the KPI tables: the 'now' of its waiting contacts.
+
+    The KPI processor stamps its records with its watermark, one per tenant, so this is the
+    watermark it had.
+    """
+    where, args = ("WHERE tenant_id = ?", [tenant]) if tenant else ("", [])
+    out: dict[str, int] = {}
+    for t in ("kpi_contacts", "kpi_intervals", "kpi_agent_intervals"):
+        for r in store.query(f"SELECT tenant_id, MAX(updated_at) AS t FROM {t} {where} "
+                             "GROUP BY tenant_id", args):
+            if r["t"] is not None:
+                out[r["tenant_id"]] = max(out.get(r["tenant_id"], r["t"]), r["t"])
     return out
 
 
 def as_of(store: Store, tenant: str | None = None) -> int | None:
-    """The latest event time the KPI tables have seen (the 'now' of every waiting contact).
-
-    The KPI processor stamps its records with its watermark, so this is the watermark it had.
-    """
-    where, args = ("WHERE tenant_id = ?", [tenant]) if tenant else ("", [])
-    times = [r["t"] for t in ("kpi_contacts", "kpi_intervals", "kpi_agent_intervals")
-             for r in store.query(f"SELECT MAX(updated_at) AS t FROM {t} {where}", args)
-             if r["t"] is not None]
-    return max(times) if times else None
+    """The latest event time the KPI tables have seen (over the tenants)."""
+    return max(as_of_by_tenant(store, tenant).values(), default=None)
 
 
 # -- figures from contact measures ----------------------------------------------------------------
-def service_level(contacts: list[dict[str, Any]], t_s: int, now: int | None) -> dict[str, Any]:
+Now = int | Mapping[str, int] | None  # one as-of time, or one per tenant
+
+
+def sl_class(c: Mapping[str, Any], t_s: int, now: Now) -> str:
+    """A contact row's class for SL(T): ``streams.kpi.arithmetic.sl_class`` on its instants."""
+    at = now.get(c.get("tenant_id")) if isinstance(now, Mapping) else now
+    return ar.sl_class(c["started_at"], c["first_human_reply_at"], c["resolved_at"], t_s * 1000, at)
+
+
+def service_level(contacts: list[dict[str, Any]], t_s: int, now: Now) -> dict[str, Any]:
     """SL(T) over contact measures, per KPIS.md (see the module docstring)."""
-    t_ms, within = t_s * 1000, 0
-    after = waiting_over = excluded = 0
-    for c in contacts:
-        if c["short_abandon"]:
-            excluded += 1
-        elif c["first_human_reply_at"] is not None:
-            frt = c["frt_ms"] if c["frt_ms"] is not None else c["first_human_reply_at"] - c["started_at"]
-            within, after = (within + 1, after) if frt <= t_ms else (within, after + 1)
-        elif ((c["resolved_at"] or now or c["started_at"]) - c["started_at"]) > t_ms:
-            waiting_over += 1
-        else:
-            excluded += 1  # still pending (or gone) within T: not counted
-    denom = within + after + waiting_over
-    sl = within / denom if denom else None
-    pct = round(SL_TARGET[t_s] * 100) if t_s in SL_TARGET else None
-    return {"t_s": t_s, "sl": sl, "target": SL_TARGET.get(t_s),
-            "met": None if sl is None or pct is None else 100 * within >= pct * denom,  # exact
-            "within": within, "after": after, "waiting_over": waiting_over, "excluded": excluded}
+    counts = ar.sl_counts(sl_class(c, t_s, now) for c in contacts)
+    sl, met = ar.service_level(counts, ar.SL_TARGETS.get(t_s))
+    return {"t_s": t_s, "sl": sl, "target": SL_TARGET.get(t_s), "met": met,
+            "within": counts[ar.WITHIN], "after": counts[ar.AFTER],
+            "abandoned": counts[ar.ABANDONED], "waiting_over": counts[ar.OVER],
+            "short_abandoned": counts[ar.SHORT], "pending": counts[ar.PENDING],
+            "excluded": counts[ar.SHORT] + counts[ar.PENDING]}
 
 
-def contact_figures(contacts: list[dict[str, Any]], now: int | None) -> dict[str, Any]:
+def contact_figures(contacts: list[dict[str, Any]], now: Now) -> dict[str, Any]:
     """Offered, answered, resolved, SL(300) and SL(20), FRT mean/p50/p90, reply gaps, sentiment."""
-    frts = sorted(c["frt_ms"] for c in contacts if c["frt_ms"] is not None)
+    frts = [c["frt_ms"] for c in contacts if c["frt_ms"] is not None]
     gaps = sum(c["reply_gap_count"] or 0 for c in contacts)
-    neg = sum(1 for c in contacts if c["last_customer_sentiment"] == "negative")
+    known = [c["last_customer_sentiment"] for c in contacts if c["last_customer_sentiment"]]
     return {
         "offered": len(contacts),
         "answered": sum(1 for c in contacts if c["first_human_reply_at"] is not None),
         "resolved": sum(1 for c in contacts if c["resolved_at"] is not None),
         "sl_300": service_level(contacts, 300, now), "sl_20": service_level(contacts, 20, now),
         "frt_mean_ms": sum(frts) / len(frts) if frts else None,
-        "frt_p50_ms": _pct(frts, 0.5), "frt_p90_ms": _pct(frts, 0.9),
+        "frt_p50_ms": ar.percentile(frts, 50), "frt_p90_ms": ar.percentile(frts, 90),
         "reply_gap_mean_ms": (sum(c["reply_gap_total_ms"] or 0 for c in contacts) / gaps) if gaps else None,
-        "negative_share": neg / len(contacts) if contacts else None,
+        "negative_share": ar.share(sum(1 for s in known if s == "negative"), len(known)),
     }
 
 
-def _pct(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+def containment(store: Store, f: KpiFilter) -> dict[str, dict[str, Any]]:
+    """Bot containment over the period, ``{"overall" | channel: {threads, bot_contained,
+    bot_containment}}``: the KPI processor's per-interval thread counts, summed (each thread
+    counts once, in the interval and channel of its first message; KPIS.md). Empty under an
+    agent filter or several dimension filters (threads have no such dimension)."""
+    dim = f.dimension()
+    if dim is None or dim[0] == "agent":
+        return {}
+    where, args = f.where(contacts=False)
+    if dim[0] == "overall":
+        where += " AND dimension IN ('overall', 'channel')"
+    else:
+        where += " AND dimension = ? AND dimension_value = ?"
+        args += list(dim)
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for r in _decode(kpi_p.INTERVALS, store.query(
+            f"SELECT dimension, dimension_value, metrics FROM kpi_intervals WHERE {where}", args)):
+        keys = (["overall"] if r["dimension"] in ("overall", "queue")
+                else [r["dimension_value"] or "?"])
+        if dim[0] == "channel":
+            keys.append("overall")
+        for k in keys:
+            sums[k][0] += r["metrics"].get("threads", 0)
+            sums[k][1] += r["metrics"].get("bot_contained", 0)
+    return {k: {"threads": int(n), "bot_contained": int(c), "bot_containment": ar.share(c, n)}
+            for k, (n, c) in sums.items()}
 
 
-def kpi_summary(store: Store, f: KpiFilter) -> dict[str, Any]:
-    """The period's figures overall and per channel (recomputed from contact measures)."""
-    contacts = kpi_contacts(store, f, limit=1_000_000)
-    now = as_of(store, f.tenant)
+NO_CONTAINMENT = {"threads": None, "bot_contained": None, "bot_containment": None}
+
+
+def period_figures(store: Store, f: KpiFilter, contacts: list[dict[str, Any]], now: Now
+                   ) -> dict[str, Any]:
+    """``{"overall": figures, "channels": {channel: figures}}``: contact figures and containment."""
     by_channel: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in contacts:
         by_channel[c["channel"] or "?"].append(c)
-    return {"as_of": now, "as_of_utc": iso(now), "filter": _filter_dict(f),
-            "overall": contact_figures(contacts, now),
-            "channels": {ch: contact_figures(cs, now) for ch, cs in sorted(by_channel.items())}}
+    cont = containment(store, f)
+    channels = sorted(set(by_channel) | (set(cont) - {"overall"}))
+    return {"overall": {**contact_figures(contacts, now), **cont.get("overall", NO_CONTAINMENT)},
+            "channels": {ch: {**contact_figures(by_channel.get(ch, []), now),
+                              **cont.get(ch, NO_CONTAINMENT)} for ch in channels}}
 
 
-def _filter_dict(f: KpiFilter) -> dict[str, Any]:
+def kpi_summary(store: Store, f: KpiFilter) -> dict[str, Any]:
+    """The period's figures overall and per channel (recomputed from contact measures; bot
+    containment from the processor's thread counts)."""
+    contacts = kpi_contacts(store, f, limit=1_000_000)
+    now = as_of_by_tenant(store, f.tenant)
+    top = max(now.values(), default=None)
+    return {"as_of": top, "as_of_utc": iso(top), "filter": filter_dict(f),
+            **period_figures(store, f, contacts, now)}
+
+
+def filter_dict(f: KpiFilter) -> dict[str, Any]:
     d = dict(f.__dict__)
     d["from_utc"], d["to_utc"] = iso(f.start), iso(f.end)
     return d
-
-
-# -- the dashboard's data -----------------------------------------------------------------------
-def dashboard(store: Store, f: KpiFilter) -> dict[str, Any]:
-    """Everything the dashboard draws, in one response."""
-    contacts = kpi_contacts(store, f, limit=1_000_000)
-    now = as_of(store, f.tenant)
-    return {
-        "as_of": now, "as_of_utc": iso(now), "filter": _filter_dict(f),
-        "targets": {"sl_300": SL_TARGET[300], "sl_20": SL_TARGET[20]},
-        "summary": contact_figures(contacts, now),
-        "sl_by_interval": sl_by_interval(store, f, contacts, now),
-        "frt_histogram": frt_histogram(contacts),
-        "concurrency_by_agent": [
-            {k: a[k] for k in ("agent_id", "concurrency", "peak_concurrency", "online_ms", "idle_ms")}
-            for a in kpi_agents(store, f)],
-        "volumes_by_channel": volumes_by_channel(store, f, contacts),
-        "sentiment_by_interval": sentiment_by_interval(store, f),
-        "choices": choices(store, f.tenant),
-    }
-
-
-def sl_by_interval(store: Store, f: KpiFilter, contacts: list[dict[str, Any]],
-                   now: int | None) -> dict[str, Any]:
-    """SL(300) and SL(20) per interval: the streaming IntervalStat figures where the filter is
-    one dimension and they exist, else recomputed from the contact measures."""
-    dim = f.dimension()
-    rows = kpi_intervals(store, f) if dim else []
-    if any(r["sl_300"] is not None for r in rows):  # intervals without contacts have none: gaps
-        points = [{"interval_start": r["interval_start"], "interval": r["interval"],
-                   "sl_300": r["sl_300"], "sl_20": r["sl_20"],
-                   "offered": r["metrics"].get("offered")} for r in rows]
-        return {"source": f"kpi_intervals:{dim[0]}", "points": points}
-    groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for c in contacts:
-        groups[c["interval_start"]].append(c)
-    points = []
-    for start in sorted(groups):
-        cs = groups[start]
-        points.append({"interval_start": start, "interval": iso(start),
-                       "sl_300": service_level(cs, 300, now)["sl"],
-                       "sl_20": service_level(cs, 20, now)["sl"], "offered": len(cs)})
-    return {"source": "kpi_contacts", "points": points}
-
-
-def frt_histogram(contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Contacts per first-response-time bucket (seconds), the last one open-ended."""
-    edges = (0, *FRT_BUCKETS_S)
-    counts = [0] * len(edges)
-    for c in contacts:
-        if c["frt_ms"] is None:
-            continue
-        s = c["frt_ms"] / 1000
-        i = max(i for i, e in enumerate(edges) if s >= e) if s >= 0 else 0
-        counts[i] += 1
-    return [{"from_s": lo, "to_s": edges[i + 1] if i + 1 < len(edges) else None,
-             "label": _bucket_label(lo, edges[i + 1] if i + 1 < len(edges) else None),
-             "count": counts[i]} for i, lo in enumerate(edges)]
-
-
-def _bucket_label(lo: int, hi: int | None) -> str:
-    def fmt(s: int) -> str:
-        return f"{s}s" if s < 60 else f"{s // 60}m" if s < 3600 else f"{s // 3600}h"
-    return f"≥{fmt(lo)}" if hi is None else f"{fmt(lo)}–{fmt(hi)}"
-
-
-def volumes_by_channel(store: Store, f: KpiFilter, contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Contacts offered/answered/resolved and messages in/out per channel over the period."""
-    per: dict[str, dict[str, int]] = defaultdict(lambda: Counter())  # type: ignore[arg-type]
-    for c in contacts:
-        v = per[c["channel"] or "?"]
-        v["offered"] += 1
-        v["answered"] += c["first_human_reply_at"] is not None
-        v["resolved"] += c["resolved_at"] is not None
-    where, args = replace(f, queue=None, agent=None).where("occurred_at")
-    for r in store.query(f"SELECT channel, direction, COUNT(*) AS n FROM messages WHERE {where} "
-                         "GROUP BY channel, direction", args):
-        per[r["channel"]][f"messages_{r['direction']}"] += r["n"]
-    keys = ("offered", "answered", "resolved", "messages_in", "messages_out")
-    return [{"channel": ch, **{k: per[ch].get(k, 0) for k in keys}} for ch in sorted(per)]
-
-
-def sentiment_by_interval(store: Store, f: KpiFilter) -> list[dict[str, Any]]:
-    """Inbound message sentiment labels per 15-minute interval (event time)."""
-    where, args = replace(f, queue=None, agent=None).where("occurred_at")
-    rows = store.query(
-        f"SELECT (occurred_at / {INTERVAL_MS}) * {INTERVAL_MS} AS interval_start, sentiment_label, "
-        f"COUNT(*) AS n, AVG(sentiment_score) AS mean_score FROM message_enrichments WHERE {where} "
-        "GROUP BY interval_start, sentiment_label ORDER BY interval_start", args)
-    per: dict[int, dict[str, Any]] = {}
-    for r in rows:
-        p = per.setdefault(r["interval_start"], {"interval_start": r["interval_start"],
-                                                  "interval": iso(r["interval_start"]),
-                                                  "negative": 0, "neutral": 0, "positive": 0,
-                                                  "_score": 0.0, "_n": 0})
-        p[r["sentiment_label"] or "neutral"] = p.get(r["sentiment_label"] or "neutral", 0) + r["n"]
-        p["_score"] += (r["mean_score"] or 0) * r["n"]
-        p["_n"] += r["n"]
-    out = []
-    for p in per.values():
-        n, score = p.pop("_n"), p.pop("_score")
-        out.append({**p, "total": n, "mean_score": score / n if n else None})
-    return out
 
 
 def choices(store: Store, tenant: str | None = None) -> dict[str, list[str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import projections
-from projections import query, sample
+from projections import dashboard, query, sample
 from projections.engine import Batcher, Decoded
 from projections.store import open_store
 
@@ -60,7 +60,7 @@ def test_kpi_tables_equal_the_processors_own_fold(tmp_path):
               for r in [projections.get("kpis").tables[2].from_db(r)]}
     assert agents == want["agents"] and agents
 
-    d = query.dashboard(store, query.KpiFilter())
+    d = dashboard.build(store, query.KpiFilter())
     assert d["sl_by_interval"]["source"] == "kpi_intervals:overall"
     assert any(p["sl_300"] is not None for p in d["sl_by_interval"]["points"])
     store.close()

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from typer.testing import CliRunner
 
 from parley.settings import ApiSettings
-from projections import api, cli_kpi, query, sample
+from projections import api, cli_kpi, dashboard, query, sample
 from projections.store import Store, open_store
 from tests.projection_support import project_all
 
@@ -45,20 +45,31 @@ def _contact(frt=None, started=T0, resolved=None, short=0):
 
 
 @pytest.mark.parametrize("contacts, now, sl, counts", [
-    ([_contact(100_000), _contact(299_999), _contact(300_000)], None, 1.0, (3, 0, 0)),
-    ([_contact(100_000), _contact(300_001)], None, 0.5, (1, 1, 0)),
+    ([_contact(100_000), _contact(299_999), _contact(300_000)], None, 1.0, (3, 0, 0, 0)),
+    ([_contact(100_000), _contact(300_001)], None, 0.5, (1, 1, 0, 0)),
     # a contact waiting 10 min counts against; one waiting 1 min is pending and left out
     ([_contact(10_000), _contact(None, started=T0), _contact(None, started=T0 + 540_000)],
-     T0 + 600_000, 0.5, (1, 0, 1)),
+     T0 + 600_000, 0.5, (1, 0, 1, 0)),
     # a short abandon is left out; a long one (gone after 6 min, unanswered) counts against
     ([_contact(10_000), _contact(None, resolved=T0 + 20_000, short=1),
-      _contact(None, resolved=T0 + 360_000)], T0 + 999_999, 0.5, (1, 0, 1)),
-    ([], None, None, (0, 0, 0)),
+      _contact(None, resolved=T0 + 360_000)], T0 + 999_999, 0.5, (1, 0, 0, 1)),
+    # so does one gone after 45 s, before T (KPIS.md: only short abandons leave the denominator)
+    ([_contact(10_000), _contact(None, resolved=T0 + 45_000)], T0 + 999_999, 0.5, (1, 0, 0, 1)),
+    # one waiting 1 min with no as-of known is pending
+    ([_contact(10_000), _contact(None)], None, 1.0, (1, 0, 0, 0)),
+    ([], None, None, (0, 0, 0, 0)),
 ])
 def test_service_level_follows_kpis_md(contacts, now, sl, counts):
     r = query.service_level(contacts, 300, now)
     assert r["sl"] == sl
-    assert (r["within"], r["after"], r["waiting_over"]) == counts
+    assert (r["within"], r["after"], r["waiting_over"], r["abandoned"]) == counts
+
+
+def test_as_of_is_per_tenant():
+    rows = [dict(_contact(None, started=T0), tenant_id="a"),
+            dict(_contact(None, started=T0), tenant_id="b")]
+    r = query.service_level(rows, 300, {"a": T0 + 400_000, "b": T0 + 100_000})
+    assert (r["waiting_over"], r["pending"], r["sl"]) == (1, 1, 0.0)
 
 
 def test_met_is_exact_at_the_target():
@@ -120,13 +131,17 @@ def test_profile_and_thread_detail(store: Store):
 
 
 def test_dashboard_has_every_chart(store: Store):
-    d = query.dashboard(store, query.KpiFilter())
+    d = dashboard.build(store, query.KpiFilter())
     assert d["sl_by_interval"]["source"] == "kpi_intervals:overall" and d["sl_by_interval"]["points"]
     assert sum(b["count"] for b in d["frt_histogram"]) == d["summary"]["answered"]
-    assert {a["agent_id"] for a in d["concurrency_by_agent"]} == set(sample.AGENTS)
+    assert {a["agent_id"] for a in d["agents"]} == set(sample.AGENTS)
+    assert all(a["time_at_level_ms"] and 0 <= a["occupancy"] <= 1 for a in d["agents"])
+    assert sum(a["answered"] for a in d["agents"]) == d["summary"]["answered"]
+    assert d["team"]["online_ms"] == sum(a["online_ms"] for a in d["agents"])
+    assert d["waiting_by_interval"] and max(p["peak"] for p in d["waiting_by_interval"]) > 0
     assert {v["channel"] for v in d["volumes_by_channel"]} <= set(sample.CHANNELS)
     assert d["sentiment_by_interval"] and all(r["total"] for r in d["sentiment_by_interval"])
-    mixed = query.dashboard(store, query.KpiFilter(channel="sms", queue="vip"))
+    mixed = dashboard.build(store, query.KpiFilter(channel="sms", queue="vip"))
     assert mixed["sl_by_interval"]["source"] == "kpi_contacts"
 
 
