@@ -124,31 +124,157 @@ function frtChart(host, buckets) {
   host.appendChild(svg);
 }
 
+const LEVELS = ["#e4e7eb", "#bcd4e6", "#7fb0d3", "#3f7cac", "#24527a", "#102a43"];
+function levelColor(level) { return LEVELS[Math.min(Number(level), LEVELS.length - 1)]; }
+
 function concChart(host, agents) {
   host.replaceChildren();
-  if (!agents.length) return empty(host, "no agent intervals in this period");
-  const row = 26, w = 520, m = { l: 90, r: 40, t: 8, b: 24 }, h = m.t + m.b + row * agents.length;
+  agents = agents.filter(a => a.online_ms > 0);
+  if (!agents.length) return empty(host, "no agent online in this period");
+  const row = 26, w = 520, m = { l: 70, r: 118, t: 8, b: 24 }, h = m.t + m.b + row * agents.length;
   const svg = frame(w, h);
   svg.dataset.chart = "concurrency";
-  const max = niceMax(Math.max(...agents.map(a => Math.max(a.peak_concurrency || 0, a.concurrency || 0))));
-  const x = v => m.l + (w - m.l - m.r) * (v / max);
-  for (let i = 0; i <= max; i += Math.max(1, Math.round(max / 5))) {
-    svg.appendChild(el("line", { x1: x(i), x2: x(i), y1: m.t, y2: h - m.b, stroke: COLORS.grid }));
-    svg.appendChild(el("text", { x: x(i), y: h - m.b + 14, "text-anchor": "middle" }, [String(i)]));
+  const x = share => m.l + (w - m.l - m.r) * share;
+  for (const s of [0, 0.25, 0.5, 0.75, 1]) {
+    svg.appendChild(el("line", { x1: x(s), x2: x(s), y1: m.t, y2: h - m.b, stroke: COLORS.grid }));
+    svg.appendChild(el("text", { x: x(s), y: h - m.b + 14, "text-anchor": "middle" }, [Math.round(s * 100) + "%"]));
   }
+  const levels = new Set();
   agents.forEach((a, i) => {
-    const yy = m.t + i * row + 4, c = a.concurrency || 0;
+    const yy = m.t + i * row + 4;
     svg.appendChild(el("text", { x: m.l - 6, y: yy + 13, "text-anchor": "end" }, [a.agent_id]));
-    svg.appendChild(titled(el("rect", {
-      class: "bar", x: m.l, y: yy, width: Math.max(0, x(c) - m.l), height: row - 8, fill: COLORS.s1,
-      "data-agent": a.agent_id, "data-value": c.toFixed(3), "data-peak": a.peak_concurrency,
-    }), `${a.agent_id}: mean ${c.toFixed(2)}, peak ${a.peak_concurrency}, online ${dur(a.online_ms)}, idle ${dur(a.idle_ms)}`));
-    svg.appendChild(el("line", { class: "peak", x1: x(a.peak_concurrency), x2: x(a.peak_concurrency),
-      y1: yy - 2, y2: yy + row - 6, stroke: COLORS.s3, "stroke-width": 3, "data-agent": a.agent_id }));
-    svg.appendChild(el("text", { x: x(c) + 4, y: yy + 13 }, [c.toFixed(2)]));
+    let acc = 0;
+    for (const [level, ms] of Object.entries(a.time_at_level_ms)) {
+      if (!ms) continue;
+      levels.add(level);
+      const share = ms / a.online_ms;
+      svg.appendChild(titled(el("rect", {
+        class: "level", x: x(acc), y: yy, width: Math.max(0, x(acc + share) - x(acc)), height: row - 8,
+        fill: levelColor(level), "data-agent": a.agent_id, "data-level": level, "data-ms": ms,
+      }), `${a.agent_id}: ${level} open conversation(s) for ${dur(ms)} (${pct(share)} of online time)`));
+      acc += share;
+    }
+    const c = a.concurrency ?? 0;
+    svg.appendChild(el("text", {
+      class: "mean", x: x(1) + 6, y: yy + 13, "data-agent": a.agent_id, "data-value": String(c),
+      "data-peak": a.peak_concurrency,
+    }, [`mean ${c.toFixed(2)} · peak ${a.peak_concurrency}`]));
   });
   host.appendChild(svg);
-  legend(host, [["mean concurrency", COLORS.s1], ["peak", COLORS.s3]]);
+  legend(host, [...levels].sort((p, q) => p - q).map(l => [`${l} open`, levelColor(l)]));
+}
+
+function waitChart(host, points) {
+  host.replaceChildren();
+  if (!points.length || !points.some(p => p.peak > 0)) return empty(host, "no contact waited in this period");
+  const queues = [...new Set(points.flatMap(p => Object.keys(p.by_queue)))].sort();
+  const colors = [COLORS.s1, COLORS.s3, COLORS.s4, COLORS.s2, COLORS.ok, COLORS.bad, "#6b7785"];
+  const color = q => colors[queues.indexOf(q) % colors.length];
+  const w = 1000, h = 240, m = { l: 44, r: 12, t: 12, b: 34 };
+  const svg = frame(w, h);
+  svg.dataset.chart = "waiting";
+  const max = niceMax(Math.max(...points.map(p => p.peak)));
+  const y = yAxis(svg, m, w, h, max, v => (Number.isInteger(v) ? String(v) : v.toFixed(1)));
+  const step = (w - m.l - m.r) / points.length, bw = Math.max(1, step * 0.72);
+  const every = Math.ceil(points.length / 14);
+  points.forEach((p, i) => {
+    const x = m.l + i * step + (step - bw) / 2;
+    let base = 0;
+    for (const q of queues) {
+      const v = p.by_queue[q] || 0;
+      if (v > 0) {
+        svg.appendChild(titled(el("rect", {
+          class: "bar", x, y: y(base + v), width: bw, height: y(base) - y(base + v), fill: color(q),
+          "data-interval": p.interval, "data-queue": q, "data-value": String(v),
+        }), `${p.interval} ${q}: ${v.toFixed(2)} waiting on average`));
+      }
+      base += v;
+    }
+    svg.appendChild(titled(el("circle", {
+      class: "peak", cx: x + bw / 2, cy: y(p.peak), r: 2.6, fill: "#102a43",
+      "data-interval": p.interval, "data-value": p.peak, "data-mean": String(p.mean),
+    }), `${p.interval}: mean ${p.mean.toFixed(2)}, peak ${p.peak} waiting`));
+    if (i % every === 0) svg.appendChild(el("text", { x: x + bw / 2, y: h - m.b + 16, "text-anchor": "middle" }, [hhmm(p.interval)]));
+  });
+  host.appendChild(svg);
+  legend(host, [...queues.map(q => [q, color(q)]), ["peak", "#102a43"]]);
+}
+
+// -- tables ---------------------------------------------------------------------------------
+function table(host, id, columns, rows, rowKey) {
+  host.replaceChildren();
+  if (!rows.length) return empty(host, "no rows for this filter");
+  const t = document.createElement("table");
+  t.className = "grid";
+  t.id = id;
+  const head = t.createTHead().insertRow();
+  for (const [label] of columns) {
+    const th = document.createElement("th");
+    th.textContent = label;
+    head.appendChild(th);
+  }
+  const body = t.createTBody();
+  for (const r of rows) {
+    const tr = body.insertRow();
+    tr.dataset.key = rowKey(r);
+    if (r._total) tr.className = "total";
+    for (const [, key, show, cls] of columns) {
+      const td = tr.insertCell();
+      td.dataset.col = key;
+      const v = r[key];
+      if (v !== null && v !== undefined && typeof v !== "object") td.dataset.value = String(v);
+      const shown = show(v, r);
+      if (shown instanceof Node) td.appendChild(shown); else td.textContent = shown;
+      const c = cls ? cls(r) : "";
+      if (c) td.className = c;
+    }
+  }
+  host.appendChild(t);
+}
+
+function metCls(key) { return r => (r[key] === true ? "ok" : r[key] === false ? "bad" : ""); }
+
+function channelTable(host, d) {
+  const flat = (name, f) => ({
+    channel: name, offered: f.offered, answered: f.answered, sl_300: f.sl_300.sl, sl_300_met: f.sl_300.met,
+    sl_20: f.sl_20.sl, sl_20_met: f.sl_20.met, frt_p50_ms: f.frt_p50_ms, frt_p90_ms: f.frt_p90_ms,
+    bot_containment: f.bot_containment, threads: f.threads,
+  });
+  const rows = Object.entries(d.channels).map(([k, f]) => flat(k, f));
+  rows.push({ ...flat("overall", d.summary), _total: true });
+  const id = v => (v === null || v === undefined ? "–" : String(v));
+  table(host, "channels", [
+    ["channel", "channel", id], ["offered", "offered", id], ["answered", "answered", id],
+    ["SL(300)", "sl_300", pct, metCls("sl_300_met")], ["SL(20)", "sl_20", pct, metCls("sl_20_met")],
+    ["FRT p50", "frt_p50_ms", dur], ["FRT p90", "frt_p90_ms", dur],
+    ["threads", "threads", id], ["bot containment", "bot_containment", pct],
+  ], rows, r => r.channel);
+}
+
+function levelsBar(levels, online) {
+  const span = document.createElement("span");
+  span.className = "levels";
+  for (const [level, ms] of Object.entries(levels || {})) {
+    if (!ms || !online) continue;
+    const i = document.createElement("i");
+    i.style.width = (100 * ms / online).toFixed(2) + "%";
+    i.style.background = levelColor(level);
+    i.title = `${level} open: ${dur(ms)}`;
+    i.dataset.level = level;
+    i.dataset.ms = ms;
+    span.appendChild(i);
+  }
+  return span;
+}
+
+function agentTable(host, agents) {
+  const id = v => (v === null || v === undefined ? "–" : String(v));
+  table(host, "agents", [
+    ["agent", "agent_id", id], ["online", "online_ms", dur], ["idle", "idle_ms", dur],
+    ["occupancy", "occupancy", pct], ["mean conc.", "concurrency", v => (v === null || v === undefined ? "–" : v.toFixed(2))],
+    ["peak", "peak_concurrency", id], ["time at 0, 1, 2…", "time_at_level_ms", (v, r) => levelsBar(v, r.online_ms)],
+    ["answered", "answered", id], ["FRT p50", "frt_p50_ms", dur], ["FRT p90", "frt_p90_ms", dur],
+  ], agents, r => r.agent_id);
 }
 
 function volChart(host, vols) {
@@ -205,27 +331,32 @@ function sentChart(host, rows) {
 }
 
 function tiles(host, d) {
-  const s = d.summary, t = d.targets;
+  const s = d.summary, t = d.team;
   const items = [
-    ["SL(300) — target 90 %", pct(s.sl_300.sl), s.sl_300.met, "sl300"],
-    ["SL(20) — 80/20", pct(s.sl_20.sl), s.sl_20.met, "sl20"],
-    ["contacts offered", s.offered, null, "offered"],
-    ["answered", s.answered, null, "answered"],
-    ["FRT median", dur(s.frt_p50_ms), null, "frt50"],
-    ["FRT p90", dur(s.frt_p90_ms), null, "frt90"],
-    ["negative last message", pct(s.negative_share), null, "neg"],
+    ["SL(300) — target 90 %", pct(s.sl_300.sl), s.sl_300.met, "sl300", s.sl_300.sl],
+    ["SL(20) — 80/20", pct(s.sl_20.sl), s.sl_20.met, "sl20", s.sl_20.sl],
+    ["contacts offered", s.offered, null, "offered", s.offered],
+    ["answered", s.answered, null, "answered", s.answered],
+    ["FRT median", dur(s.frt_p50_ms), null, "frt50", s.frt_p50_ms],
+    ["FRT p90", dur(s.frt_p90_ms), null, "frt90", s.frt_p90_ms],
+    ["bot containment", pct(s.bot_containment), null, "containment", s.bot_containment],
+    ["team concurrency", t.concurrency === null ? "–" : t.concurrency.toFixed(2), null, "concurrency", t.concurrency],
+    ["occupancy", pct(t.occupancy), null, "occupancy", t.occupancy],
+    ["idle time", dur(t.idle_ms), null, "idle", t.idle_ms],
+    ["negative last message", pct(s.negative_share), null, "neg", s.negative_share],
   ];
   host.replaceChildren();
-  for (const [k, v, met, id] of items) {
+  for (const [k, v, met, id, raw] of items) {
     const div = document.createElement("div");
     div.className = "tile";
     div.dataset.tile = id;
+    if (raw !== null && raw !== undefined) div.dataset.value = String(raw);
+    if (met !== null && met !== undefined) div.dataset.met = met ? "1" : "0";
     div.innerHTML = `<div class="k"></div><div class="v ${met === true ? "ok" : met === false ? "bad" : ""}"></div>`;
     div.querySelector(".k").textContent = k;
     div.querySelector(".v").textContent = v + (met === true ? " ✓" : met === false ? " ✗" : "");
     host.appendChild(div);
   }
-  void t;
 }
 
 // -- filters and loading ----------------------------------------------------------------------
@@ -273,7 +404,10 @@ function render(d, q) {
   tiles(document.getElementById("tiles"), d);
   slChart(document.getElementById("chart-sl"), d.sl_by_interval, d.targets.sl_300);
   frtChart(document.getElementById("chart-frt"), d.frt_histogram);
-  concChart(document.getElementById("chart-conc"), d.concurrency_by_agent);
+  channelTable(document.getElementById("table-channels"), d);
+  waitChart(document.getElementById("chart-waiting"), d.waiting_by_interval);
+  concChart(document.getElementById("chart-conc"), d.agents);
+  agentTable(document.getElementById("table-agents"), d.agents);
   volChart(document.getElementById("chart-vol"), d.volumes_by_channel);
   sentChart(document.getElementById("chart-sent"), d.sentiment_by_interval);
 }
