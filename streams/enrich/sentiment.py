@@ -23,6 +23,7 @@ from pathlib import Path
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from streams.enrich.language import fold
+from streams.enrich.vader import VaderCompound
 
 DEFAULT_LEXICON = Path(__file__).parent / "data" / "sentiment_lexicon.toml"
 DEFAULT_NEUTRAL_BAND = 0.2
@@ -65,14 +66,20 @@ class _Valences:
     def __init__(self, table: dict[str, float]) -> None:
         self.words = {k: float(v) for k, v in table.items() if not k.endswith("*")}
         self.stems = {k[:-1]: float(v) for k, v in table.items() if k.endswith("*")}
-        self._lengths = sorted({len(s) for s in self.stems}, reverse=True)
+        # Stems by their first _key letters, longest first: one dict lookup finds
+        # the only stems a token can start with.
+        self._key = min(map(len, self.stems), default=0)
+        self._by_key: dict[str, list[tuple[str, float]]] = {}
+        for stem, value in sorted(self.stems.items(), key=lambda kv: -len(kv[0])):
+            self._by_key.setdefault(stem[: self._key], []).append((stem, value))
 
     def get(self, token: str) -> float:
-        if token in self.words:
-            return self.words[token]
-        for n in self._lengths:
-            if len(token) >= n and token[:n] in self.stems:
-                return self.stems[token[:n]]
+        value = self.words.get(token)
+        if value is not None:
+            return value
+        for stem, value in self._by_key.get(token[: self._key], ()):
+            if token.startswith(stem):
+                return value
         return 0.0
 
 
@@ -91,6 +98,12 @@ class _Phrases:
     Longest phrases come first so "pas a la hauteur" wins over "a la hauteur".
     Folded (French) text is matched between spaces, raw (English) text
     case-insensitively between word boundaries.
+
+    Two shortcuts give the regex's own result without running it: on folded
+    words, :meth:`replace_words` tries, at each word, the phrases starting with
+    it in the regex's order (leftmost, first alternative wins, as ``re.sub``);
+    on raw ASCII text, :meth:`replace` skips the regex when no phrase's longest
+    literal piece is in the lower-cased text.
     """
 
     def __init__(self, phrases: dict[str, float], lang: str, folded: bool) -> None:
@@ -105,11 +118,58 @@ class _Phrases:
         groups = "|".join(f"(?P<zzphr{lang}{i}>{_phrase_body(p)})" for i, (p, _) in enumerate(ordered))
         pattern = f"(?<= )(?:{groups})(?= )" if folded else rf"(?i)\b(?:{groups})\b"
         self._regex = re.compile(pattern) if ordered else None
+        pieces = [max(re.split("[*']", p.replace(" ", "'")), key=len) for p, _ in ordered]
+        self._pieces = pieces if all(p and p.isascii() and p == p.lower() for p in pieces) else None
+        self._by_first = _by_first_word([(f"zzphr{lang}{i}", p) for i, (p, _) in enumerate(ordered)])
 
     def replace(self, text: str) -> str:
         if self._regex is None:
             return text
+        if self._pieces is not None and text.isascii():
+            lowered = text.lower()
+            if not any(piece in lowered for piece in self._pieces):
+                return text
         return self._regex.sub(lambda m: m.lastgroup, text)
+
+    def replace_words(self, words: list[str]) -> list[str]:
+        """:meth:`replace` on folded text, given and returned as its words."""
+        if self._by_first is None:
+            return self.replace(" " + " ".join(words) + " ").split()
+        out, k = [], 0
+        while k < len(words):
+            for token, parts in self._by_first.get(words[k], ()):
+                if _fits(parts, words, k):
+                    out.append(token)
+                    k += len(parts)
+                    break
+            else:
+                out.append(words[k])
+                k += 1
+        return out
+
+
+# A phrase as its words: (folded word, True if a stem).
+_Parts = tuple[tuple[str, bool], ...]
+
+
+def _by_first_word(phrases: list[tuple[str, str]]) -> dict[str, list[tuple[str, _Parts]]] | None:
+    """Phrases (in order) by their first word; None if one is not plain folded words."""
+    by_first: dict[str, list[tuple[str, _Parts]]] = {}
+    for token, phrase in phrases:
+        parts = tuple((w.rstrip("*"), w.endswith("*")) for w in phrase.split())
+        if parts[0][1] or not all(re.fullmatch("[a-z0-9]+", w) for w, _ in parts):
+            return None
+        by_first.setdefault(parts[0][0], []).append((token, parts))
+    return by_first
+
+
+def _fits(parts: _Parts, words: list[str], k: int) -> bool:
+    if k + len(parts) > len(words):
+        return False
+    for (body, stem), word in zip(parts, words[k:]):
+        if not (word.startswith(body) if stem else word == body):
+            return False
+    return True
 
 
 class SentimentAnalyzer:
@@ -129,15 +189,22 @@ class SentimentAnalyzer:
         self._boosters = {k: float(v) for k, v in fr.get("boosters", {}).items()}
         self._vader = SentimentIntensityAnalyzer()
         self._vader.lexicon.update({**en.get("words", {}), **self._en_phrases.valences, **emoji_vals})
+        self._vader_compound = VaderCompound(self._vader)
+        self._emoji_not_ascii = not any(e.isascii() for e, _ in self._emoji)
 
-    def analyse(self, text: str | None, language: str | None) -> Sentiment:
-        """Score ``text``: the French scorer for ``"fr"``, VADER otherwise."""
+    def analyse(self, text: str | None, language: str | None, folded: str | None = None) -> Sentiment:
+        """Score ``text``: the French scorer for ``"fr"``, VADER otherwise.
+
+        ``folded`` may pass ``fold(text)`` when the caller has it already.
+        """
         if not text or not text.strip():
             return Sentiment(0.0, "neutral")
-        score = self._french(text) if language == "fr" else self._english(text)
+        score = self._french(text, folded) if language == "fr" else self._english(text)
         return Sentiment(round(score, 4), label_for(score, self.neutral_band))
 
     def _with_emoji_tokens(self, text: str) -> str:
+        if text.isascii() and self._emoji_not_ascii:
+            return text
         for emoji, _ in self._emoji:
             if emoji in text:
                 text = text.replace(emoji, f" {self._emoji_tokens[emoji]} ")
@@ -146,12 +213,13 @@ class SentimentAnalyzer:
     def _english(self, text: str) -> float:
         text = self._with_emoji_tokens(text)
         text = self._en_phrases.replace(text)
-        return self._vader.polarity_scores(text)["compound"]
+        return self._vader_compound.compound(text)
 
-    def _french(self, text: str) -> float:
-        folded = fold(self._with_emoji_tokens(text))
-        folded = self._fr_phrases.replace(folded)
-        tokens = folded.split()
+    def _french(self, text: str, folded: str | None = None) -> float:
+        with_tokens = self._with_emoji_tokens(text)
+        if folded is None or with_tokens != text:
+            folded = fold(with_tokens)
+        tokens = self._fr_phrases.replace_words(folded.split())
         values = _apply_contrast(tokens, [self._valence(tokens, i) for i in range(len(tokens))])
         total = sum(values)
         if total:

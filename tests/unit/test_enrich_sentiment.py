@@ -1,8 +1,18 @@
-"""Lexicon sentiment, French rules and English VADER (streams.enrich.sentiment)."""
+"""Lexicon sentiment, French rules and English VADER (streams.enrich.sentiment, streams.enrich.vader)."""
+
+import json
+import random
+import tomllib
+from pathlib import Path
 
 import pytest
+from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE
 
-from streams.enrich.sentiment import SentimentAnalyzer, label_for
+from streams.enrich.language import fold
+from streams.enrich.sentiment import DEFAULT_LEXICON, SentimentAnalyzer, label_for
+from streams.enrich.vader import VaderCompound
+
+LABELLED = Path(__file__).parents[1] / "data" / "labelled_messages.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +115,78 @@ def test_label_thresholds(value, label):
 def test_scores_stay_in_range(analyzer):
     text = "nul nul nul inadmissible scandaleux 😡😡😡 !!!!!!"
     assert -1.0 <= score(analyzer, text) <= -0.9
+
+
+# --- the fast paths give exactly what the plain algorithms give -----------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled_texts() -> list[str]:
+    lines = LABELLED.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["text"] for line in lines if line.strip()]
+
+
+# Every word VADER gives a rule to: negations, boosters, "no", "least", "kind of", idioms, "but".
+VADER_RULE_WORDS = sorted(BOOSTER_DICT) + NEGATE + [
+    "no", "nor", "or", "least", "at", "very", "kind", "of", "sort", "but", "never", "so", "this",
+    "without", "doubt", "the", "shit", "bomb", "bad", "ass", "yeah", "right", "kiss", "death", "to",
+    "die", "for", "just", "enough", "beating", "heart", "bus", "stop",
+]
+
+
+def vader_texts(analyzer: SentimentAnalyzer, n: int, seed: int = 4) -> list[str]:
+    """Texts of lexicon and rule words, some in capitals, with punctuation and emoji."""
+    rnd = random.Random(seed)
+    vader = analyzer._vader
+    vocab = rnd.sample(sorted(vader.lexicon), 300) + VADER_RULE_WORDS * 3 + ["order", "xyz"]
+    emoji = sorted(vader.emojis)[:100] + ["😡", "👍"]
+
+    def word() -> str:
+        w = rnd.choice(vocab)
+        w = w.upper() if rnd.random() < 0.15 else w
+        w += rnd.choice(["", "", "", "", "!", "?", "...", "!!", "??"])
+        return rnd.choice(emoji) + w if rnd.random() < 0.05 else w
+
+    return [" ".join(word() for _ in range(rnd.randint(0, 16))) for _ in range(n)]
+
+
+def test_vader_compound_equals_polarity_scores(analyzer, labelled_texts):
+    vader = analyzer._vader
+    compound = VaderCompound(vader)
+    texts = labelled_texts + vader_texts(analyzer, 6000)
+    assert sum(vader.polarity_scores(t)["compound"] != 0 for t in texts) > 4000
+    for text in texts:
+        assert compound.compound(text) == vader.polarity_scores(text)["compound"], text
+
+
+def lexicon_texts(n: int, seed: int = 6) -> list[str]:
+    """Texts of the lexicon's own words and phrases, stems extended, with negations and emoji."""
+    lexicon = tomllib.loads(DEFAULT_LEXICON.read_text(encoding="utf-8"))
+    vocab = [w.rstrip("*") for lang in ("fr", "en") for kind in ("words", "phrases", "boosters")
+             for w in lexicon[lang].get(kind, {})]
+    vocab += list(lexicon["emoji"]) + ["ne", "pas", "n'", "jamais", "mais", "aussi", "très", "but", "not"]
+    rnd = random.Random(seed)
+    endings = ["", "", "", "s", "ment", "!", "?", ",", "'"]
+    return [" ".join(rnd.choice(vocab) + rnd.choice(endings) for _ in range(rnd.randint(0, 14)))
+            for _ in range(n)]
+
+
+def test_phrase_shortcuts_equal_the_phrase_regex(analyzer, labelled_texts):
+    fr, en = analyzer._fr_phrases, analyzer._en_phrases
+    for text in labelled_texts + lexicon_texts(4000):
+        folded = fold(text)
+        assert fr.replace_words(folded.split()) == fr._regex.sub(lambda m: m.lastgroup, folded).split()
+        assert en.replace(text) == en._regex.sub(lambda m: m.lastgroup, text)
+
+
+def test_stem_lookup_takes_the_longest_stem(analyzer):
+    valences = analyzer._fr
+    for word in ["remboursement", "decu", "decue", "xyz", "a", ""] + [s + "ab" for s in valences.stems]:
+        stems = [s for s in valences.stems if word.startswith(s)]
+        expected = valences.words.get(word, valences.stems[max(stems, key=len)] if stems else 0.0)
+        assert valences.get(word) == expected, word
+
+
+def test_passing_the_folded_text_changes_nothing(analyzer, labelled_texts):
+    for text in labelled_texts:
+        assert analyzer.analyse(text, "fr", fold(text)) == analyzer.analyse(text, "fr")
