@@ -90,3 +90,23 @@ def make(event_type: str, env: dict[str, Any], **fields: Any) -> dict[str, Any]:
 
 def event_type(event: dict[str, Any]) -> str:
     return event["envelope"]["event_type"]
+
+
+ERROR_LIMIT = 8000  # characters of an error message kept in a DeadLetter
+
+
+def dead_letter(stage: str, reason: str, error: str, payload: bytes, source_topic: str | None = None,
+                source_partition: int | None = None, source_offset: int | None = None,
+                key: bytes | None = None, occurred_at: int = 0, tenant_id: str | None = None,
+                headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The DeadLetter of a record that cannot be processed: its raw bytes, the error, where it
+    was. The id derives from the position (or the payload's stage and error when it has none),
+    so a re-processed record parks the same dead letter. The tenant is the key's first part."""
+    text_key = (key or b"").decode("utf-8", "replace")
+    tenant = tenant_id or text_key.split("|", 1)[0] or "unknown"
+    env = envelope("DeadLetter", event_id=derive_id("deadletter", stage, source_topic, source_partition,
+                                                    source_offset, reason),
+                   occurred_at=occurred_at, tenant_id=tenant, partition_key=stage, producer=stage)
+    return make("DeadLetter", env, stage=stage, reason=reason, error=error[:ERROR_LIMIT], payload=bytes(payload),
+                source_topic=source_topic, source_partition=source_partition, source_offset=source_offset,
+                headers={"key": text_key, **(headers or {})})

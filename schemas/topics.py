@@ -44,6 +44,12 @@ RAW_INGRESS = Topic(
     producers=("ingress",), consumers=("audit", "replay tools"),
     doc="Every verified webhook request as received (body + headers that matter).",
 )
+INGRESS_CLAIMS = Topic(
+    "parley.ingress.claims", "attempt", ("IngressClaim",), 1, retention_ms=9 * DAY_MS,
+    producers=("ingress",), consumers=("ingress",),
+    doc="The ingress's dedup memory: ids claimed, stored or released by each request attempt, in one "
+        "total order (one partition) every ingress process reads; kept a day past the 8-day dedup horizon.",
+)
 DEAD_LETTER = Topic(
     "parley.deadletter", "stage", ("DeadLetter",), 1, retention_ms=30 * DAY_MS,
     max_message_bytes=RAW_MAX_BYTES,
@@ -95,14 +101,6 @@ CONVERSATIONS = Topic(
     consumers=("worker: kpi", "projections", "other services"),
     doc="Thread life cycle, threaded messages, enrichment and routing decisions, per customer.",
 )
-KPI_INPUT = Topic(
-    "parley.kpi.input", "tenant",
-    ("MessageReceived", "MessageSent", "ConversationStarted", "ConversationQueued",
-     "ConversationAssigned", "ConversationTransferred", "ConversationResolved",
-     "ConversationReopened", "MessageEnriched", "RoutingDecided", "AgentStatusChanged"),
-    6, retention_ms=7 * DAY_MS, producers=("worker: kpi",), consumers=("worker: kpi",),
-    doc="KPI inputs repartitioned by tenant: the conversation log and agent status in one stream.",
-)
 KPI_CONTACTS = Topic(
     "parley.kpi.contacts", "tenant|contact", ("ContactMeasured",), 6, cleanup="compact",
     producers=("worker: kpi",), consumers=("projections",),
@@ -115,32 +113,46 @@ KPI_INTERVALS = Topic(
 )
 
 ALL: tuple[Topic, ...] = (
-    RAW_INGRESS, DEAD_LETTER, MESSAGES, AGENT_STATUS, CUSTOMER_CONTEXT, IDENTITY,
-    IDENTITY_COMMANDS, CONVERSATION_MESSAGES, CONVERSATIONS, KPI_INPUT, KPI_CONTACTS,
+    RAW_INGRESS, INGRESS_CLAIMS, DEAD_LETTER, MESSAGES, AGENT_STATUS, CUSTOMER_CONTEXT, IDENTITY,
+    IDENTITY_COMMANDS, CONVERSATION_MESSAGES, CONVERSATIONS, KPI_CONTACTS,
     KPI_INTERVALS,
 )
 BY_NAME = {t.name: t for t in ALL}
 
-# Repartition topics of the stream worker. Keyed by tenant: a tenant's identity graph, and its
-# agents with their queues, are each one consistent state that a single partition owns. They
-# are named per worker app id (internal_name), so a replay under a fresh app id never shares
-# them, and the worker declares them itself: `parley topics apply` does not create them.
-IDENTITY_BY_TENANT = Topic(
-    "identity.by-tenant", "tenant",
-    ("MessageReceived", "MessageSent", "DeliveryStatusChanged", "IdentityLinked", "IdentityUnlinked",
-     "IdentitiesMerged"), 6, retention_ms=7 * DAY_MS,
-    producers=("worker: identity (rekey)",), consumers=("worker: identity",),
-    doc="parley.messages and parley.identity.commands re-keyed by tenant.",
+# Internal topics of the stream worker (`streams/topology.py` draws who writes and reads them).
+# They are named per worker app id (internal_name), so a replay under a fresh app id never
+# shares them, and the worker declares them itself: `parley topics apply` does not create them.
+# Each is co-partitioned with the input it is read beside (same key, same partition count).
+IDENTITY_SIGHTINGS = Topic(
+    "identity.sightings", "tenant", ("IdentitySighted",), IDENTITY_COMMANDS.partitions, retention_ms=7 * DAY_MS,
+    producers=("worker: identity",), consumers=("worker: identity-graph",),
+    doc="The identity keys a channel identity showed for the first time (JSON), beside the agents' "
+        "identity commands: the only input of the tenant-wide identity graph.",
 )
-ROUTING_BY_TENANT = Topic(
-    "routing.by-tenant", "tenant",
+ROUTING_REQUESTS = Topic(
+    "routing.requests", "tenant",
     ("ConversationStarted", "ConversationReopened", "ConversationResolved", "ConversationTransferred",
      "MessageReceived", "MessageSent", "MessageEnriched", "AgentStatusChanged", "CustomerContextUpdated"),
     6, retention_ms=7 * DAY_MS,
-    producers=("worker: threads", "worker: enrich", "worker: routing (rekey)"), consumers=("worker: routing",),
-    doc="What routing needs of the conversations (written beside them), agents.status and customers.context.",
+    producers=("worker: conversations", "worker: presence", "worker: context"), consumers=("worker: routing",),
+    doc="What routing decides on: new contacts and their first message, messages of threads not yet with a "
+        "human, resolutions and transfers (from conversations), agent presence and customer tiers.",
 )
-INTERNAL: tuple[Topic, ...] = (IDENTITY_BY_TENANT, ROUTING_BY_TENANT)
+ROUTING_DECISIONS = Topic(
+    "routing.decisions", "tenant|customer",
+    ("RoutingDecided", "ConversationQueued", "ConversationAssigned", "ConversationTransferred", "MessageSent"),
+    CONVERSATION_MESSAGES.partitions, retention_ms=7 * DAY_MS,
+    producers=("worker: routing",), consumers=("worker: conversations",),
+    doc="Routing's decisions, back to the customer's partition: applied to its threads and KPIs, and "
+        "published on parley.conversations by the conversations stage (its only writer).",
+)
+KPI_THREADS = Topic(
+    "kpi.threads", "tenant", ("ThreadMeasured", "AgentStatusChanged"), 6, retention_ms=7 * DAY_MS,
+    producers=("worker: conversations", "worker: presence"), consumers=("worker: kpi",),
+    doc="Each changed thread's KPI measure (episodes, assignment spans, counters; JSON) and agent presence: "
+        "the tenant-wide KPI figures are sums over these pieces.",
+)
+INTERNAL: tuple[Topic, ...] = (IDENTITY_SIGHTINGS, ROUTING_REQUESTS, ROUTING_DECISIONS, KPI_THREADS)
 
 
 def named(prefix: str, topic: Topic) -> str:

@@ -120,8 +120,11 @@ class LanguageDetector:
         )
         self._markers = {k: v for k, v in CHAT_MARKERS.items() if k in languages}
 
-    def detect(self, text: str | None) -> DetectedLanguage:
-        """Detect the language of ``text``; ``UNDETECTED`` if it has no letters."""
+    def detect(self, text: str | None, folded: str | None = None) -> DetectedLanguage:
+        """Detect the language of ``text``; ``UNDETECTED`` if it has no letters.
+
+        ``folded`` may pass ``fold(text)`` when the caller has it already.
+        """
         if not text or not _LETTER.search(text):
             return UNDETECTED
         values = {
@@ -133,10 +136,10 @@ class LanguageDetector:
         best = max(values, key=values.__getitem__)  # ties: lingua's order
         if values[best] >= UNSURE_CONFIDENCE:
             return DetectedLanguage(best, values[best])
-        return self._from_markers(text, values) or DetectedLanguage(best, values[best])
+        words = (fold(text) if folded is None else folded).split()
+        return self._from_markers(words, values) or DetectedLanguage(best, values[best])
 
-    def _from_markers(self, text: str, values: dict[str, float]) -> DetectedLanguage | None:
-        words = fold(text).split()
+    def _from_markers(self, words: list[str], values: dict[str, float]) -> DetectedLanguage | None:
         hits = {lang: sum(w in markers for w in words) for lang, markers in self._markers.items()}
         top = max(hits.values(), default=0)
         winners = [lang for lang, n in hits.items() if n == top]

@@ -28,7 +28,7 @@ from streams.enrich.intent import (
     IntentConfigError,
     load_intent_config,
 )
-from streams.enrich.language import DEFAULT_LANGUAGES, get_detector
+from streams.enrich.language import DEFAULT_LANGUAGES, fold, get_detector
 from streams.enrich.sentiment import SentimentAnalyzer, label_for
 
 __all__ = [
@@ -96,10 +96,11 @@ class BuiltinEnricher:
         if not text or not text.strip():
             return empty_enrichment(self.name)
         text = text[:MAX_TEXT_CHARS]
+        folded = fold(text)  # the one form the three steps below match words on
         classifier = self._classifiers.get(tenant_id, self._default)
-        language = self._detector.detect(text)
-        intents = classifier.classify(text)
-        sentiment = self._sentiment.analyse(text, language.code)
+        language = self._detector.detect(text, folded)
+        intents = classifier.classify_folded(folded)
+        sentiment = self._sentiment.analyse(text, language.code, folded)
         score = _biased(sentiment.score, intents, classifier.biases)
         return Enrichment(
             language=language.code,

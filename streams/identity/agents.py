@@ -1,90 +1,82 @@
-"""Identity agents: re-key messages and commands by tenant, then resolve customers.
+"""Identity stages: the customer of each message (per channel identity), and the tenant's graph.
 
-Consumes: ``parley.messages`` (key tenant|channel|identity) and ``parley.identity.commands``
-    (key tenant), forwarded byte for byte to ``identity.by-tenant`` (key tenant);
-    then ``identity.by-tenant``.
-Produces: ``parley.identity.events`` and ``parley.conversation.messages`` (key tenant|customer).
-State: tables ``identity-owners`` (tenant|identity key -> customer id) and
-    ``identity-customers`` (tenant|customer id -> Customer), co-partitioned with the tenant stream.
-Idempotency and replay: see ``streams.identity.logic``; the re-key hop copies records unchanged.
+``identity`` consumes ``parley.messages`` (key tenant|channel|identity; sequenced in event time)
+    and produces each message once, with its customer id, to ``parley.conversation.messages``
+    (key tenant|customer), and, when a channel identity shows keys it had not shown before, a
+    sighting to ``identity.sightings`` (key tenant). State: ``identities`` (tenant|channel|id ->
+    the keys already sighted), ``seen`` (tenant|event id -> time: redeliveries are dropped).
+``identity-graph`` consumes ``identity.sightings`` and ``parley.identity.commands`` (key tenant;
+    sequenced) and produces IdentityLinked, IdentitiesMerged and IdentityUnlinked to
+    ``parley.identity.events`` (key tenant|customer). State: ``owners`` (tenant|identity key ->
+    customer id) and ``customers`` (tenant|customer id -> Customer). Its input is one record per
+    new identity (and per agent command), not one per message: a tenant on one partition is
+    not a bottleneck.
+Idempotency and replay: see ``streams.identity.logic``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from parley import logs
 from schemas import topics
-from schemas.codec import Codec, DecodeError
 from streams.identity import logic
 from streams.identity.logic import Customer
-from streams.wiring import Wiring, tenant_of_key
+from streams.runtime.stage import Input, Stage, StoreSpec
+from streams.runtime.task import Task
 
-STAGE = "streams/identity"
-log = logs.get(STAGE)
-
-
-def register(w: Wiring) -> None:
-    messages = w.topic(topics.MESSAGES, raw=True)
-    commands = w.topic(topics.IDENTITY_COMMANDS, raw=True)
-    by_tenant = w.internal(topics.IDENTITY_BY_TENANT)
-    identity_events = w.topic(topics.IDENTITY)
-    out_messages = w.topic(topics.CONVERSATION_MESSAGES)
-    owners = w.table("identity-owners", topics.IDENTITY_BY_TENANT)
-    customers = w.table("identity-customers", topics.IDENTITY_BY_TENANT)
-    codec = Codec()
-
-    async def rekey(stream: Any) -> None:
-        # (tenant, raw event bytes): the tenant is the key's prefix; decode only without one
-        async for event in stream.events():
-            msg = event.message
-            tenant = tenant_of_key(msg.key)
-            if tenant is None:
-                try:
-                    tenant = codec.decode(msg.value)["envelope"]["tenant_id"]
-                except (DecodeError, KeyError, TypeError) as e:
-                    await w.dead_letter(STAGE, event, "undecodable", str(e))
-                    continue
-            await w.send(by_tenant, msg.value, key=tenant)
-
-    w.app.agent(messages, name="identity-rekey-messages")(rekey)
-    w.app.agent(commands, name="identity-rekey-commands")(rekey)
-
-    @w.app.agent(by_tenant, name="identity-resolve")
-    async def resolve(stream: Any) -> None:
-        async for out, save in w.decisions(STAGE, stream, lambda value: _apply(value, owners, customers)):
-            sent = []
-            for e in out:
-                kind = e["envelope"]["event_type"]
-                sent.append(await w.send(out_messages if kind in logic.MESSAGE_TYPES else identity_events, e))
-            await w.then_save(sent, save)
+SEEN_HORIZON_MS = 7 * 24 * 3600 * 1000  # a redelivery later than this is not recognised
 
 
-def _nothing() -> None:
-    return None
+class IdentityStage(Stage):
+    name = "identity"
+    inputs = (Input(topics.MESSAGES),)
+    outputs = (topics.CONVERSATION_MESSAGES, topics.IDENTITY_SIGHTINGS)
+    stores = (StoreSpec("identities"), StoreSpec("seen", retention_ms=SEEN_HORIZON_MS * 2))
+
+    def process(self, ctx: Task, event: dict[str, Any]) -> None:
+        env = event["envelope"]
+        if env["event_type"] not in logic.MESSAGE_TYPES:
+            ctx.dead_letter("unexpected", f"{env['event_type']} on {topics.MESSAGES.name}")
+            return
+        tenant = env["tenant_id"]
+        seen = ctx.store("seen")
+        skey = f"{tenant}|{env['event_id']}"
+        if skey in seen:
+            return  # a redelivered webhook: once on the public topics
+        seen[skey] = env["occurred_at"]
+        customer = logic.customer_of(event)
+        keys = logic.sighted_keys(event)
+        if keys:
+            ident = logic.identity_of(event)
+            ikey = f"{tenant}|{ident['channel']}|{ident['id']}"
+            known = ctx.store("identities").get(ikey) or []
+            if any(k.key not in known for k in keys):
+                ctx.store("identities")[ikey] = sorted({*known, *(k.key for k in keys)})
+                ctx.send_json(topics.IDENTITY_SIGHTINGS, tenant, logic.sighting(event, customer, keys))
+        ctx.send(topics.CONVERSATION_MESSAGES, logic.with_customer(event, customer))
 
 
-def _apply(event: dict[str, Any], owners: Any, customers: Any) -> tuple[list[dict[str, Any]], Callable[[], None]]:
-    """Load the graph view and decide; returns the events to send and the table writes to make
-    once they are acknowledged."""
-    tenant = event["envelope"]["tenant_id"]
-    if event["envelope"]["event_type"] not in logic.MESSAGE_TYPES | logic.COMMAND_TYPES:
-        return [], _nothing
+class IdentityGraphStage(Stage):
+    name = "identity-graph"
+    inputs = (Input(topics.IDENTITY_SIGHTINGS), Input(topics.IDENTITY_COMMANDS))
+    outputs = (topics.IDENTITY,)
+    stores = (StoreSpec("owners"),
+              StoreSpec("customers", dump=Customer.to_json, load=Customer.from_json))
 
-    def customer_of(cid: str) -> Customer | None:
-        d = customers.get(f"{tenant}|{cid}")
-        return Customer.from_json(d) if d else None
-
-    graph = logic.load(event, lambda k: owners.get(f"{tenant}|{k}"), customer_of)
-    after, out = logic.step(graph, event)
-    changed_owners, changed_customers = logic.changes(graph, after)
-
-    def save() -> None:
+    def process(self, ctx: Task, event: dict[str, Any]) -> None:
+        kind = event.get("type") or event["envelope"]["event_type"]
+        if kind != "IdentitySighted" and kind not in logic.COMMAND_TYPES:
+            ctx.dead_letter("unexpected", f"{kind} is not an identity command")
+            return
+        tenant = event["envelope"]["tenant_id"]
+        owners, customers = ctx.store("owners"), ctx.store("customers")
+        graph = logic.load(event, lambda k: owners.get(f"{tenant}|{k}"),
+                           lambda cid: customers.get(f"{tenant}|{cid}"))
+        after, out = logic.step(graph, event)
+        changed_owners, changed_customers = logic.changes(graph, after)
         for key, cid in changed_owners.items():
             owners[f"{tenant}|{key}"] = cid
         for cid, c in changed_customers.items():
-            customers[f"{tenant}|{cid}"] = c.to_json()
-
-    log.debug("identity.resolved", event_id=event["envelope"]["event_id"], tenant=tenant, emitted=len(out))
-    return out, save
+            customers[f"{tenant}|{cid}"] = c
+        for e in out:
+            ctx.send(topics.IDENTITY, e)

@@ -1,26 +1,32 @@
-"""Identity resolution: one customer id across channels (pure logic).
+"""Identity resolution: one customer id per channel identity, linked across channels (pure logic).
 
-Consumes: MessageReceived, MessageSent and DeliveryStatusChanged (from ``parley.messages``) and
-    the agents' commands IdentityLinked, IdentityUnlinked and IdentitiesMerged (from
-    ``parley.identity.commands``), all re-keyed by tenant (``identity.by-tenant``).
-Produces: IdentityLinked, IdentitiesMerged, IdentityUnlinked (``parley.identity.events``, key
-    tenant|customer) and the message with ``customer_id`` set, same event id
-    (``parley.conversation.messages``, key tenant|customer).
-Key: tenant. A phone number seen on WhatsApp and on SMS arrives under two input keys, and one
-    message may connect a login to an e-mail: resolving a tenant's graph on one partition keeps
-    every link, merge and unlink consistent without cross-partition look-ups.
-State: a :class:`Graph` view loaded for each event: identity key -> customer id, and customer id
-    -> :class:`Customer` (its keys, first sighting, customers it was split from, merge target).
-Idempotency: links and merges are set operations (a repeated message finds its keys already
-    linked and emits nothing but the message again, same id); a split pair is never merged
-    again automatically; manual commands are remembered per customer (bounded) and applied once.
-Replay: ids derive from the input event ids and identity keys, time is the event's, so the same
-    tenant stream gives the same events. Messages of different channel identities come from
-    different input partitions, and a fresh re-run may interleave them differently on the tenant
-    stream; where their order matters (the SMS or the WhatsApp message first: which key's link
-    says first_contact; an e-mail before or after the web login that carries it: a merge or a
-    plain link) the re-run emits different, equally valid, events. Only an event-time reorder
-    buffer before the tenant stream would remove that (not done).
+Two decisions, kept apart so the per-message one is partition-parallel and order-free:
+
+1. **The customer of a message** (stage ``identity``, keyed by channel identity): the customer
+   id derives from the identity's *own* key, :func:`intrinsic_key`: the phone number on a
+   phone-addressed channel (so WhatsApp, SMS and RBM from one number are one customer), the
+   login of a logged-in web visitor, the address of an e-mail sender, else the channel-scoped
+   id. A pure function of the message: any order, any partition, any replay gives the same id.
+   An agent's reply keeps the customer id the agent API gave it.
+2. **The identity graph** (stage ``identity-graph``, keyed by tenant, fed only by *sightings*: the
+   keys a channel identity shows for the first time, and the agents' commands): which keys belong
+   to which customer, and which customers are one person. A sighting links its unowned keys to
+   the identity's customer; a key already owned by another customer merges the two (the one
+   seen first survives; pairs an agent split apart are never merged again). Agents link, unlink
+   and merge by hand. The graph is sequenced in event time, so it decides the same whatever the
+   arrival order; it emits IdentityLinked, IdentitiesMerged and IdentityUnlinked, and the
+   customer profile (projections) follows merges to the surviving customer.
+
+Threads and routing stay per customer id of 1.: a merge unifies profiles, it does not move the
+threads of the merged customer (they are shown under the surviving profile).
+Consumes: MessageReceived, MessageSent, DeliveryStatusChanged (``parley.messages``, key
+    tenant|channel|identity); agents' commands IdentityLinked, IdentityUnlinked,
+    IdentitiesMerged (``parley.identity.commands``, key tenant).
+Produces: the message with ``customer_id`` set, same event id (``parley.conversation.messages``,
+    key tenant|customer); sightings (internal); IdentityLinked, IdentitiesMerged,
+    IdentityUnlinked (``parley.identity.events``, key tenant|customer).
+Idempotency: a message id already seen for its channel identity is dropped (bounded memory);
+    links and merges are set operations; a command is applied once (ids kept per customer).
 """
 
 from __future__ import annotations
@@ -135,18 +141,67 @@ def identity_of(event: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def new_customer_id(tenant: str, key: str) -> str:
-    """The id a customer gets when first seen with ``key`` as its strongest identity."""
+    """The id of the customer whose own key is ``key``."""
     return derive_id(tenant, "customer", key)
 
 
-# --- what the agent loads --------------------------------------------------------------------
+def intrinsic_key(identity: Mapping[str, Any]) -> IdentityKey:
+    """The key a channel identity *is*, whatever else it shows: the phone number of a
+    phone-addressed channel, a web visitor's login, an e-mail sender's address, else the
+    channel-scoped id. Other keys it carries (an e-mail given in a web chat) are evidence for
+    the graph, never its customer id."""
+    channel = identity["channel"]
+    if channel in PHONE_CHANNELS:
+        phone = normalise_phone(identity.get("id")) or normalise_phone(identity.get("phone_e164"))
+        if phone:
+            return IdentityKey(f"phone:{phone}", "phone")
+    if channel == "webchat" and identity.get("login_id"):
+        return IdentityKey(f"login:{identity['login_id'].strip()}", "login")
+    if channel == "email" and identity.get("email"):
+        return IdentityKey(f"email:{identity['email'].strip().lower()}", "email")
+    return IdentityKey(f"channel:{channel}:{identity['id']}", "channel")
+
+
+def identity_keys(identity: Mapping[str, Any]) -> list[IdentityKey]:
+    """The intrinsic key first, then the other keys the identity carries."""
+    own = intrinsic_key(identity)
+    return [own, *(k for k in keys_of(identity) if k.key != own.key)]
+
+
+# --- 1. the customer of a message (per channel identity) --------------------------------------
+
+def customer_of(msg: Mapping[str, Any]) -> str:
+    """The customer id of a message: the one the agent API set on a reply, else the intrinsic
+    customer of its channel identity (sender in, recipient out)."""
+    if msg.get("customer_id"):
+        return msg["customer_id"]
+    return new_customer_id(msg["envelope"]["tenant_id"], intrinsic_key(identity_of(msg)).key)
+
+
+def sighting(msg: Mapping[str, Any], customer_id: str, keys: list[IdentityKey]) -> dict[str, Any]:
+    """The internal record telling the graph which keys ``customer_id``'s identity showed:
+    the message's envelope (time, ids, tenant) and the keys, strongest meaning first."""
+    env = msg["envelope"]
+    return {"t": env["occurred_at"], "r": 0, "id": env["event_id"], "type": "IdentitySighted",
+            "envelope": dict(env), "customer_id": customer_id, "keys": [[k.key, k.kind] for k in keys]}
+
+
+def sighted_keys(msg: Mapping[str, Any]) -> list[IdentityKey]:
+    """The keys a message shows the graph: none for a delivery receipt (a look-up only) or a
+    reply to a known customer, else the identity's keys, intrinsic first."""
+    kind = msg["envelope"]["event_type"]
+    if kind == "DeliveryStatusChanged" or msg.get("customer_id"):
+        return []
+    return identity_keys(identity_of(msg))
+
+
+# --- 2. the graph: what it loads, what it decides ---------------------------------------------
 
 def needs(event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """Identity keys and customer ids whose state ``decide`` reads for ``event``."""
-    kind = event["envelope"]["event_type"]
-    if kind in MESSAGE_TYPES:
-        preset = [event["customer_id"]] if event.get("customer_id") else []
-        return [k.key for k in keys_of(identity_of(event))], preset
+    kind = event.get("type") or event["envelope"]["event_type"]
+    if kind == "IdentitySighted":
+        return [k for k, _ in event["keys"]], [event["customer_id"]]
     if kind == "IdentitiesMerged":
         return [], [event["customer_id"], event["merged_customer_id"]]
     if kind == "IdentityUnlinked":
@@ -157,7 +212,7 @@ def needs(event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 
 def load(event: Mapping[str, Any], owner_of: Callable[[str], str | None],
          customer_of: Callable[[str], Customer | None]) -> Graph:
-    """The graph view ``event`` needs, read through the two look-up functions (tables)."""
+    """The graph view ``event`` needs, read through the two look-up functions (stores)."""
     keys, ids = needs(event)
     owners = {k: o for k in keys if (o := owner_of(k)) is not None}
     customers: dict[str, Customer] = {}
@@ -174,13 +229,11 @@ def load(event: Mapping[str, Any], owner_of: Callable[[str], str | None],
     return Graph(owners, customers)
 
 
-# --- decide ----------------------------------------------------------------------------------
-
 def decide(graph: Graph, event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The identity events ``event`` causes, then the message with its customer id if a message."""
-    kind = event["envelope"]["event_type"]
-    if kind in MESSAGE_TYPES:
-        return _resolve_message(graph, event)
+    """The identity events a sighting or an agent's command causes."""
+    kind = event.get("type") or event["envelope"]["event_type"]
+    if kind == "IdentitySighted":
+        return _sighted(graph, event)
     if kind == "IdentityLinked":
         return _manual_link(graph, event)
     if kind == "IdentityUnlinked":
@@ -190,26 +243,19 @@ def decide(graph: Graph, event: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _resolve_message(graph: Graph, msg: dict[str, Any]) -> list[dict[str, Any]]:
-    tenant = msg["envelope"]["tenant_id"]
-    if msg.get("customer_id"):  # an agent's reply to a known customer: keep it, follow merges
-        return [with_customer(msg, graph.canonical(msg["customer_id"]))]
-    keys = keys_of(identity_of(msg))
-    known = [(k, o) for k in keys if (o := graph.owner(k.key)) is not None]
-    if msg["envelope"]["event_type"] == "DeliveryStatusChanged":  # look-up only, never links
-        cid = known[0][1] if known else new_customer_id(tenant, keys[0].key)
-        return [with_customer(msg, cid)]
-    if not known:
-        cid = new_customer_id(tenant, keys[0].key)
-        links = [_linked(msg, cid, k.key, "first_contact") for k in keys]
-        return [*links, with_customer(msg, cid)]
-    out, cid = _merge_owners(graph, msg, known)
-    evidence = known[0][0]
+def _sighted(graph: Graph, s: dict[str, Any]) -> list[dict[str, Any]]:
+    """Link the keys nobody owns to the identity's customer; merge with the owners of the
+    others (except customers an agent split apart)."""
+    keys = [IdentityKey(k, kind) for k, kind in s["keys"]]
+    me = graph.canonical(s["customer_id"])
+    known = [(keys[0], me)] + [(k, o) for k in keys if (o := graph.owner(k.key)) is not None and o != me]
+    out, cid = _merge_owners(graph, s, known)
+    evidence = known[1][0] if len(known) > 1 else keys[0]
     for k in keys:
         if graph.owners.get(k.key) is None:
-            signal = SIGNAL[k.kind] if k.kind != "channel" else SIGNAL[evidence.kind]
-            out.append(_linked(msg, cid, k.key, signal))
-    return [*out, with_customer(msg, cid)]
+            signal = "first_contact" if k is keys[0] else SIGNAL[k.kind if k.kind != "channel" else evidence.kind]
+            out.append(_linked(s, cid, k.key, signal))
+    return out
 
 
 def _merge_owners(graph: Graph, msg: dict[str, Any],

@@ -1,5 +1,7 @@
 """KPIs in event time: contacts, service level, concurrency... (../shared/KPIS.md).
 
+* ``arithmetic``: the arithmetic of every figure (percentiles, SL(T), containment, levels), pure
+  and shared with the projections' read side (``parley kpi``, the API, the dashboard);
 * ``logic``: the definitions, as pure functions (read its docstring for the exact rules);
 * ``engine``: the order-insensitive, idempotent streaming state over tables, and what to emit;
 * ``agents``: the Faust wiring (``register(app, settings)``).

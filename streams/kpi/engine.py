@@ -53,7 +53,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,7 @@ class KpiEngine:
         self._wm_flushed: dict[str, int] = {}
         self._agent_figs: dict[tuple[str, str, int], dict] = {}
         self._emitted: dict[str, str] = {}
+        self._sets: dict[str, dict[str, list[Any]]] = {}  # one-process use: thread -> event set
 
     @property
     def pending(self) -> int:
@@ -134,41 +135,57 @@ class KpiEngine:
 
     def _apply_conversation(self, tenant: str, event: Mapping[str, Any], etype: str, wm: int,
                             cause: Cause) -> bool:
+        """One-process use (tests, the batch comparison): keep the thread's event set here and
+        apply its measure. The worker measures a thread where its events are (the
+        conversations stage, per customer) and sends the measure to ``apply_measure``."""
         item = logic.compact(event)
         if item is None:  # a watermark-only type
             return True
         thread = logic.thread_of(event)
+        items = self._sets.setdefault(f"{tenant}|{thread}", {})
+        if item[2] in items:
+            return False
+        items[item[2]] = item
+        self.apply_measure(tenant, thread, measure(tenant, thread, items.values()), cause)
+        return True
+
+    def apply_measure(self, tenant: str, thread: str, m: Mapping[str, Any], cause: Cause) -> None:
+        """Take a thread's latest measure (``measure()``): what changed since the last one is
+        re-indexed and marked. Idempotent: the same measure again changes nothing."""
+        self._touched[tenant] = cause
+        if tenant not in self._recovered:
+            self._recovered[tenant] = tenant in self.s.tenants
+        wm = self._advance(tenant, m["t"], cause)
         tkey = f"{tenant}|{thread}"
         st = self.s.threads.get(tkey) or _new_thread()
-        if item[2] in st["ev"]:
-            self._remark(tenant, thread, st, item, wm, cause)
-            return False
-        st["ev"][item[2]] = item
-        eps, spans = logic.measure_thread(tenant, thread, st["ev"].values())
+        eps, spans, counts = m["eps"], [list(x) for x in m["spans"]], m["counts"]
+        if st["eps"] == eps and st["spans"] == spans and st["n"] == counts:
+            return
         self._diff_episodes(tenant, thread, st, eps, cause)
         self._diff_spans(tenant, st["spans"], spans, wm, cause)
         for _, agent, start, end in st["spans"] + spans:  # an open span counted up to wm
             lo, hi = st["ag"].get(agent, (start, start))
             st["ag"][agent] = [min(lo, start), max(hi, wm if end is None else end)]
-        st["eps"], st["spans"] = eps, spans
+        self._diff_counts(tenant, st["n"], counts, cause)
+        st["eps"], st["spans"], st["n"] = eps, spans, counts
         self.s.threads[tkey] = st
-        self._count(tenant, etype, item, cause)
-        return True
 
-    def _remark(self, tenant: str, thread: str, st: dict, item: list, wm: int,
-                cause: Cause) -> None:
-        """A repeat changes no state but marks everything its thread ever touched: after a
-        restart, what was not published before the worker stopped is published then."""
-        self._dirty_buckets[(tenant, bucket(item[0]))] = cause
-        for b in st["bk"]:
-            self._dirty_buckets[(tenant, b)] = cause
-        for ep_id in [*st["void"], *(k for k, ep in st["eps"].items() if ep["contact"])]:
-            self._dirty_contacts[(tenant, thread, ep_id)] = cause
-        spans = [(a, lo, hi) for a, (lo, hi) in st["ag"].items()]
-        spans += [(a, start, wm) for _, a, start, end in st["spans"] if end is None]
-        for agent, lo, hi in spans:
-            for b in buckets_between(lo, hi):
-                self._mark_agent(tenant, agent, b, cause)
+    def _diff_counts(self, tenant: str, old: Mapping[str, int], new: Mapping[str, int], cause: Cause) -> None:
+        """Add what a thread's message counters changed by to its intervals' counters."""
+        for key in sorted(set(old) | set(new)):
+            delta = new.get(key, 0) - old.get(key, 0)
+            if not delta:
+                continue
+            b, name = key.split("|", 1)
+            bkey = f"{tenant}|{b}"
+            v = self.s.buckets.get(bkey) or _new_bucket()
+            n = v["msg"].get(name, 0) + delta
+            if n:
+                v["msg"][name] = n
+            else:
+                v["msg"].pop(name, None)
+            self.s.buckets[bkey] = v
+            self._dirty_buckets[(tenant, int(b))] = cause
 
     def _diff_episodes(self, tenant: str, thread: str, st: dict, new: dict, cause: Cause) -> None:
         old = st["eps"]
@@ -257,28 +274,6 @@ class KpiEngine:
             self.s.pieces[key] = p
         elif key in self.s.pieces:
             del self.s.pieces[key]
-
-    def _count(self, tenant: str, etype: str, item: list, cause: Cause) -> None:
-        names: list[str] = []
-        if etype == "MessageReceived":
-            names += _dims("messages_in", item[3])
-        elif etype == "MessageSent":
-            names += _dims("messages_out", item[3])
-            if item[4] in ("agent", "bot"):
-                names += _dims(f"messages_out_{item[4]}", item[3])
-            if item[4] == "agent" and item[5] is not None:
-                names.append(f"messages_out|agent|{item[5]}")
-        elif etype == "MessageEnriched":
-            names += _dims(f"sentiment_{item[4]}", item[5])
-        if not names:
-            return
-        b = bucket(item[0])
-        key = f"{tenant}|{b}"
-        v = self.s.buckets.get(key) or _new_bucket()
-        for name in names:
-            v["msg"][name] = v["msg"].get(name, 0) + 1
-        self.s.buckets[key] = v
-        self._dirty_buckets[(tenant, b)] = cause
 
     def _apply_presence(self, tenant: str, event: Mapping[str, Any], wm: int, cause: Cause) -> bool:
         env, agent = event["envelope"], event["agent_id"]
@@ -433,9 +428,41 @@ def _new_bucket() -> dict[str, Any]:
 
 
 def _new_thread() -> dict[str, Any]:
-    # ev: event set; eps/spans: derived now; void: contacts that no longer exist (last
+    # eps/spans/n: the thread's latest measure; void: contacts that no longer exist (last
     # measure); bk: intervals its episodes ever started in; ag: agent -> earliest span start
-    return {"ev": {}, "eps": {}, "spans": [], "void": {}, "bk": [], "ag": {}}
+    return {"eps": {}, "spans": [], "n": {}, "void": {}, "bk": [], "ag": {}}
+
+
+def measure(tenant: str, thread: str, items: Iterable[list[Any]]) -> dict[str, Any]:
+    """A thread's KPI measure from its compact events (``logic.compact``): episodes, assignment
+    spans, message counters per interval (``"interval|metric|dimension|value" -> n``) and its
+    latest event time. A function of the event set only."""
+    items = list(items)
+    eps, spans = logic.measure_thread(tenant, thread, items)
+    return {"eps": eps, "spans": spans, "counts": counts(items), "t": max((i[0] for i in items), default=0)}
+
+
+def counts(items: Iterable[list[Any]]) -> dict[str, int]:
+    """Messages in and out, and sentiment labels, per interval of their own time."""
+    out: dict[str, int] = {}
+    for item in items:
+        rank = item[1]
+        names: list[str] = []
+        if rank == logic.R_RECEIVED:
+            names += _dims("messages_in", item[3])
+        elif rank == logic.R_SENT:
+            names += _dims("messages_out", item[3])
+            if item[4] in ("agent", "bot"):
+                names += _dims(f"messages_out_{item[4]}", item[3])
+            if item[4] == "agent" and item[5] is not None:
+                names.append(f"messages_out|agent|{item[5]}")
+        elif rank == logic.R_ENRICHED:
+            names += _dims(f"sentiment_{item[4]}", item[5])
+        b = bucket(item[0])
+        for name in names:
+            key = f"{b}|{name}"
+            out[key] = out.get(key, 0) + 1
+    return out
 
 
 def _dims(metric: str, channel: str | None) -> list[str]:

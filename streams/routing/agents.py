@@ -1,69 +1,94 @@
-"""Routing agents: gather what routing needs by tenant, then decide.
+"""Routing stages: the tenant's desk decides, two forwarders bring it agents and customer tiers.
 
-Consumes: ``routing.by-tenant`` (key tenant), where the threads and enrich agents write what
-    routing needs of ``parley.conversations`` (``logic.wanted``), and where the re-key agents
-    here forward ``parley.agents.status`` and ``parley.customers.context`` byte for byte.
-Produces: RoutingDecided, ConversationTransferred/Queued/Assigned and out-of-hours MessageSent to
-    ``parley.conversations`` (key tenant|customer).
-State: tables ``routing-desk`` (tenant -> agents), ``routing-waiting`` (tenant|thread -> a
-    waiting contact), ``routing-threads`` (tenant|thread ->
-    ThreadRoute), ``routing-customers`` (tenant|customer -> CustomerRoute), co-partitioned with
-    the tenant stream.
-Idempotency and replay: see ``streams.routing.logic``. Routing's own outputs never come back:
-    they were applied when decided.
+``routing`` consumes ``routing.requests`` (key tenant; sequenced in event time): new contacts
+    with their first message and its enrichment, messages of threads routing still holds (bot
+    turns), resolutions and transfers (all from the conversations stage), agent presence and
+    customer tiers (from the forwarders). It produces RoutingDecided, ConversationQueued,
+    ConversationAssigned, the bot hand-off's ConversationTransferred and the out-of-hours
+    MessageSent to ``routing.decisions`` (key tenant|customer), which the conversations stage
+    applies and publishes. Key: tenant: agents' presence and load, and the waiting line, are one
+    consistent state per tenant. It reads one record per contact, bot turn, resolution and
+    presence change, not one per message.
+    State: ``desk`` (tenant -> agents and wake time), ``waiting`` (tenant|thread -> a waiting
+    contact), ``threads`` (tenant|thread -> ThreadRoute), ``customers`` (tenant|customer ->
+    CustomerRoute).
+``presence`` forwards ``parley.agents.status`` (key tenant) to ``routing.requests`` and to
+    ``kpi.threads``; ``context`` forwards ``parley.customers.context`` (key tenant|customer) to
+    ``routing.requests`` keyed by tenant. Byte for byte; they publish their input's watermark.
+Idempotency and replay: see ``streams.routing.logic``; sequenced, the same inputs give the same
+    decisions whatever the interleaving of customers, agents and producers.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from collections.abc import Callable
 from typing import Any
 
 from parley import logs
 from schemas import topics
 from streams.routing import config, logic
-from streams.routing.state import CustomerRoute, Desk, ThreadRoute, View
-from streams.wiring import Wiring, tenant_of_key
+from streams.routing.state import CustomerRoute, Desk, ThreadRoute, View, Waiting
+from streams.runtime.stage import Input, Stage, StoreSpec
+from streams.runtime.task import Task
 
-STAGE = "streams/routing"
-log = logs.get(STAGE)
-
-
-def register(w: Wiring, rules: config.RoutingConfig | None = None) -> None:
-    book = _Book(rules or config.load(_rules_path(w.settings)))
-    by_tenant = w.internal(topics.ROUTING_BY_TENANT)
-    conversations = w.topic(topics.CONVERSATIONS)
-    desks = _Desks(w.table("routing-desk", topics.ROUTING_BY_TENANT),
-                   w.table("routing-waiting", topics.ROUTING_BY_TENANT))
-    threads = w.table("routing-threads", topics.ROUTING_BY_TENANT)
-    customers = w.table("routing-customers", topics.ROUTING_BY_TENANT)
-
-    @w.app.on_partitions_revoked.connect
-    async def _revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
-        desks.clear()  # the cache must never outlive a move of partitions
-
-    @w.app.on_partitions_assigned.connect
-    async def _assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
-        desks.clear()
-
-    async def rekey_by_key(stream: Any) -> None:
-        async for event in stream.events():
-            tenant = tenant_of_key(event.message.key)
-            if tenant is None:
-                await w.dead_letter(STAGE, event, "unkeyed", "record has no tenant key")
-                continue
-            await w.send(by_tenant, event.message.value, key=tenant)
-
-    w.app.agent(w.topic(topics.AGENT_STATUS, raw=True), name="routing-rekey-agents")(rekey_by_key)
-    w.app.agent(w.topic(topics.CUSTOMER_CONTEXT, raw=True), name="routing-rekey-context")(rekey_by_key)
-
-    @w.app.agent(by_tenant, name="routing-decide")
-    async def decide(stream: Any) -> None:
-        async for out, save in w.decisions(STAGE, stream, lambda value: _apply(value, book, desks, threads, customers)):
-            await w.then_save([await w.send(conversations, e) for e in out], save)
+log = logs.get("streams.routing")
 
 
-def _rules_path(settings: Any) -> Any:
+class RoutingStage(Stage):
+    name = "routing"
+    inputs = (Input(topics.ROUTING_REQUESTS),)
+    outputs = (topics.ROUTING_DECISIONS,)
+    stores = (StoreSpec("desk"), StoreSpec("waiting"),
+              StoreSpec("threads", dump=ThreadRoute.to_json, load=ThreadRoute.from_json),
+              StoreSpec("customers", dump=CustomerRoute.to_json, load=CustomerRoute.from_json))
+
+    def __init__(self, rules: config.RoutingConfig) -> None:
+        self.book = _Book(rules)
+
+    def process(self, ctx: Task, event: dict[str, Any]) -> None:
+        if not logic.wanted(event):
+            return
+        tenant, thread_id, customer_id = logic.keys(event)
+        tkey = f"{tenant}|{thread_id}" if thread_id else None
+        ckey = f"{tenant}|{customer_id}" if customer_id else None
+        threads, customers = ctx.store("threads"), ctx.store("customers")
+        desks = _desks(ctx)
+        view = View(tenant, desks.get(tenant), threads.get(tkey) if tkey else None,
+                    customers.get(ckey) if ckey else None)
+        after, out = logic.step(view, event, *self.book(tenant))
+        if after.desk is not view.desk:
+            desks.put(tenant, view.desk, after.desk)
+        if after.thread is not None and after.thread != view.thread:
+            threads[f"{tenant}|{after.thread.thread_id}"] = after.thread
+        if after.customer is not None and after.customer != view.customer:
+            customers[f"{tenant}|{after.customer.customer_id}"] = after.customer
+        for e in out:
+            ctx.send(topics.ROUTING_DECISIONS, e)
+
+
+class PresenceStage(Stage):
+    name = "presence"
+    inputs = (Input(topics.AGENT_STATUS, sequenced=False),)
+    outputs = (topics.ROUTING_REQUESTS, topics.KPI_THREADS)
+
+    def process(self, ctx: Task, event: dict[str, Any]) -> None:
+        assert ctx.record is not None and ctx.record.value is not None
+        tenant = event["envelope"]["tenant_id"]
+        ctx.forward(topics.ROUTING_REQUESTS, tenant, ctx.record.value)
+        ctx.forward(topics.KPI_THREADS, tenant, ctx.record.value)
+
+
+class ContextStage(Stage):
+    name = "context"
+    inputs = (Input(topics.CUSTOMER_CONTEXT, sequenced=False),)
+    outputs = (topics.ROUTING_REQUESTS,)
+
+    def process(self, ctx: Task, event: dict[str, Any]) -> None:
+        assert ctx.record is not None and ctx.record.value is not None
+        ctx.forward(topics.ROUTING_REQUESTS, event["envelope"]["tenant_id"], ctx.record.value)
+
+
+def rules_path(settings: Any) -> Any:
     """The configured rules file; a missing default file means built-in rules for every tenant."""
     path = settings.routing_file
     if path is not None and not path.exists() and "routing_file" not in settings.model_fields_set:
@@ -86,20 +111,14 @@ class _Book:
 
 
 class _Desks:
-    """The tenants' desks, stored so that a change writes only what changed.
-
-    A desk is read on every event and its waiting line can be long, so the head (agents, wake
-    time) is one entry per tenant and each waiting contact its own entry (tenant|thread); the
-    decoded desks are cached and the cache is dropped whenever partitions move (the tables are
-    the truth; the cache is rebuilt from them on first use).
-    """
+    """The tenants' desks, stored so that a change writes only what changed: the head (agents,
+    wake time) is one entry per tenant and each waiting contact its own entry (tenant|thread).
+    The composed desks are kept per task (the stores are the truth, and only this task writes
+    them)."""
 
     def __init__(self, heads: Any, waiting: Any) -> None:
         self.heads, self.waiting = heads, waiting
         self._cache: dict[str, Desk] = {}
-
-    def clear(self) -> None:
-        self._cache.clear()
 
     def get(self, tenant: str) -> Desk:
         desk = self._cache.get(tenant)
@@ -117,8 +136,8 @@ class _Desks:
             del head["waiting"]
             self.heads[tenant] = head
         if new.waiting is not old.waiting:
-            before = {w.thread_id: w for w in old.waiting}
-            after = {w.thread_id: w for w in new.waiting}
+            before: dict[str, Waiting] = {w.thread_id: w for w in old.waiting}
+            after: dict[str, Waiting] = {w.thread_id: w for w in new.waiting}
             for tid in before.keys() - after.keys():
                 del self.waiting[f"{tenant}|{tid}"]
             for tid, w in after.items():
@@ -127,33 +146,8 @@ class _Desks:
         self._cache[tenant] = new
 
 
-def _nothing() -> None:
-    return None
-
-
-def _apply(event: dict[str, Any], book: _Book, desks: _Desks, threads: Any,
-           customers: Any) -> tuple[list[dict[str, Any]], Callable[[], None]]:
-    """Decide; returns the events to send and the table writes to make once they are acknowledged."""
-    if not logic.wanted(event):
-        return [], _nothing
-    tenant, thread_id, customer_id = logic.keys(event)
-    tkey = f"{tenant}|{thread_id}" if thread_id else None
-    ckey = f"{tenant}|{customer_id}" if customer_id else None
-    view = View(tenant, desks.get(tenant),
-                ThreadRoute.from_json(threads.get(tkey)) if tkey else None,
-                CustomerRoute.from_json(customers.get(ckey)) if ckey else None)
-    after, out = logic.step(view, event, *book(tenant))
-
-    def save() -> None:
-        if after.desk is not view.desk:
-            desks.put(tenant, view.desk, after.desk)
-        if after.thread is not None and after.thread != view.thread:
-            threads[f"{tenant}|{after.thread.thread_id}"] = after.thread.to_json()
-        if after.customer is not None and after.customer != view.customer:
-            customers[f"{tenant}|{after.customer.customer_id}"] = after.customer.to_json()
-
-    for e in out:
-        if e["envelope"]["event_type"] == "RoutingDecided":
-            log.debug("routing.decided", event_id=e["envelope"]["event_id"], thread_id=e["thread_id"],
-                     target=e["target_kind"], queue=e["queue"], agent_id=e["agent_id"], reasons=e["reasons"])
-    return out, save
+def _desks(ctx: Task) -> _Desks:
+    desks = ctx.cache.get("desks")
+    if desks is None:
+        desks = ctx.cache["desks"] = _Desks(ctx.store("desk"), ctx.store("waiting"))
+    return desks

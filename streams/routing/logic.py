@@ -117,6 +117,8 @@ def step(view: View, event: dict[str, Any], rules: TenantRules,
     if _already(view, event):
         return view, []
     kind = event["envelope"]["event_type"]
+    if kind in ("MessageReceived", "MessageEnriched") and view.thread is not None and view.thread.stage == "human":
+        return view, []  # a human has the thread: its messages decide nothing here (see below)
     if kind == "MessageEnriched" and not _message_seen(view, event):
         return _park(view, event), []
     before, view = view, evolve(view, event)
@@ -138,10 +140,13 @@ def step(view: View, event: dict[str, Any], rules: TenantRules,
     return view, out
 
 
-# The threads processor writes a message (after its ConversationStarted/Reopened) and the enrich
-# processor writes its MessageEnriched, each to routing's input: two producers, so the enrichment
-# may arrive first. It waits in its thread until its message is there, so a decision always sees
-# the same state (channel, address, stage) whatever the interleaving: a replay decides the same.
+# The conversations stage sends a message and then its MessageEnriched, sequenced together, so
+# the enrichment normally comes second; should it come first, it waits in its thread until its
+# message is there, so a decision always sees the same state (channel, address, stage).
+# Once a human has a thread, its messages change nothing here: the conversations stage stops
+# sending them when it learns of the decision, which it does some time after routing took it,
+# so whether a later message still comes must not matter. A contact is "negative" (for the
+# recurring-unhappy escalation) if a message was negative while routing or the bot held it.
 
 def _message_seen(view: View, enriched: Mapping[str, Any]) -> bool:
     return view.thread is not None and enriched["message_event_id"] in view.thread.handled

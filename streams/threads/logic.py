@@ -8,8 +8,9 @@ Produces: ConversationStarted, ConversationReopened, ConversationResolved (by an
     ``parley.conversations`` (key tenant|customer).
 Key: tenant|customer, co-partitioned with the input: no repartition.
 State: one :class:`CustomerThreads` per customer: its recent threads (subject, order/ticket
-    references, channel message ids, activity times, open or resolved) and the ids of the events
-    it applied.
+    references, activity times, open or resolved). Kept apart by the stage, so this record stays
+    small: which thread each message id belongs to (``replied``: e-mail References, replies
+    quoting a message) and the ids of the events already applied.
 
 Which thread a customer message joins, in order:
 1. the thread holding a message it replies to (e-mail In-Reply-To/References, quoted message);
@@ -23,25 +24,25 @@ resolution, else a new thread starts (and the references now lead to the new one
 
 Resolution: agents (and bots) resolve through the agent API, which writes ConversationResolved
 to the input topic; a thread whose last word was the business's (agent or bot) and whose
-customer stayed silent for ``auto_resolve_after`` is resolved by ``timeout``, decided when the
-customer's next event arrives and dated at the deadline, in event time.
-Idempotency: an event id already applied (bounded memory per customer) changes nothing and emits
-nothing. Replay-safe: yes; ids derive from input ids, times from ``occurred_at``.
+customer stayed silent for ``auto_resolve_after`` is resolved by ``timeout`` at the deadline,
+in event time: :func:`next_deadline` tells the stage when, and :func:`expire` resolves (the
+stage sets an event-time timer; a customer event after the deadline also resolves first).
+Order: the stage feeds a customer's events in event-time order (``streams.runtime``), so the
+decisions are a function of the set of events. Idempotency: the stage drops event ids it has
+applied. Replay-safe: yes; ids derive from input ids, times from ``occurred_at``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from schemas.events import caused_by, derive_id, make
+from schemas.events import caused_by, derive_id, envelope, make
 
 PRODUCER = "streams/threads"
 MAX_THREADS = 50
-MAX_SEEN = 256
-MAX_MESSAGE_IDS = 64
 BUSINESS_REPLIES = frozenset({"agent", "bot"})  # automation notices are not an answer
 
 _PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|tr|aw|wg|sv|vs|antw|rif|r)\s*(?:\[\d+\])?\s*:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
@@ -67,7 +68,6 @@ class Thread:
     last_activity_at: int
     subject: str | None = None  # normalised
     refs: tuple[str, ...] = ()
-    message_ids: tuple[str, ...] = ()  # channel message ids and our outbound ids (bounded)
     last_customer_at: int | None = None
     last_business_at: int | None = None
     resolved_at: int | None = None
@@ -77,28 +77,25 @@ class Thread:
         return self.resolved_at is None
 
 
-_THREAD = tuple(f.name for f in fields(Thread))  # positional rows in the table
-_REFS, _IDS = _THREAD.index("refs"), _THREAD.index("message_ids")
+_THREAD = tuple(f.name for f in fields(Thread))  # positional rows in the store's changelog
+_REFS = _THREAD.index("refs")
 
 
 @dataclass(frozen=True)
 class CustomerThreads:
     threads: tuple[Thread, ...] = ()  # most recently active first
-    seen: tuple[str, ...] = ()
 
     def get(self, thread_id: str) -> Thread | None:
         return next((t for t in self.threads if t.thread_id == thread_id), None)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"threads": [[getattr(t, f) for f in _THREAD] for t in self.threads], "seen": list(self.seen)}
+    def to_json(self) -> list[list[Any]]:
+        return [[getattr(t, f) for f in _THREAD] for t in self.threads]
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any] | None) -> CustomerThreads:
+    def from_json(cls, d: Sequence[Sequence[Any]] | None) -> CustomerThreads:
         if not d:
             return cls()
-        threads = tuple(Thread(**{**dict(zip(_THREAD, t)), "refs": tuple(t[_REFS]), "message_ids": tuple(t[_IDS])})
-                        for t in d["threads"])
-        return cls(threads, tuple(d["seen"]))
+        return cls(tuple(Thread(**{**dict(zip(_THREAD, t)), "refs": tuple(t[_REFS])}) for t in d))
 
 
 # --- text features ---------------------------------------------------------------------------
@@ -125,24 +122,33 @@ def references(*texts: str | None) -> tuple[str, ...]:
 
 # --- decide ----------------------------------------------------------------------------------
 
-def decide(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> list[dict[str, Any]]:
+Replied = Callable[[str], "str | None"]  # message id -> the thread holding it, if known
+
+
+def _none(_: str) -> None:
+    return None
+
+
+def decide(state: CustomerThreads, event: dict[str, Any], rules: Rules, replied: Replied = _none) -> list[dict]:
     """What ``event`` causes: timeouts first, then the thread event and the threaded message."""
-    return step(state, event, rules)[1]
+    return step(state, event, rules, replied)[1]
 
 
-def evolve(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> CustomerThreads:
-    return step(state, event, rules)[0]
+def evolve(state: CustomerThreads, event: dict[str, Any], rules: Rules, replied: Replied = _none) -> CustomerThreads:
+    return step(state, event, rules, replied)[0]
 
 
-def step(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> tuple[CustomerThreads, list[dict]]:
-    """The new state and the events emitted for ``event``."""
-    env = event["envelope"]
-    kind = env["event_type"]
-    if env["event_id"] in state.seen or kind == "DeliveryStatusChanged":
+def step(state: CustomerThreads, event: dict[str, Any], rules: Rules,
+         replied: Replied = _none) -> tuple[CustomerThreads, list[dict]]:
+    """The new state and the events emitted for ``event``; ``replied`` finds the thread of a
+    message id the event refers to (e-mail References, a reply quoting a message)."""
+    kind = event["envelope"]["event_type"]
+    if kind == "DeliveryStatusChanged":
         return state, []
-    state, out = _timeouts(state, event, rules)
+    state, out = _timeouts(state, event["envelope"]["occurred_at"], event["envelope"]["tenant_id"],
+                           event.get("customer_id") or "", rules)
     if kind == "MessageReceived":
-        state, more = _customer_message(state, event, rules)
+        state, more = _customer_message(state, event, rules, replied)
     elif kind == "MessageSent":
         state, more = _business_message(state, event)
     elif kind == "ConversationResolved":
@@ -151,14 +157,34 @@ def step(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> tuple[C
         more = [event] if state.get(event["thread_id"]) else []
     else:
         more = []
-    return _seen(state, env["event_id"]), out + more
+    return state, out + more
 
 
-def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules) -> tuple[CustomerThreads, list]:
+def reply_ids(event: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ids a later message may refer to this one by (channel message id, our message id)."""
+    return tuple(i for i in (event.get("channel_message_id"), event.get("message_id")) if i)
+
+
+def next_deadline(state: CustomerThreads, rules: Rules) -> int | None:
+    """When the earliest open thread with the business's last word times out, if ever."""
+    if not rules.auto_resolve_after_ms:
+        return None
+    deadlines = [t.last_business_at + rules.auto_resolve_after_ms for t in state.threads
+                 if t.open and t.last_business_at is not None and (t.last_customer_at or 0) <= t.last_business_at]
+    return min(deadlines, default=None)
+
+
+def expire(state: CustomerThreads, at: int, tenant: str, customer: str, rules: Rules) -> tuple[CustomerThreads, list]:
+    """Resolve by ``timeout`` the customer's threads whose deadline is at or before ``at``."""
+    return _timeouts(state, at, tenant, customer, rules)
+
+
+def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules,
+                      replied: Replied) -> tuple[CustomerThreads, list]:
     at = msg["envelope"]["occurred_at"]
     subject = normalise_subject(msg.get("subject"))
     refs = references(msg.get("subject"), msg.get("text"))
-    found = _match(state, msg, subject, refs, at, rules)
+    found = _match(state, msg, subject, refs, at, rules, replied)
     out: list[dict[str, Any]] = []
     if found is not None and not found.open and at - found.resolved_at > rules.reopen_window_ms:
         found = None  # too late to reopen: a new thread carries the subject on
@@ -166,21 +192,23 @@ def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules)
         thread = Thread(derive_id(msg["envelope"]["tenant_id"], msg["customer_id"], "thread",
                                   msg["envelope"]["event_id"]), at, at, subject)
         out.append(_started(msg, thread, msg.get("subject")))
+    elif not found.open and at < found.resolved_at:
+        thread = found  # written before the thread was resolved, arrived after: no reopen
     elif not found.open:
         thread = replace(found, resolved_at=None)
         out.append(_event(msg, "ConversationReopened", thread.thread_id, message_event_id=msg["envelope"]["event_id"]))
     else:
         thread = found
-    thread = _touch(thread, at, customer=True, refs=refs, subject=subject,
-                    ids=(msg["channel_message_id"],))
+    thread = _touch(thread, at, customer=True, refs=refs, subject=subject)
     return _put(state, thread), [*out, {**msg, "thread_id": thread.thread_id}]
 
 
 def _match(state: CustomerThreads, msg: dict[str, Any], subject: str | None, refs: tuple[str, ...],
-           at: int, rules: Rules) -> Thread | None:
-    replied = {*msg.get("references", ()), msg.get("reply_to_channel_message_id")} - {None}
+           at: int, rules: Rules, replied: Replied) -> Thread | None:
+    quoted = {*msg.get("references", ()), msg.get("reply_to_channel_message_id")} - {None}
+    held = {tid for mid in sorted(quoted) if (tid := replied(mid))}
     for t in state.threads:  # most recent first
-        if replied & set(t.message_ids):
+        if t.thread_id in held:
             return t
     for t in state.threads:
         if set(refs) & set(t.refs):
@@ -208,8 +236,7 @@ def _business_message(state: CustomerThreads, msg: dict[str, Any]) -> tuple[Cust
                                   msg["envelope"]["event_id"]), at, at)
         out.append(_started(msg, thread, None))
     replied = msg.get("author_type") in BUSINESS_REPLIES
-    ids = tuple(i for i in (msg.get("channel_message_id"), msg["message_id"]) if i)
-    thread = _touch(thread, at, business=replied, ids=ids)
+    thread = _touch(thread, at, business=replied)
     return _put(state, thread), [*out, {**msg, "thread_id": thread.thread_id}]
 
 
@@ -221,11 +248,11 @@ def _resolve(state: CustomerThreads, cmd: dict[str, Any]) -> tuple[CustomerThrea
     return _put(state, replace(thread, resolved_at=at), front=False), [cmd]
 
 
-def _timeouts(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> tuple[CustomerThreads, list]:
+def _timeouts(state: CustomerThreads, now: int, tenant: str, customer: str,
+              rules: Rules) -> tuple[CustomerThreads, list]:
     """Resolve threads where the business had the last word and the customer went silent."""
     if not rules.auto_resolve_after_ms:
         return state, []
-    now = event["envelope"]["occurred_at"]
     out = []
     for t in state.threads:
         last = t.last_business_at
@@ -234,7 +261,7 @@ def _timeouts(state: CustomerThreads, event: dict[str, Any], rules: Rules) -> tu
         deadline = last + rules.auto_resolve_after_ms
         if now >= deadline:
             state = _put(state, replace(t, resolved_at=deadline), front=False)
-            out.append(_timed_out(event, t, deadline))
+            out.append(_timed_out(tenant, customer, t, deadline))
     return state, out
 
 
@@ -252,19 +279,20 @@ def _started(msg: dict[str, Any], thread: Thread, subject: str | None) -> dict[s
                   first_message_event_id=msg["envelope"]["event_id"])
 
 
-def _timed_out(cause: dict[str, Any], thread: Thread, deadline: int) -> dict[str, Any]:
-    env = caused_by(cause, "ConversationResolved", id_suffix=thread.thread_id, producer=PRODUCER,
-                    occurred_at=deadline)
-    # the id names the thread and deadline, not the event that noticed it
-    env["event_id"] = derive_id(thread.thread_id, "timeout", deadline)
-    return make("ConversationResolved", env, thread_id=thread.thread_id, customer_id=cause["customer_id"],
-                channel=cause.get("channel"), resolved_by="timeout")
+def _timed_out(tenant: str, customer: str, thread: Thread, deadline: int) -> dict[str, Any]:
+    """The timeout of a thread: named by the thread and its deadline only, whichever event or
+    timer noticed it (its own correlation: the thread)."""
+    env = envelope("ConversationResolved", event_id=derive_id(thread.thread_id, "timeout", deadline),
+                   occurred_at=deadline, tenant_id=tenant, partition_key=f"{tenant}|{customer}",
+                   correlation_id=thread.thread_id, producer=PRODUCER)
+    return make("ConversationResolved", env, thread_id=thread.thread_id, customer_id=customer, channel=None,
+                resolved_by="timeout")
 
 
 # --- state helpers ---------------------------------------------------------------------------
 
 def _touch(t: Thread, at: int, *, customer: bool = False, business: bool = False, refs: Sequence[str] = (),
-           subject: str | None = None, ids: Sequence[str] = ()) -> Thread:
+           subject: str | None = None) -> Thread:
     return replace(
         t,
         last_activity_at=max(t.last_activity_at, at),
@@ -272,7 +300,6 @@ def _touch(t: Thread, at: int, *, customer: bool = False, business: bool = False
         last_business_at=max(t.last_business_at or 0, at) if business else t.last_business_at,
         refs=t.refs + tuple(r for r in refs if r not in t.refs),
         subject=t.subject or subject,
-        message_ids=(t.message_ids + tuple(i for i in ids if i not in t.message_ids))[-MAX_MESSAGE_IDS:],
     )
 
 
@@ -287,10 +314,6 @@ def _put(state: CustomerThreads, thread: Thread, front: bool = True) -> Customer
         oldest_resolved = next((t for t in reversed(threads) if not t.open), threads[-1])
         threads.remove(oldest_resolved)
     return replace(state, threads=tuple(threads))
-
-
-def _seen(state: CustomerThreads, event_id: str) -> CustomerThreads:
-    return replace(state, seen=(*state.seen, event_id)[-MAX_SEEN:])
 
 
 def customer_key(event: Mapping[str, Any]) -> str:

@@ -1,0 +1,201 @@
+"""The conversations stage: a customer's threads, enrichment and thread KPIs, in one place.
+
+Consumes: ``parley.conversation.messages`` (key tenant|customer; sequenced in event time): the
+    messages with their customer id (identity stage) and the agent API's resolve/transfer
+    commands; ``routing.decisions`` (same key; applied as they come): routing's decisions.
+Produces: ``parley.conversations`` (key tenant|customer; this stage is its only writer): thread
+    life-cycle events, the threaded messages, MessageEnriched, and routing's decisions
+    republished byte for byte; ``routing.requests`` (key tenant): only what routing decides on
+    (new contacts with their first message, messages of threads not yet with a human,
+    resolutions, transfers); ``kpi.threads`` (key tenant): each changed thread's measure, once
+    per transaction.
+Key: tenant|customer, co-partitioned inputs: every decision here needs one customer's events.
+State: ``threads`` (tenant|customer -> CustomerThreads), ``replies`` (tenant|customer|message id
+    -> thread, for e-mail References and quoted replies), ``kpi`` (tenant|thread|event id -> the
+    compact event KPIs read; tenant|thread|~t -> its latest time), ``routes`` (tenant|thread ->
+    what routing last decided: whether routing still needs the thread's messages), ``seen``
+    (tenant|event id -> time: what was applied). A timer per customer resolves threads whose
+    customer went silent after the business's last word.
+Idempotency: an event id already seen changes nothing. Replay: the same set of inputs gives the
+    same outputs, ids and order (sequenced; enrichment is deterministic).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import topics
+from streams.enrich.agents import enriched_event
+from streams.enrich.logic import Enricher
+from streams.kpi import logic as kpi_logic
+from streams.kpi.engine import measure
+from streams.routing import logic as routing
+from streams.runtime.stage import Input, Stage, StoreSpec
+from streams.runtime.task import Task
+from streams.threads import logic
+from streams.threads.logic import CustomerThreads
+
+SEEN_HORIZON_MS = 7 * 24 * 3600 * 1000  # redeliveries later than this are not recognised
+HUMAN = "human"
+
+
+class ConversationsStage(Stage):
+    name = "conversations"
+    inputs = (Input(topics.CONVERSATION_MESSAGES), Input(topics.ROUTING_DECISIONS, sequenced=False))
+    outputs = (topics.CONVERSATIONS, topics.ROUTING_REQUESTS, topics.KPI_THREADS)
+    stores = (
+        StoreSpec("threads", dump=CustomerThreads.to_json, load=CustomerThreads.from_json),
+        StoreSpec("replies", retention_ms=logic.Rules().reopen_window_ms * 2), StoreSpec("kpi"),
+        StoreSpec("routes"), StoreSpec("seen", retention_ms=SEEN_HORIZON_MS * 2),
+    )
+
+    def __init__(self, rules: logic.Rules, enricher: Enricher) -> None:
+        self.rules, self.enricher = rules, enricher
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def process(self, ctx: Task, event: dict[str, Any]) -> None:
+        env = event["envelope"]
+        seen = ctx.store("seen")
+        skey = f"{env['tenant_id']}|{env['event_id']}"
+        if skey in seen:
+            return  # a redelivery, or a re-read of an applied record
+        seen[skey] = env["occurred_at"]
+        if ctx.record is not None and ctx.record.topic == topics.ROUTING_DECISIONS.name:
+            self._decision(ctx, event)
+            return
+        ckey = logic.customer_key(event)
+        threads, replies = ctx.store("threads"), ctx.store("replies")
+        state = threads.get(ckey) or CustomerThreads()
+        after, out = logic.step(state, event, self.rules, lambda mid: replies.get(f"{ckey}|{mid}"))
+        self._save(ctx, ckey, state, after)
+        for e in out:
+            self._publish(ctx, ckey, e)
+
+    def on_timer(self, ctx: Task, key: str, at: int) -> None:
+        tenant, customer = key.split("|", 1)
+        state = ctx.store("threads").get(key) or CustomerThreads()
+        after, out = logic.expire(state, at, tenant, customer, self.rules)
+        self._save(ctx, key, state, after)
+        for e in out:
+            self._publish(ctx, key, e)
+
+    def _save(self, ctx: Task, ckey: str, state: CustomerThreads, after: CustomerThreads) -> None:
+        if after != state:
+            ctx.store("threads")[ckey] = after
+            ctx.timer(ckey, logic.next_deadline(after, self.rules))
+
+    # --- outputs -----------------------------------------------------------------------------
+
+    def _publish(self, ctx: Task, ckey: str, e: dict[str, Any]) -> None:
+        """Publish a decided event; enrich a threaded customer message; tell routing and the
+        thread's KPIs."""
+        kind = e["envelope"]["event_type"]
+        value = ctx.encode(topics.CONVERSATIONS, e)
+        ctx.forward(topics.CONVERSATIONS, e["envelope"]["partition_key"], value)
+        self._kpi(ctx, e)
+        if kind in ("MessageReceived", "MessageSent") and e.get("thread_id"):
+            replies = ctx.store("replies")
+            for mid in logic.reply_ids(e):
+                replies[f"{ckey}|{mid}"] = e["thread_id"]
+        tkey = f"{e['envelope']['tenant_id']}|{e.get('thread_id')}"
+        routes = ctx.store("routes")
+        if kind in ("ConversationStarted", "ConversationReopened"):
+            routes[tkey] = ["new", e["envelope"]["occurred_at"]]
+        if self._routing_needs(e, routes.get(tkey)):
+            ctx.forward(topics.ROUTING_REQUESTS, e["envelope"]["tenant_id"], value)
+        if kind == "MessageReceived" and e.get("thread_id"):
+            enriched = enriched_event(e, self.enricher.enrich(e.get("text"), e["envelope"]["tenant_id"]))
+            self._publish(ctx, ckey, enriched)
+
+    @staticmethod
+    def _routing_needs(e: dict[str, Any], route: list[Any] | None) -> bool:
+        if not routing.wanted(e):
+            return False
+        if e["envelope"]["event_type"] in ("MessageReceived", "MessageEnriched", "MessageSent"):
+            return route is None or route[0] != HUMAN  # a human has it: routing needs no more
+        return True
+
+    def _decision(self, ctx: Task, event: dict[str, Any]) -> None:
+        """A routing decision: republished as routing encoded it, into the thread's KPIs, and
+        noted so the thread's later messages stop going to routing once a human has it."""
+        assert ctx.record is not None and ctx.record.value is not None
+        ctx.forward(topics.CONVERSATIONS, event["envelope"]["partition_key"], ctx.record.value)
+        self._kpi(ctx, event)
+        kind, at = event["envelope"]["event_type"], event["envelope"]["occurred_at"]
+        stage = None
+        if kind == "RoutingDecided":
+            stage = "bot" if event["target_kind"] == "bot" else HUMAN
+        elif kind in ("ConversationAssigned", "ConversationQueued", "ConversationTransferred"):
+            stage = HUMAN
+        if stage is not None:
+            routes = ctx.store("routes")
+            tkey = f"{event['envelope']['tenant_id']}|{event['thread_id']}"
+            current = routes.get(tkey)
+            if current is None or at >= current[1]:  # a decision about an older contact is stale
+                routes[tkey] = [stage, at]
+
+    # --- thread KPIs -------------------------------------------------------------------------
+
+    def _kpi(self, ctx: Task, e: dict[str, Any]) -> None:
+        kind = e["envelope"]["event_type"]
+        if kind not in kpi_logic.CONVERSATION_TYPES:
+            return
+        tenant = e["envelope"]["tenant_id"]
+        thread = kpi_logic.thread_of(e)
+        index = _kpi_index(ctx)
+        entry = index.setdefault(f"{tenant}|{thread}", {"items": {}, "t": 0})
+        store = ctx.store("kpi")
+        at = e["envelope"]["occurred_at"]
+        if at > entry["t"]:
+            entry["t"] = at
+            store[f"{tenant}|{thread}|~t"] = at
+        item = kpi_logic.compact(e)
+        if item is not None and item[2] not in entry["items"]:
+            entry["items"][item[2]] = item
+            store[f"{tenant}|{thread}|{item[2]}"] = item
+        ctx.cache.setdefault("kpi_dirty", {})[(tenant, thread)] = (e["envelope"]["event_id"],
+                                                                  e["envelope"]["correlation_id"])
+
+    def end_batch(self, ctx: Task) -> None:
+        dirty = ctx.cache.pop("kpi_dirty", None)
+        if not dirty:
+            return
+        index = _kpi_index(ctx)
+        for (tenant, thread), cause in sorted(dirty.items()):
+            entry = index[f"{tenant}|{thread}"]
+            m = measure(tenant, thread, entry["items"].values())
+            m["t"] = max(m["t"], entry["t"])
+            ctx.send_json(topics.KPI_THREADS, tenant, {
+                "t": m["t"], "r": 0, "id": f"{tenant}|{thread}", "type": "ThreadMeasured",
+                "tenant": tenant, "thread": thread, "m": m, "cause": list(cause)})
+        _prune_seen(ctx)
+
+
+def _kpi_index(ctx: Task) -> dict[str, dict[str, Any]]:
+    """tenant|thread -> {"items": {event id: compact event}, "t": latest time}, built once per
+    task from the ``kpi`` store (restored from its changelog)."""
+    index = ctx.cache.get("kpi_index")
+    if index is None:
+        index = {}
+        for key, value in ctx.store("kpi").items():
+            tt, _, last = key.rpartition("|")
+            entry = index.setdefault(tt, {"items": {}, "t": 0})
+            if last == "~t":
+                entry["t"] = value
+            else:
+                entry["items"][last] = value
+        ctx.cache["kpi_index"] = index
+    return index
+
+
+def _prune_seen(ctx: Task) -> None:
+    """Forget applied ids older than the horizon (memory only: the changelog ages them out),
+    when the store has doubled since the last time (so the cost is amortised)."""
+    seen = ctx.store("seen")
+    if len(seen) < max(50_000, 2 * ctx.cache.get("seen_kept", 0)):
+        return
+    horizon = ctx.watermark - SEEN_HORIZON_MS
+    for key in [k for k, t in seen.items() if t < horizon]:
+        seen.forget(key)
+    ctx.cache["seen_kept"] = len(seen)
