@@ -170,12 +170,13 @@ def _cell(col: str, r: dict[str, Any]) -> str:
 
 
 def _duration(ms: float) -> str:
-    s = ms / 1000
+    """Whole seconds rounded half up (as the dashboard shows them)."""
+    s = int((ms + 500) // 1000)
     if s < 60:
-        return f"{s:.0f}s"
+        return f"{s}s"
     if s < 3600:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 # -- the command -------------------------------------------------------------------------------

@@ -21,12 +21,13 @@ function pct(v) { return v === null || v === undefined ? "–" : (v * 100).toFix
 
 function hhmm(iso) { return iso ? iso.slice(11, 16) : ""; }
 
+// whole seconds rounded half up, as `parley kpi` shows them
 function dur(ms) {
   if (ms === null || ms === undefined) return "–";
-  const s = ms / 1000;
-  if (s < 60) return s.toFixed(0) + " s";
-  if (s < 3600) return Math.floor(s / 60) + " min " + String(Math.round(s % 60)).padStart(2, "0");
-  return (s / 3600).toFixed(1) + " h";
+  const s = Math.floor((ms + 500) / 1000);
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + String(s % 60).padStart(2, "0");
+  return Math.floor(s / 3600) + " h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + " min";
 }
 
 function empty(host, text) {
