@@ -88,6 +88,16 @@ class Accounts:
     def get(self, adapter: str, account_id: str) -> Account | None:
         return self._by_key.get((adapter, account_id))
 
+    def owner(self, adapter: str, named: str) -> Account | None:
+        """The account of ``adapter`` a payload naming ``named`` belongs to (see ``Account.matches``):
+        its own id first, then an alias, then an ``@domain`` account."""
+        exact = self._by_key.get((adapter, named))
+        if exact is not None:
+            return exact
+        candidates = [a for (name, _), a in self._by_key.items() if name == adapter and a.matches(named)]
+        candidates.sort(key=lambda a: a.account_id.startswith("@"))  # aliases before domains
+        return candidates[0] if candidates else None
+
     def adapters(self) -> set[str]:
         return {adapter for adapter, _ in self._by_key}
 

@@ -71,7 +71,9 @@ thread, customer [and source], identity key and customer, or the two customers; 
 request_id), so a retried POST is recognised downstream. A command with neither ``occurred_at``
 nor ``request_id`` is dated and identified by its receipt: its retry is a new event (harmless
 for resolve, and for identity commands, which the identity processor skips once in effect).
-Answers 200 ``{"event_id", "topic", "partition", "offset"}`` once Kafka acknowledged; 503 with
+Answers 200 ``{"event_id", "topic", "partition", "offset"}`` once Kafka acknowledged (a retry of a
+request already stored within the dedup horizon is not written again: it answers the first one's
+place, with ``"duplicate": true``; ``partition``/``offset`` are null when that place is unknown); 503 with
 ``Retry-After`` otherwise; 400 with the first validation error for a bad body.
 """
 
@@ -105,6 +107,7 @@ from adapters.agent_events import (
     transfer_event,
     unlink_event,
 )
+from adapters import limits
 from adapters.app import Ingress, Refusal, log, read_body
 from adapters.producer import Record
 
@@ -168,15 +171,20 @@ class AgentApi:
         event, topic = self._event(route, ids, raw, self.ingress.clock_ms())
         env = event["envelope"]
         env["recorded_at"] = self.ingress.clock_ms()
-        record = Record(topic, env["partition_key"].encode(), self.ingress.codec.encode(event, topic),
+        record = Record(topic, env["partition_key"].encode(), self.ingress.codec.encode(limits.fit(event, ""), topic),
                         (("event_type", env["event_type"].encode()),), env["occurred_at"])
-        stored = (await self.ingress.produce([record]))[0]
-        self.ingress.metrics.events.labels("agent_api", env["event_type"]).inc()
+        where, new = await self.ingress.store([(env["event_id"], record)], "agent_api")
+        stored = where.get(env["event_id"])
+        if new:
+            self.ingress.metrics.events.labels("agent_api", env["event_type"]).inc()
         log.info("agent_api.stored", route=route, tenant_id=tenant, event_type=env["event_type"],
-                 event_id=env["event_id"], key=env["partition_key"], topic=stored.topic,
-                 partition=stored.partition, offset=stored.offset)
-        return web.json_response({"event_id": env["event_id"], "topic": stored.topic,
-                                  "partition": stored.partition, "offset": stored.offset})
+                 event_id=env["event_id"], key=env["partition_key"], topic=topic, duplicate=not new,
+                 partition=stored.partition if stored else None, offset=stored.offset if stored else None)
+        body = {"event_id": env["event_id"], "topic": topic, "partition": stored.partition if stored else None,
+                "offset": stored.offset if stored else None}
+        if not new:
+            body["duplicate"] = True  # a retry of a request already stored: the first one's place
+        return web.json_response(body)
 
     def _event(self, route: str, ids: dict[str, str], raw: bytes, received: int) -> tuple[dict[str, Any], str]:
         """(the event a validated body maps to, its topic)."""

@@ -2,28 +2,38 @@
 
 Routes: ``POST|GET /webhooks/{adapter}/{account_id}`` (one per channel account), the agent API
 (``adapters/agent_api.py``), ``/healthz`` (the process answers), ``/readyz`` (200 only while the
-Kafka producer is connected) and Prometheus ``/metrics``.
+Kafka producer can produce and the dedup memory has caught up) and Prometheus ``/metrics``.
 
 A webhook request, step by step (each refusal is a 4xx with a JSON ``reason`` and a log line):
   1. adapter known (404) -> body within the adapter's ``max_body_bytes`` and the storable record
      size (413) -> account known for that adapter (404);
   2. the adapter's ``handshake`` (Meta ``hub.challenge``, WeChat ``echostr``, RBM ``secret``...):
      answered at once, nothing stored; any other GET is 405;
-  3. ``verify`` over the raw bytes (``Rejected`` -> 401/403);
-  4. the RawRequest record (id from tenant, adapter, account and the body's sha256, so a
-     redelivery has the same id; secret-bearing headers redacted);
-  5. ``parse``: ``Rejected`` -> 4xx, nothing stored. ``Unmappable``, an unexpected exception, or
+  3. ``verify`` over the raw bytes (``Rejected`` -> 401/403; 400 for a body too broken to verify);
+  4. ``parse``: ``Rejected`` -> 4xx, nothing stored. ``Unmappable``, an unexpected exception, or
      events that break the contract (wrong tenant, partition key other than
-     ``tenant|channel|customer id``, a type that is not a message event, a schema violation) ->
-     a DeadLetter with the raw bytes and the error, and the answer is the adapter's normal 2xx:
+     ``tenant|channel|customer id``, a type that is not a message event, a schema violation, a
+     record over its topic's ``max.message.bytes`` even within ``adapters/limits``) -> a
+     DeadLetter with the raw bytes and the error, and the answer is the adapter's normal 2xx:
      the request verified, its bytes are stored (raw and dead-letter topics) and can be replayed
      after a fix, and a provider retrying it for days would only repeat the same failure;
-  6. the raw record and the events (raw topic; message events to the messages topic keyed by
-     ``envelope.partition_key``, Kafka timestamp = event time) are produced and every ack is
-     awaited; ``envelope.recorded_at`` is stamped just before (processing time, for latency
-     measurement only). No ack within ``produce_timeout_s`` or no connection: 503 with
-     ``Retry-After``, never a 2xx for something not stored;
-  7. ``ack``: the adapter's reply to the provider.
+  5. the account each event names (WhatsApp ``phone_number_id``, Messenger/Instagram
+     ``recipient.id``, Twilio ``To``, LINE ``destination``, WeChat ``ToUserName``, RBM ``agentId``,
+     e-mail recipients) must be the route's account (``Account.matches``: its id, an alias, an
+     ``@domain``), or another account of the same adapter under whose credentials the request
+     also verifies (one Meta app serving several numbers): its events are then filed under that
+     account's tenant. Anything else is refused 403 and dead-lettered (``account_mismatch``), all
+     of the request: nothing of a request signed for one tenant is filed under another;
+  6. the RawRequest record (id from tenant, adapter, account and the body's sha256, so a
+     redelivery has the same id; credentials redacted: ``adapters/records``), the events cut to
+     ``adapters/limits`` (``content_ref`` names the raw record when something was cut);
+  7. dedup (``adapters/dedup``): the ids of the request are claimed on the claim log; ids already
+     stored (a redelivery, minutes or days later, by any ingress process) are not written again;
+  8. the records left are produced and every ack awaited; ``envelope.recorded_at`` is stamped
+     just before (processing time, for latency measurement only). No ack within
+     ``produce_timeout_s`` or no connection: 503 with ``Retry-After``, never a 2xx for something
+     not stored;
+  9. ``ack``: the adapter's reply to the provider (the same for a redelivery).
 Nothing answers 500: an unexpected failure of the service itself answers 503 (not stored, retry).
 """
 
@@ -33,32 +43,37 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from adapters import accounts as accounts_mod
+from adapters import limits
 from adapters.accounts import Accounts
 from adapters.base import Account, Adapter, Rejected, Reply, Request, Unmappable
 from adapters.channels import AdapterUnavailable, Registry, UnknownAdapter
+from adapters.dedup import Busy, Dedup, Item, Outcome
 from adapters.metrics import CONTENT_TYPE, IngressMetrics
-from adapters.producer import Producer, Record, Stored, Unavailable
+from adapters.producer import Producer, Record, Stored, TooLarge, Unavailable
+from adapters.records import (  # noqa: F401 - re-exported: tests and the demo import them from here
+    REDACTED,
+    SECRET_HEADERS,
+    SECRET_PARAMS,
+    check_event,
+    dead_letter_event,
+    raw_request_event,
+)
 from parley import logs
 from parley.settings import IngressSettings
 from schemas import topics
 from schemas.codec import Codec, EncodeError
-from schemas.events import derive_id, envelope, make
+from schemas.events import derive_id
 
 log = logs.get("adapters.app")
 
-# Never written to the raw topic as received: they are credentials, not evidence.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-telegram-bot-api-secret-token"})
-SECRET_PARAMS = frozenset({"token", "access_token", "secret", "api_key", "key"})  # e.g. e-mail's ?token=
-REDACTED = "<redacted>"
-MESSAGE_TYPES = frozenset(topics.MESSAGES.value_types)
 WRITES = (topics.RAW_INGRESS, topics.MESSAGES, topics.DEAD_LETTER, topics.AGENT_STATUS,  # what the ingress produces to
-          topics.CONVERSATION_MESSAGES, topics.CUSTOMER_CONTEXT, topics.IDENTITY_COMMANDS)
+          topics.CONVERSATION_MESSAGES, topics.CUSTOMER_CONTEXT, topics.IDENTITY_COMMANDS, topics.INGRESS_CLAIMS)
+Planned = tuple[str, Record]  # (event id, the record carrying it)
 
 
 class Refusal(Exception):
@@ -77,9 +92,10 @@ class Ingress:
     """The service's state and the webhook pipeline; one per aiohttp application."""
 
     def __init__(self, settings: IngressSettings, accounts: Accounts, registry: Registry,
-                 producer: Any, metrics: IngressMetrics, clock_ms: Callable[[], int] = now_ms) -> None:
+                 producer: Any, metrics: IngressMetrics, clock_ms: Callable[[], int] = now_ms,
+                 dedup: Dedup | None = None) -> None:
         self.settings, self.accounts, self.registry = settings, accounts, registry
-        self.producer, self.metrics, self.clock_ms = producer, metrics, clock_ms
+        self.producer, self.metrics, self.clock_ms, self.dedup = producer, metrics, clock_ms, dedup
         self.codec = Codec()
         prefix = settings.kafka.topic_prefix
         self.raw_topic = topics.named(prefix, topics.RAW_INGRESS)
@@ -89,6 +105,7 @@ class Ingress:
         self.conversation_messages_topic = topics.named(prefix, topics.CONVERSATION_MESSAGES)
         self.context_topic = topics.named(prefix, topics.CUSTOMER_CONTEXT)
         self.identity_commands_topic = topics.named(prefix, topics.IDENTITY_COMMANDS)
+        self._fits = getattr(producer, "fits", lambda record: True)
 
     # -- HTTP handlers -------------------------------------------------------------------------
 
@@ -102,11 +119,14 @@ class Ingress:
             resp = self.refused(r, label, adapter=name, account_id=request.match_info.get("account_id"))
         except Exception:  # a bug of ours: say "not stored, retry" rather than 500
             log.exception("ingress.internal_error", adapter=name, account_id=request.match_info.get("account_id"))
-            resp = self.refused(Refusal(503, "internal error: not stored, retry later", "unavailable",
-                                        {"Retry-After": str(self.settings.retry_after_s)}), label)
+            resp = self.refused(self.unavailable("internal error"), label)
         self.metrics.requests.labels("webhook", label, str(resp.status)).inc()
         self.metrics.request_seconds.labels("webhook").observe(time.perf_counter() - t0)
         return resp
+
+    def unavailable(self, why: str) -> Refusal:
+        return Refusal(503, f"not stored: {why}; retry later", "unavailable",
+                       {"Retry-After": str(self.settings.retry_after_s)})
 
     def refused(self, r: Refusal, label: str, **context: Any) -> web.Response:
         self.metrics.rejected(label, r.metric)
@@ -114,13 +134,19 @@ class Ingress:
         level("ingress.rejected", status=r.status, reason=r.reason, category=r.metric, **context)
         return web.json_response({"status": r.status, "reason": r.reason}, status=r.status, headers=r.headers)
 
+    @property
+    def ready(self) -> bool:
+        return bool(self.producer.ready) and (self.dedup is None or self.dedup.ready)
+
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        if self.producer.ready:
+        if self.ready:
             return web.json_response({"ready": True})
-        return web.json_response({"ready": False, "reason": "not connected to Kafka, or its topics are missing"}, status=503)
+        why = ("the producer cannot produce (not connected, brokers down, or topics missing)"
+               if not self.producer.ready else "the dedup memory is still reading the claim log")
+        return web.json_response({"ready": False, "reason": why}, status=503)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -143,14 +169,19 @@ class Ingress:
             raise Refusal(405, "only POST, or GET for the channel's verification handshake", "bad_method",
                           {"Allow": "POST, GET"})
         _verify(adapter, req, account)
-        raw = raw_request_event(name, account, req, remote=request.remote,
-                                secret_headers=SECRET_HEADERS | set(getattr(adapter, "secret_headers", ())),
-                                secret_params=SECRET_PARAMS | set(getattr(adapter, "secret_params", ())))
         events, failure = _parse(adapter, req, account)
-        records, events = self._records(name, account, req, raw, events, failure)
-        await self.produce(records)
+        mismatch = None
+        if failure is None:
+            events, mismatch = self._owners(name, adapter, req, account, events)
+            if mismatch is not None:
+                events, failure = [], ("account_mismatch", mismatch)
+        planned, events = self._plan(name, adapter, account, req, request.remote, events, failure)
+        _, new = await self.store(planned, name)
+        if mismatch is not None:
+            raise Refusal(403, mismatch, "account_mismatch")
         for e in events:
-            self.metrics.events.labels(name, e["envelope"]["event_type"]).inc()
+            if e["envelope"]["event_id"] in new:
+                self.metrics.events.labels(name, e["envelope"]["event_type"]).inc()
         return _response(_ack(adapter, req, events), ok=range(200, 300), fallback=200)
 
     def _adapter(self, name: str) -> Adapter:
@@ -177,47 +208,125 @@ class Ingress:
         except ValueError:  # a Host header yarl cannot parse
             return f"http://{self.settings.host}:{self.settings.port}{request.raw_path}"
 
-    def _records(self, name: str, account: Account, req: Request, raw: dict[str, Any],
-                 events: list[dict[str, Any]], failure: tuple[str, str] | None) -> tuple[list[Record], list[dict]]:
-        """(records to produce, events they carry); a failure turns the events into a dead letter."""
+    def _owners(self, name: str, adapter: Adapter, req: Request, account: Account,
+                events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+        """(the events, each under the account its payload names), or ([], why) for a mismatch."""
+        named = [e.get("channel_account_id") for e in events]
+        foreign = sorted({n for n in named if not account.matches(n)})
+        if not foreign:
+            return events, None
+        reparsed: dict[str, list[dict[str, Any]]] = {}
+        for n in foreign:
+            owner = self.accounts.owner(name, n)
+            if owner is None:
+                return [], f"the payload names {name} account {n!r}, not this route's ({account.account_id!r}) nor any configured"
+            try:
+                adapter.verify(req, owner)
+            except Exception:
+                return [], (f"the payload names {name} account {n!r} (tenant {owner.tenant_id!r}), but the request is "
+                            f"signed for {account.account_id!r} and does not verify under {n!r}'s credentials")
+            again, failure = _parse(adapter, req, owner)
+            if failure is not None or len(again) != len(events):
+                return [], f"the events naming {n!r} do not map under that account: {failure}"
+            reparsed[n] = again
+        out = [e if account.matches(n) else reparsed[n][i] for i, (e, n) in enumerate(zip(events, named))]
+        log.info("ingress.rerouted", adapter=name, route=account.account_id, accounts=foreign)
+        return out, None
+
+    def _plan(self, name: str, adapter: Adapter, account: Account, req: Request, remote: str | None,
+              events: list[dict[str, Any]], failure: tuple[str, str] | None,
+              ) -> tuple[list[Planned], list[dict[str, Any]]]:
+        """(the records of one request, each with its event id: raw, then events or a dead letter;
+        the events they carry: none when they became a dead letter)."""
         recorded = self.clock_ms()
+        redact = getattr(adapter, "redact", None)
+        safe_body = _redacted_body(redact, req.body)
+        raw = raw_request_event(name, account, req, remote=remote,
+                                secret_headers=SECRET_HEADERS | set(getattr(adapter, "secret_headers", ())),
+                                secret_params=SECRET_PARAMS | set(getattr(adapter, "secret_params", ())),
+                                body=safe_body)
         raw["envelope"]["recorded_at"] = recorded
-        records = [Record(self.raw_topic, raw["envelope"]["partition_key"].encode(),
-                          self.codec.encode(raw, self.raw_topic), timestamp_ms=req.received_at_ms)]
+        raw_record = Record(self.raw_topic, raw["envelope"]["partition_key"].encode(),
+                            self.codec.encode(raw, self.raw_topic), timestamp_ms=req.received_at_ms)
+        if not self._fits(raw_record):
+            raise Refusal(413, f"the request does not fit {self.raw_topic}'s max.message.bytes", "too_large")
+        planned: list[Planned] = [(req.raw_event_id, raw_record)]
         if failure is None:
             try:
-                records += [self._event_record(e, recorded) for e in events]
-                return records, events
-            except EncodeError as e:
-                failure = ("schema_invalid", str(e))
-                records = records[:1]
+                return planned + self._event_records(events, recorded, f"{self.raw_topic}:{req.raw_event_id}"), events
+            except (EncodeError, TooLarge) as e:
+                failure = ("schema_invalid" if isinstance(e, EncodeError) else "too_large", str(e))
         reason, error = failure
         self.metrics.dead_letters.labels(name, reason).inc()
         log.warning("ingress.dead_letter", adapter=name, account_id=account.account_id, reason=reason,
                     error=error, raw_event_id=req.raw_event_id)
-        dead = dead_letter_event(name, account, req, reason, error, self.raw_topic)
+        dead = dead_letter_event(name, account, req, reason, error, self.raw_topic, safe_body)
         dead["envelope"]["recorded_at"] = recorded
         headers = tuple((f"parley.error.{k}", v.encode()) for k, v in dead["headers"].items())
-        records.append(Record(self.dead_letter_topic, dead["stage"].encode(),
-                              self.codec.encode(dead, self.dead_letter_topic), headers, req.received_at_ms))
-        return records, []
+        planned.append((dead["envelope"]["event_id"],
+                        Record(self.dead_letter_topic, dead["stage"].encode(),
+                               self.codec.encode(dead, self.dead_letter_topic), headers, req.received_at_ms)))
+        return planned, []
 
-    def _event_record(self, event: dict[str, Any], recorded: int) -> Record:
-        env = event["envelope"]
-        env["recorded_at"] = recorded
-        return Record(self.messages_topic, env["partition_key"].encode(),
-                      self.codec.encode(event, self.messages_topic),
-                      (("event_type", env["event_type"].encode()),), env["occurred_at"])
+    def _event_records(self, events: list[dict[str, Any]], recorded: int, content_ref: str) -> list[Planned]:
+        out: list[Planned] = []
+        seen: set[str] = set()
+        for e in events:
+            env = e["envelope"]
+            if env["event_id"] in seen:  # the same event twice in one body (a provider's batch)
+                continue
+            seen.add(env["event_id"])
+            env["recorded_at"] = recorded
+            record = Record(self.messages_topic, env["partition_key"].encode(),
+                            self.codec.encode(limits.fit(e, content_ref), self.messages_topic),
+                            (("event_type", env["event_type"].encode()),), env["occurred_at"])
+            if not self._fits(record):
+                raise TooLarge(record, getattr(self.producer, "limit", lambda t: 0)(record.topic))
+            out.append((env["event_id"], record))
+        return out
+
+    async def store(self, planned: Sequence[Planned], label: str) -> tuple[dict[str, Stored | None], set[str]]:
+        """Claim, produce what is new, await every ack: (event id -> where it is, None for a
+        duplicate whose place is not known; the ids written now). ``Refusal(503)`` when it
+        cannot be stored."""
+        outcome = await self._claim([Item(i, r.topic, r.key) for i, r in planned])
+        mine = {i.id for i in outcome.mine}
+        todo = [(i, r) for i, r in planned if i in mine]
+        try:
+            acked = await self.produce([r for _, r in todo])
+        except Refusal:
+            if self.dedup is not None:
+                self.dedup.release(outcome)
+            raise
+        where = {i: s for (i, _), s in zip(todo, acked, strict=True)}
+        if self.dedup is not None:
+            self.dedup.stored(outcome, where)
+        if len(todo) < len(planned):
+            self.metrics.duplicates.labels(label).inc(len(planned) - len(todo))
+        return {**outcome.stored, **where}, set(where)
+
+    async def _claim(self, items: list[Item]) -> Outcome:
+        if self.dedup is None:
+            return Outcome(None, items, {})
+        try:
+            return await self.dedup.claim(items)
+        except Busy as e:
+            raise self.unavailable(f"another delivery of the same events is being stored ({e})") from None
+        except Unavailable as e:
+            raise self.unavailable(str(e)) from None
 
     async def produce(self, records: Sequence[Record]) -> list[Stored]:
         """Produce and await every ack; ``Refusal(503)`` when Kafka did not acknowledge."""
+        if not records:
+            return []
         t0 = time.perf_counter()
         try:
             stored = await self.producer.send_all(records)
         except Unavailable as e:
             self.metrics.produce_seconds.labels("unavailable").observe(time.perf_counter() - t0)
-            raise Refusal(503, f"not stored: {e}; retry later", "unavailable",
-                          {"Retry-After": str(self.settings.retry_after_s)}) from None
+            raise self.unavailable(str(e)) from None
+        except TooLarge as e:  # the size checks above make this a bug, not a provider's fault
+            raise Refusal(413, str(e), "too_large") from None
         self.metrics.produce_seconds.labels("acked").observe(time.perf_counter() - t0)
         return stored
 
@@ -230,14 +339,24 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise Refusal(413, f"body of {request.content_length} bytes exceeds the limit of {limit}", "too_large")
     chunks, size = [], 0
     try:
-        async for chunk in request.content.iter_chunked(64 * 1024):
+        async for chunk in request.content.iter_chunked(256 * 1024):
             size += len(chunk)
             if size > limit:
                 raise Refusal(413, f"body exceeds the limit of {limit} bytes", "too_large")
             chunks.append(chunk)
     except (HttpProcessingError, ConnectionError) as e:
         raise Refusal(400, f"could not read the body: {e}", "malformed") from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _redacted_body(redact: Callable[[bytes], bytes] | None, body: bytes) -> bytes:
+    if redact is None:
+        return body
+    try:
+        return redact(body)
+    except Exception:  # never store a body whose credentials could not be taken out
+        log.exception("ingress.redact_error")
+        return b""
 
 
 def _handshake(adapter: Adapter, req: Request, account: Account) -> Reply | None:
@@ -254,6 +373,8 @@ def _verify(adapter: Adapter, req: Request, account: Account) -> None:
     try:
         adapter.verify(req, account)
     except Rejected as e:
+        if e.status == 400:  # too malformed to be verified at all (e.g. a form that is not UTF-8)
+            raise Refusal(400, e.reason, "malformed") from None
         status = e.status if e.status in (401, 403) else 401
         raise Refusal(status, e.reason, "unauthorized" if status == 401 else "forbidden") from None
     except Exception:
@@ -278,26 +399,6 @@ def _parse(adapter: Adapter, req: Request, account: Account) -> tuple[list[dict[
     return events, None
 
 
-def check_event(event: Any, account: Account, index: int = 0) -> str | None:
-    """Why an adapter's event breaks the contract, or None: type, tenant, key, event time."""
-    try:
-        env = event["envelope"]
-        etype = env["event_type"]
-        if etype not in MESSAGE_TYPES:
-            return f"event {index}: {etype!r} is not a message event"
-        if env["tenant_id"] != account.tenant_id:
-            return f"event {index}: tenant {env['tenant_id']!r} is not the account's {account.tenant_id!r}"
-        who = event["sender"] if etype == "MessageReceived" else event["recipient"]
-        expected = f"{account.tenant_id}|{event['channel']}|{who['id']}"
-        if env["partition_key"] != expected:
-            return f"event {index}: partition key {env['partition_key']!r}, expected {expected!r}"
-        if not isinstance(env["occurred_at"], int) or env["occurred_at"] < 0:
-            return f"event {index}: occurred_at {env['occurred_at']!r} is not epoch milliseconds"
-    except (KeyError, TypeError, AttributeError, IndexError) as e:
-        return f"event {index}: not shaped like an event ({e!r})"
-    return None
-
-
 def _ack(adapter: Adapter, req: Request, events: list[dict[str, Any]]) -> Reply:
     try:
         return adapter.ack(req, events)
@@ -316,45 +417,6 @@ def _client_error(status: int) -> int:
     return status if isinstance(status, int) and 400 <= status < 500 else 400
 
 
-def raw_request_event(adapter: str, account: Account, req: Request, *, remote: str | None,
-                      secret_headers: frozenset[str] | set[str] = SECRET_HEADERS,
-                      secret_params: frozenset[str] | set[str] = SECRET_PARAMS) -> dict[str, Any]:
-    """The RawRequest record of a verified request (its id is ``req.raw_event_id``).
-
-    Headers and query parameters that are credentials are replaced by ``<redacted>`` (an adapter
-    may name more in optional ``secret_headers`` / ``secret_params`` attributes); everything else
-    is kept as received, so signatures can be re-checked on audit or replay.
-    """
-    key = f"{account.tenant_id}|{adapter}|{account.account_id}"
-    env = envelope("RawRequest", event_id=req.raw_event_id, occurred_at=req.received_at_ms,
-                   tenant_id=account.tenant_id, partition_key=key, producer=f"ingress/{adapter}")
-    headers = {k: (REDACTED if k in secret_headers else v) for k, v in req.headers.items()}
-    query = _redact_query(req.url.partition("?")[2], secret_params)
-    return make("RawRequest", env, channel=adapter, channel_account_id=account.account_id, method=req.method,
-                path=req.path, query=query, headers=headers, body=req.body, remote_addr=remote, verified=True)
-
-
-def _redact_query(query: str, names: frozenset[str] | set[str]) -> str:
-    """The query string as received, unless it holds a credential (then re-encoded, redacted)."""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(k.lower() in names for k, _ in pairs):
-        return query
-    return urlencode([(k, REDACTED if k.lower() in names else v) for k, v in pairs])
-
-
-def dead_letter_event(adapter: str, account: Account, req: Request, reason: str, error: str,
-                      raw_topic: str) -> dict[str, Any]:
-    """A DeadLetter carrying the raw bytes, the error and the context to find the raw record."""
-    stage = f"ingress/{adapter}"
-    env = envelope("DeadLetter", event_id=derive_id(req.raw_event_id, "DeadLetter"), occurred_at=req.received_at_ms,
-                   tenant_id=account.tenant_id, partition_key=stage, producer=stage)
-    headers = {"reason": reason, "adapter": adapter, "tenant_id": account.tenant_id,
-               "account_id": account.account_id, "raw_event_id": req.raw_event_id,
-               "content_type": req.headers.get("content-type", "")}
-    return make("DeadLetter", env, stage=stage, reason=reason, error=error[:8000], payload=req.body,
-                source_topic=raw_topic, headers=headers)
-
-
 # -- wiring -------------------------------------------------------------------------------------
 
 INGRESS = web.AppKey("ingress", Ingress)
@@ -362,8 +424,12 @@ INGRESS = web.AppKey("ingress", Ingress)
 
 def build_app(settings: IngressSettings, *, accounts: Accounts | None = None, registry: Registry | None = None,
               producer: Any = None, metrics: IngressMetrics | None = None,
-              clock_ms: Callable[[], int] = now_ms) -> web.Application:
-    """The aiohttp application; tests pass accounts, a registry with fakes, or a fake producer."""
+              clock_ms: Callable[[], int] = now_ms, dedup: Any = "auto") -> web.Application:
+    """The aiohttp application; tests pass accounts, a registry with fakes, or a fake producer.
+
+    ``dedup``: ``"auto"`` builds the Kafka claim log's dedup when the real producer is built and
+    ``settings.dedup`` is on (a fake producer gets none); None turns it off; or pass one.
+    """
     from adapters import (
         agent_api,  # it imports this module: import it once this one is complete
     )
@@ -372,14 +438,17 @@ def build_app(settings: IngressSettings, *, accounts: Accounts | None = None, re
     if accounts is None:
         accounts = accounts_mod.load(settings.accounts_file, known_adapters=registry.names())
     metrics = metrics or IngressMetrics()
+    prefix = settings.kafka.topic_prefix
     if producer is None:
-        prefix = settings.kafka.topic_prefix
-        producer = Producer(settings.kafka, timeout_s=settings.produce_timeout_s,
-                            max_request_size=settings.max_record_bytes + 128 * 1024,
+        producer = Producer(settings.kafka, timeout_s=settings.produce_timeout_s, linger_ms=settings.linger_ms,
                             required_topics=[topics.named(prefix, t) for t in WRITES],
                             on_ready_change=lambda ready: metrics.producer_ready.set(1 if ready else 0))
-    ingress = Ingress(settings, accounts, registry, producer, metrics, clock_ms)
-    app = web.Application()
+        if dedup == "auto":
+            dedup = _dedup(settings, producer) if settings.dedup else None
+    elif dedup == "auto":
+        dedup = None
+    ingress = Ingress(settings, accounts, registry, producer, metrics, clock_ms, dedup)
+    app = web.Application(client_max_size=settings.max_record_bytes + 1024 * 1024)
     app[INGRESS] = ingress
     app.router.add_get("/healthz", ingress.healthz)
     app.router.add_get("/readyz", ingress.readyz)
@@ -392,6 +461,12 @@ def build_app(settings: IngressSettings, *, accounts: Accounts | None = None, re
     return app
 
 
+def _dedup(settings: IngressSettings, producer: Producer) -> Dedup:
+    return Dedup(settings.kafka, topics.named(settings.kafka.topic_prefix, topics.INGRESS_CLAIMS), producer,
+                 horizon_s=settings.dedup_horizon_s, claim_ttl_s=settings.dedup_claim_ttl_s,
+                 wait_s=settings.dedup_wait_s)
+
+
 async def _on_startup(app: web.Application) -> None:
     ingress = app[INGRESS]
     for adapter in sorted(ingress.accounts.adapters()):
@@ -400,21 +475,61 @@ async def _on_startup(app: web.Application) -> None:
         except (UnknownAdapter, AdapterUnavailable) as e:
             log.error("ingress.adapter_unavailable", adapter=adapter, error=str(e))
     await ingress.producer.start()
+    if ingress.dedup is not None:
+        await ingress.dedup.start()
 
 
 async def _on_cleanup(app: web.Application) -> None:
-    await app[INGRESS].producer.stop()
+    ingress = app[INGRESS]
+    if ingress.dedup is not None:
+        await ingress.dedup.stop()
+    await ingress.producer.stop()
 
 
 def serve(settings: IngressSettings) -> None:
-    """Run the ingress until interrupted (blocking). Raises ``AccountsError`` on a bad accounts file."""
+    """Run the ingress until interrupted (blocking). Raises ``AccountsError`` on a bad accounts file.
+
+    ``settings.workers`` > 1 runs that many processes on the same port (``SO_REUSEPORT``: the
+    kernel spreads connections); each has its own producer and reads the claim log itself, so
+    dedup holds across them exactly as across hosts.
+    """
     logs.configure(settings.log, service="ingress")
     registry = Registry()
     accounts = accounts_mod.load(settings.accounts_file, known_adapters=registry.names())
-    app = build_app(settings, accounts=accounts, registry=registry)
     log.info("ingress.starting", host=settings.host, port=settings.port, accounts=len(accounts),
-             tenants=sorted(accounts.tenants), settings=settings.safe_dict())
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+             tenants=sorted(accounts.tenants), workers=settings.workers, settings=settings.safe_dict())
+    if settings.workers <= 1:
+        _serve_one(settings, accounts, registry, reuse_port=False)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_worker, args=(settings,), name=f"ingress-{i}", daemon=True)
+                for i in range(settings.workers)]
+    for c in children:
+        c.start()
+    try:
+        for c in children:
+            c.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for c in children:
+            c.terminate()
+        for c in children:
+            c.join(10)
+
+
+def _worker(settings: IngressSettings) -> None:
+    logs.configure(settings.log, service="ingress")
+    registry = Registry()
+    accounts = accounts_mod.load(settings.accounts_file, known_adapters=registry.names())
+    _serve_one(settings, accounts, registry, reuse_port=True)
+
+
+def _serve_one(settings: IngressSettings, accounts: Accounts, registry: Registry, *, reuse_port: bool) -> None:
+    app = build_app(settings, accounts=accounts, registry=registry)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None, reuse_port=reuse_port)
 
 
 def describe_accounts(accounts: Accounts) -> str:

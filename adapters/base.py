@@ -26,6 +26,23 @@ class Account:
     verify_token: str | None = None  # Meta hub.verify_token, WeChat token, ...
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def matches(self, named: str | None) -> bool:
+        """Whether a payload naming account ``named`` is for this account.
+
+        ``None`` (the payload names no account: Telegram, Viber, web chat) matches. Otherwise the
+        account id itself, one of ``options.aliases`` (e.g. every number of a Twilio Messaging
+        Service posting to one URL), or, for an account id ``@domain``, any address of that
+        domain (e-mail: one Inbound Parse host for every address), compared without case.
+        """
+        if named is None:
+            return True
+        named_l = named.lower()
+        if named_l == self.account_id.lower():
+            return True
+        if self.account_id.startswith("@") and named_l.endswith(self.account_id.lower()):
+            return True
+        return any(named_l == str(a).lower() for a in self.options.get("aliases") or ())
+
 
 @dataclass(frozen=True)
 class Request:

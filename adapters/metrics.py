@@ -35,6 +35,7 @@ REJECTION_REASONS = frozenset({
     "invalid_body",         # agent API: body does not validate
     "unknown_tenant",       # agent API: tenant has no account
     "unavailable",          # 503: Kafka did not acknowledge in time
+    "account_mismatch",     # 403: the payload names an account the request is not signed for
 })
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -52,6 +53,8 @@ class IngressMetrics:
                                   ["adapter", "reason"], registry=r)
         self.events = Counter("parley_ingress_events", "Events acknowledged by Kafka, by type.",
                               ["adapter", "event_type"], registry=r)
+        self.duplicates = Counter("parley_ingress_duplicates", "Records not written again: their event id is stored "
+                                  "already (a redelivery).", ["adapter"], registry=r)
         self.dead_letters = Counter("parley_ingress_dead_letters", "Verified requests sent to the dead-letter topic.",
                                     ["adapter", "reason"], registry=r)
         self.produce_seconds = Histogram("parley_ingress_produce_seconds",

@@ -1,32 +1,52 @@
-"""The ingress's Kafka producer: idempotent, ``acks=all``, produce-and-wait under a deadline.
+"""The ingress's Kafka producer: librdkafka (confluent-kafka), idempotent, ``acks=all``.
 
 - Connects in the background: the service starts, answers ``/healthz`` and refuses webhooks with
-  503 while Kafka is away; ``ready`` (``/readyz``) is true once a producer is connected.
-- ``send_all(records)`` hands every record of one request to the producer and returns only when
-  Kafka acknowledged all of them; otherwise it raises ``Unavailable`` and the caller answers 503,
-  so the provider retries. Nothing is answered 2xx that is not stored.
-- After a produce timeout or a connection-level error the producer is *abandoned* and a new one
-  connects (RELIABILITY.md: re-initialise producers after indefinite errors). Abandoning drops
-  the batches still queued in the old producer instead of delivering them once the broker is
-  back: the provider was told 503 and will redeliver, so the request is stored by the retry and
-  not twice. (A batch already on the wire when the broker died may still have been written;
-  event ids are deterministic, so consumers drop such a repeat.)
+  503 while Kafka is away. ``ready`` (``/readyz``) is true only while a producer is connected,
+  every topic it writes exists, and nothing says it cannot produce (see below).
+- ``send_all(records)`` hands every record of one request to librdkafka (``produce`` does not
+  block: it queues) and returns once Kafka acknowledged all of them; otherwise it raises
+  ``Unavailable`` and the caller answers 503, so the provider retries. Nothing is answered 2xx
+  that is not stored. Delivery reports are served by one thread per producer (``poll``) and
+  handed to the event loop in batches (one wake-up per batch, not one per record).
+- Sizes are checked *before* producing: each topic's live ``max.message.bytes`` is read when the
+  producer connects, and a record that would not fit raises ``TooLarge`` without touching the
+  producer. A record the broker refuses can therefore no longer take the producer down with it.
+- The producer is *abandoned* and a new one connects after any produce error: a delivery error
+  of any kind (a broker refusal, a timeout, an idempotence sequence error...), a fatal error
+  reported by librdkafka, or no acknowledgement within the deadline. An idempotent producer
+  that lost a batch can be out of step with the broker's sequence numbers for that partition
+  (the failure mode where every later request on the partition got OutOfOrderSequenceNumber);
+  a new producer has a new producer id and starts clean. Abandoning purges what is still
+  queued: the provider was told 503 and will redeliver (the dedup claims, ``adapters/dedup``,
+  keep a late duplicate out of the topics).
+- "Cannot produce" also covers librdkafka's "all brokers down": ``ready`` turns false at once
+  and comes back with the next acknowledged record or a successful metadata probe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+import confluent_kafka
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from parley import logs
 from parley.settings import KafkaSettings
 
 log = logs.get("adapters.producer")
+
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes default
+# Bytes a record batch of one record adds around key, value and headers (batch header 61,
+# record framing ~20, varints): kept generous so a record that passes our check never
+# meets the broker's.
+RECORD_OVERHEAD = 512
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,11 @@ class Record:
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None  # None: the broker-side create time (now)
+
+    def size(self) -> int:
+        """Bytes this record takes in a batch, framing included (an upper bound)."""
+        return len(self.key) + len(self.value) + sum(len(k) + len(v) + 8 for k, v in self.headers) \
+            + RECORD_OVERHEAD
 
 
 @dataclass(frozen=True)
@@ -49,35 +74,159 @@ class Unavailable(Exception):
     """Kafka did not acknowledge every record in time: answer 503, the provider retries."""
 
 
+class TooLarge(ValueError):
+    """A record does not fit its topic's ``max.message.bytes``: it was not produced."""
+
+    def __init__(self, record: Record, limit: int) -> None:
+        super().__init__(f"a record of {record.size()} bytes exceeds {record.topic}'s max.message.bytes of {limit}")
+        self.record, self.limit = record, limit
+
+
+class _Pending:
+    """The records of one ``send_all`` call: one future for all of them."""
+
+    __slots__ = ("future", "left", "results", "error")
+
+    def __init__(self, future: asyncio.Future, n: int) -> None:
+        self.future, self.left = future, n
+        self.results: list[Stored | None] = [None] * n
+        self.error: KafkaError | None = None
+
+
+class _Client:
+    """One librdkafka producer and the thread that serves its delivery reports."""
+
+    def __init__(self, conf: dict[str, Any], loop: asyncio.AbstractEventLoop,
+                 on_error: Callable[[_Client, KafkaError], None]) -> None:
+        self.loop, self._on_error = loop, on_error
+        self.producer = confluent_kafka.Producer({**conf, "error_cb": self._error})
+        self.limits: dict[str, int] = {}
+        self.brokers_down = False
+        self._reports: list[tuple[_Pending, int, str, KafkaError | None, int, int]] = []
+        self._stop = threading.Event()
+        self._flush_s = 1.0
+        self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def produce(self, records: Sequence[Record], pending: _Pending) -> None:
+        produce = self.producer.produce
+        for i, r in enumerate(records):
+            kw: dict[str, Any] = {"on_delivery": self._callback(pending, i, r.topic)}
+            if r.headers:
+                kw["headers"] = list(r.headers)
+            if r.timestamp_ms is not None:
+                kw["timestamp"] = r.timestamp_ms
+            produce(r.topic, r.value, r.key, **kw)
+
+    def _callback(self, pending: _Pending, index: int, topic: str) -> Callable[[Any, Any], None]:
+        reports = self._reports
+
+        def delivered(err: KafkaError | None, msg: Any) -> None:  # runs on the delivery thread
+            reports.append((pending, index, topic, err, msg.partition(), msg.offset()))
+        return delivered
+
+    def _serve(self) -> None:
+        p = self.producer
+        while not self._stop.is_set():
+            p.poll(0.05)
+            self._hand_over()
+        p.flush(self._flush_s)  # delivers what is queued, or serves the reports of purged records
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._reports:
+            # callbacks run inside poll() on this thread: swapping the list here is race-free
+            batch, self._reports[:] = list(self._reports), []
+            try:
+                self.loop.call_soon_threadsafe(_resolve, batch)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    def _error(self, err: KafkaError) -> None:  # runs on the delivery thread
+        try:
+            self.loop.call_soon_threadsafe(self._on_error, self, err)
+        except RuntimeError:
+            pass
+
+    def close(self, *, purge: bool, flush_s: float = 1.0) -> None:
+        """Stop serving reports after a last flush of ``flush_s``; ``purge`` first fails what is
+        queued or in flight instead of delivering it."""
+        self._flush_s = flush_s
+        if purge:
+            try:
+                self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+            except (KafkaException, RuntimeError) as e:
+                log.debug("producer.purge_failed", error=repr(e))
+        self._stop.set()
+
+    def join(self, timeout_s: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+
+def _resolve(batch: list[tuple[_Pending, int, str, KafkaError | None, int, int]]) -> None:
+    """On the event loop: record each report; complete a request's future with its last one."""
+    for pending, index, topic, err, partition, offset in batch:
+        if err is not None:
+            pending.error = pending.error or err
+        else:
+            pending.results[index] = Stored(topic, partition, offset)
+        pending.left -= 1
+        if pending.left == 0 and not pending.future.done():
+            pending.future.set_result(pending)
+
+
 class Producer:
-    """One idempotent producer per process, replaced after timeouts; see the module docstring."""
+    """One idempotent producer per process, replaced after produce errors; see the module docstring."""
 
     def __init__(self, kafka: KafkaSettings, *, timeout_s: float = 5.0, client_id: str = "parley-ingress",
-                 max_request_size: int = 1_048_576, required_topics: Sequence[str] = (),
-                 on_ready_change=None) -> None:
+                 max_request_size: int = 33 * 1024 * 1024, required_topics: Sequence[str] = (),
+                 linger_ms: float = 1.0, on_ready_change: Callable[[bool], None] | None = None,
+                 overrides: dict[str, Any] | None = None) -> None:
         self._kafka = kafka
         self._required_topics = tuple(required_topics)
         self._timeout_s = timeout_s
-        self._client_id = client_id
-        self._max_request_size = max_request_size
         self._on_ready_change = on_ready_change or (lambda ready: None)
-        self._producer: AIOKafkaProducer | None = None
+        self._conf = kafka.librdkafka_config(**{
+            "client.id": client_id, "acks": "all", "enable.idempotence": True,
+            "linger.ms": linger_ms, "socket.nagle.disable": True,
+            # the Java client's partitioner: keys land where aiokafka and Faust put them
+            "partitioner": "murmur2_random",
+            "message.max.bytes": max_request_size,
+            "message.timeout.ms": max(1000, int(timeout_s * 1000)),
+            "request.timeout.ms": max(1000, int(timeout_s * 1000)),
+            "retry.backoff.ms": 100, "reconnect.backoff.max.ms": 2000,
+            **(overrides or {}),
+        })
+        self._client: _Client | None = None
         self._connector: asyncio.Task | None = None
-        self._background: set[asyncio.Task] = set()
+        self._prober: asyncio.Task | None = None
         self._closing = False
+        self._last_ready = False
+
+    # -- state -------------------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        return self._producer is not None
+        c = self._client
+        return c is not None and not c.brokers_down
 
-    def _new(self) -> AIOKafkaProducer:
-        # request_timeout_ms bounds metadata waits, buffer waits and one produce round trip; keep
-        # it close to our own deadline so an abandoned producer winds down quickly.
-        return AIOKafkaProducer(
-            **self._kafka.client_kwargs(), client_id=self._client_id, acks="all",
-            enable_idempotence=True, linger_ms=0, max_request_size=self._max_request_size,
-            request_timeout_ms=max(1000, int(self._timeout_s * 1000)), retry_backoff_ms=100,
-        )
+    def _publish_ready(self) -> None:
+        if self.ready != self._last_ready:
+            self._last_ready = self.ready
+            self._on_ready_change(self._last_ready)
+
+    def limit(self, topic: str) -> int:
+        """``max.message.bytes`` of ``topic`` as the cluster has it (the broker default if unknown)."""
+        c = self._client
+        return c.limits.get(topic, BROKER_DEFAULT_MAX_MESSAGE_BYTES) if c else BROKER_DEFAULT_MAX_MESSAGE_BYTES
+
+    def fits(self, record: Record) -> bool:
+        return record.size() <= self.limit(record.topic)
+
+    # -- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start connecting in the background; returns at once."""
@@ -93,105 +242,132 @@ class Producer:
 
     async def _connect_loop(self) -> None:
         backoff = 0.2
+        loop = asyncio.get_running_loop()
         while not self._closing:
-            p = self._new()
+            client = _Client(self._conf, loop, self._client_error)
             try:
-                await asyncio.wait_for(p.start(), max(2.0, self._timeout_s))
-                await self._check_topics(p)
-            except Exception as e:  # KafkaConnectionError, timeouts, DNS, missing topics...
+                client.limits = await asyncio.to_thread(self._inspect, client)
+            except Exception as e:  # broker away, DNS, missing topics...
                 log.warning("producer.connect_failed", bootstrap=self._kafka.bootstrap_servers,
-                            error=repr(e), retry_in_s=backoff)
-                await _stop_quietly(p)
+                            error=str(e), retry_in_s=backoff)
+                client.close(purge=True)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            self._producer = p
-            self._on_ready_change(True)
-            log.info("producer.connected", bootstrap=self._kafka.bootstrap_servers)
+            client.start()
+            self._client = client
+            self._publish_ready()
+            log.info("producer.connected", bootstrap=self._kafka.bootstrap_servers,
+                     limits={t: v for t, v in client.limits.items()})
             return
-        return
 
-    async def _check_topics(self, p: AIOKafkaProducer) -> None:
-        """Refuse to be ready while a topic we write is missing.
+    def _inspect(self, client: _Client) -> dict[str, int]:
+        """(Blocking) metadata and ``max.message.bytes`` of the topics we write.
 
-        A broker with ``auto.create.topics.enable`` would otherwise create it with its default
-        partition count on the first send, and keys would land on other partitions than once the
-        catalogue is applied. The metadata request for all topics creates nothing.
+        Refuses to be ready while a topic is missing: a broker with ``auto.create.topics.enable``
+        would otherwise create it with its default partition count on the first send, and keys
+        would land on other partitions than once the catalogue is applied. Listing creates nothing.
         """
-        if not self._required_topics:
-            return
-        cluster = await asyncio.wait_for(p.client.fetch_all_metadata(), max(2.0, self._timeout_s))
-        missing = sorted(set(self._required_topics) - set(cluster.topics()))
+        timeout = max(2.0, self._timeout_s)
+        meta = client.producer.list_topics(timeout=timeout)
+        missing = sorted(set(self._required_topics) - set(meta.topics))
         if missing:
             raise RuntimeError(f"topics missing: {', '.join(missing)} (run `parley topics apply`)")
+        return self._max_message_bytes(timeout)
+
+    def _max_message_bytes(self, timeout: float) -> dict[str, int]:
+        if not self._required_topics:
+            return {}
+        admin = AdminClient(self._kafka.librdkafka_config())
+        futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in self._required_topics],
+                                         request_timeout=timeout)
+        out = {}
+        for resource, future in futures.items():
+            entry = future.result(timeout=timeout).get("max.message.bytes")
+            out[resource.name] = int(entry.value) if entry is not None and entry.value else BROKER_DEFAULT_MAX_MESSAGE_BYTES
+        return out
 
     async def stop(self) -> None:
-        """Flush what is queued (bounded by the deadline) and close."""
+        """Deliver what is queued (bounded by the deadline) and close."""
         self._closing = True
-        if self._connector is not None:
-            self._connector.cancel()
-            await asyncio.gather(self._connector, return_exceptions=True)
-        p, self._producer = self._producer, None
-        if p is not None:
-            try:
-                await asyncio.wait_for(p.stop(), self._timeout_s)
-            except Exception:
-                await _abandon(p)
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
-        self._on_ready_change(False)
+        for task in (self._connector, self._prober):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        c, self._client = self._client, None
+        if c is not None:
+            c.close(purge=False, flush_s=self._timeout_s)
+            await asyncio.to_thread(c.join, self._timeout_s + 1.0)
+        self._publish_ready()
+
+    # -- producing ---------------------------------------------------------------------------
 
     async def send_all(self, records: Sequence[Record]) -> list[Stored]:
-        """Produce ``records`` and wait for every ack, or raise ``Unavailable``."""
-        p = self._producer
-        if p is None:
-            raise Unavailable("not connected to Kafka")
+        """Produce ``records`` and wait for every ack; ``Unavailable`` or ``TooLarge`` otherwise."""
+        c = self._client
+        if c is None or c.brokers_down:
+            raise Unavailable("not connected to Kafka" if c is None else "all brokers are down")
+        for r in records:
+            limit = c.limits.get(r.topic, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+            if r.size() > limit:
+                raise TooLarge(r, limit)
+        pending = _Pending(asyncio.get_running_loop().create_future(), len(records))
+        if not records:
+            return []
         try:
-            return await asyncio.wait_for(_send(p, records), self._timeout_s)
+            c.produce(records, pending)
+        except BufferError:
+            raise Unavailable("the producer's queue is full") from None
+        except KafkaException as e:
+            self._replace(c, f"produce refused: {e}")
+            raise Unavailable(f"Kafka error: {e}") from None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await pending.future
         except TimeoutError:
-            self._replace(p, "produce timeout")
+            self._replace(c, "produce timeout")
             raise Unavailable(f"Kafka did not acknowledge within {self._timeout_s}s") from None
-        except KafkaError as e:
-            if getattr(e, "retriable", True):
-                self._replace(p, repr(e))
-            raise Unavailable(f"Kafka error: {e!r}") from None
+        if pending.error is not None:
+            if pending.error.code() not in _PURGED:
+                self._replace(c, f"delivery failed: {pending.error.str()}")
+            raise Unavailable(f"Kafka error: {pending.error.str()}")
+        if c.brokers_down:
+            c.brokers_down = False
+            self._publish_ready()
+        return pending.results  # type: ignore[return-value]
 
-    def _replace(self, p: AIOKafkaProducer, why: str) -> None:
-        """Abandon ``p`` (once, even if many requests time out together) and reconnect."""
-        if self._producer is not p or self._closing:
+    def _client_error(self, client: _Client, err: KafkaError) -> None:
+        """librdkafka's global errors (on the loop): fatal -> replace; all brokers down -> not ready."""
+        if client is not self._client:
             return
-        self._producer = None
-        self._on_ready_change(False)
+        if err.fatal():
+            self._replace(client, f"fatal: {err.str()}")
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+            log.warning("producer.brokers_down", error=err.str())
+            client.brokers_down = True
+            self._publish_ready()
+            if self._prober is None or self._prober.done():
+                self._prober = asyncio.create_task(self._probe(client), name="kafka-probe")
+
+    async def _probe(self, client: _Client) -> None:
+        """While every broker is down: ask for metadata every second; an answer means ready again."""
+        while client is self._client and client.brokers_down and not self._closing:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.to_thread(client.producer.list_topics, timeout=1.0)
+            except KafkaException:
+                continue
+            if client is self._client:
+                client.brokers_down = False
+                log.info("producer.brokers_back")
+                self._publish_ready()
+
+    def _replace(self, client: _Client, why: str) -> None:
+        """Abandon ``client`` (once, however many requests failed with it) and reconnect."""
+        if self._client is not client or self._closing:
+            return
+        self._client = None
+        self._publish_ready()
         log.warning("producer.abandoned", reason=why)
-        task = asyncio.create_task(_abandon(p))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        client.close(purge=True)
         self._connector = asyncio.create_task(self._connect_loop(), name="kafka-reconnect")
-
-
-async def _send(p: AIOKafkaProducer, records: Sequence[Record]) -> list[Stored]:
-    futures = [
-        await p.send(r.topic, r.value, key=r.key, headers=list(r.headers) or None, timestamp_ms=r.timestamp_ms)
-        for r in records
-    ]
-    metas = await asyncio.gather(*futures)
-    return [Stored(m.topic, m.partition, m.offset) for m in metas]
-
-
-async def _abandon(p: AIOKafkaProducer) -> None:
-    """Drop ``p`` without delivering its queued batches (aiokafka has no public way to do that)."""
-    sender = getattr(p, "_sender", None)
-    task = getattr(sender, "sender_task", None)
-    if task is not None:
-        task.cancel()  # stops draining the accumulator into produce requests
-    accumulator = getattr(p, "_message_accumulator", None)
-    if accumulator is not None:
-        accumulator.fail_all(KafkaError("producer abandoned after a produce failure"))
-    await _stop_quietly(p)
-
-
-async def _stop_quietly(p: AIOKafkaProducer) -> None:
-    try:
-        await asyncio.wait_for(p.stop(), 5.0)
-    except Exception as e:  # best effort clean-up of a dead producer
-        log.debug("producer.stop_failed", error=repr(e))

@@ -153,6 +153,15 @@ class IngressSettings(_Base):
     agent_tokens: list[SecretStr] = Field(default_factory=list)
     max_record_bytes: int = 31 * 1024 * 1024  # a body (and its raw record) must fit the raw topic's max.message.bytes (32 MiB)
     retry_after_s: int = 5  # Retry-After of the 503 answered when Kafka did not acknowledge
+    linger_ms: float = 1.0  # librdkafka linger: records of concurrent requests share a produce request
+    workers: int = 1  # processes serving the port (SO_REUSEPORT); each has its own producer
+    # Dedup of redeliveries on the claim log (adapters/dedup.py): an id stored within the horizon is
+    # never written again. The horizon covers the longest documented retry horizon (Meta, RBM: 7 d);
+    # parley.ingress.claims keeps 9 d, so raise its retention with it.
+    dedup: bool = True
+    dedup_horizon_s: int = 8 * 24 * 3600
+    dedup_claim_ttl_s: float = 30.0  # an unresolved claim older than this is checked against the topics
+    dedup_wait_s: float = 2.0  # how long a redelivery waits for another attempt still storing the same ids
 
 
 class WorkerSettings(_Base):

@@ -153,7 +153,7 @@ CASES = {
 }
 
 
-async def test_every_channel_reaches_kafka_and_a_redelivery_keeps_its_event_id(applied_topics) -> None:
+async def test_every_channel_reaches_kafka_once_however_often_it_is_delivered(applied_topics) -> None:
     answers: dict[str, tuple[int, str]] = {}
     async with Running(applied_topics, public_base_url=PUBLIC) as ing:
         await ing.ready()
@@ -164,7 +164,7 @@ async def test_every_channel_reaches_kafka_and_a_redelivery_keeps_its_event_id(a
                     answers[name] = (resp.status, await resp.text())
     assert all(status == 200 for status, _ in answers.values()), answers
     assert answers["wechat"][1] == "success" and "<Response" in answers["twilio"][1]
-    got = await read(applied_topics, topics.MESSAGES, 2 * len(CASES))
+    got = await read(applied_topics, topics.MESSAGES, len(CASES))
     by_channel_message: dict[str, list[dict[str, Any]]] = {}
     for record, event in got:
         assert record.key.decode() == event["envelope"]["partition_key"]
@@ -172,8 +172,7 @@ async def test_every_channel_reaches_kafka_and_a_redelivery_keeps_its_event_id(a
         by_channel_message.setdefault(event["channel_message_id"], []).append(event)
     for name, (_, key, channel_message_id) in CASES.items():
         events = by_channel_message.get(channel_message_id)
-        assert events and len(events) == 2, (name, sorted(by_channel_message))
-        assert len({e["envelope"]["event_id"] for e in events}) == 1, name  # redelivery recognised
+        assert events and len(events) == 1, (name, sorted(by_channel_message))  # the redelivery is not stored
         assert events[0]["envelope"]["partition_key"] == key, name
         assert events[0]["envelope"]["event_type"] == "MessageReceived", name
     whatsapp_event = by_channel_message["wamid.HBgLMzM2MTIzNDU2NzgVAgASGBQzQUY"][0]
@@ -184,6 +183,9 @@ async def test_every_channel_reaches_kafka_and_a_redelivery_keeps_its_event_id(a
     assert email_event["subject"] == "Commande 4512" and email_event["sender"]["email"] == "zoe@example.fr"
     assert email_event["attachments"][0]["mime_type"] == "application/pdf"
     assert email_event["attachments"][0]["media_id"] is None or "%PDF" not in email_event["attachments"][0]["media_id"]
+    raws = await read(applied_topics, topics.RAW_INGRESS, len(CASES))
+    ids = [e["envelope"]["event_id"] for _, e in raws]
+    assert len(ids) == len(set(ids))  # byte-identical redeliveries: one raw record (e-mail's boundary differs)
 
 
 async def test_handshakes_are_answered_and_store_nothing(applied_topics) -> None:
