@@ -118,7 +118,7 @@ class _Phrases:
         groups = "|".join(f"(?P<zzphr{lang}{i}>{_phrase_body(p)})" for i, (p, _) in enumerate(ordered))
         pattern = f"(?<= )(?:{groups})(?= )" if folded else rf"(?i)\b(?:{groups})\b"
         self._regex = re.compile(pattern) if ordered else None
-        pieces = [max(re.split("[*']", p.replace(" ", "'")), key=len) for p, _ in ordered]
+        pieces = sorted({max(re.split("[*']", p.replace(" ", "'")), key=len) for p, _ in ordered})
         self._pieces = pieces if all(p and p.isascii() and p == p.lower() for p in pieces) else None
         self._by_first = _by_first_word([(f"zzphr{lang}{i}", p) for i, (p, _) in enumerate(ordered)])
 
@@ -220,16 +220,17 @@ class SentimentAnalyzer:
         if folded is None or with_tokens != text:
             folded = fold(with_tokens)
         tokens = self._fr_phrases.replace_words(folded.split())
-        values = _apply_contrast(tokens, [self._valence(tokens, i) for i in range(len(tokens))])
+        lexicon = self._fr.get
+        values = [self._valence(tokens, i, value) if (value := lexicon(token)) else 0.0
+                  for i, token in enumerate(tokens)]
+        values = _apply_contrast(tokens, values)
         total = sum(values)
         if total:
             total += math.copysign(min(text.count("!"), MAX_EXCLAMATIONS) * EXCLAMATION_BOOST, total)
         return total / math.sqrt(total * total + NORMALISATION_ALPHA)
 
-    def _valence(self, tokens: list[str], i: int) -> float:
-        value = self._fr.get(tokens[i])
-        if not value:
-            return 0.0
+    def _valence(self, tokens: list[str], i: int, value: float) -> float:
+        """The lexicon ``value`` of ``tokens[i]`` after boosters and negation."""
         for distance, decay in ((1, 1.0), (2, 0.95)):
             if i >= distance and tokens[i - distance] in self._boosters:
                 # a booster > 0 pushes away from zero, a dampener (< 0) towards it

@@ -27,6 +27,10 @@ from vaderSentiment.vaderSentiment import (
 )
 
 _NEGATE = frozenset(NEGATE)
+_PUNCTUATION = string.punctuation
+# The first words of VADER's idioms and two-word boosters: a sequence of words can only
+# be one of them if it starts with one of these.
+_IDIOM_STARTS = frozenset(k.split()[0] for k in [*SPECIAL_CASES, *BOOSTER_DICT] if " " in k)
 
 
 class VaderCompound:
@@ -43,7 +47,8 @@ class VaderCompound:
         if not self._emoji.isdisjoint(text):
             text = self._describe_emoji(text)
         text = text.strip()
-        words = [_strip_punc_if_word(token) for token in text.split()]
+        # VADER's _strip_punc_if_word: punctuation off, unless that leaves 2 letters or fewer (":)")
+        words = [token if len(bare := token.strip(_PUNCTUATION)) <= 2 else bare for token in text.split()]
         lower = [w.lower() for w in words]
         if self._lexicon.keys().isdisjoint(lower):
             return 0.0  # every valence is 0: so is the sum, whatever the punctuation
@@ -105,11 +110,6 @@ class VaderCompound:
         return valence
 
 
-def _strip_punc_if_word(token: str) -> str:
-    stripped = token.strip(string.punctuation)
-    return token if len(stripped) <= 2 else stripped
-
-
 def _scalar_inc_dec(word: str, word_lower: str, valence: float, is_cap_diff: bool) -> float:
     scalar = 0.0
     if word_lower in BOOSTER_DICT:
@@ -148,6 +148,9 @@ def _negation_check(valence: float, lower: list[str], start_i: int, i: int) -> f
 
 
 def _special_idioms_check(valence: float, lower: list[str], i: int) -> float:
+    # Every sequence below starts at i-3, i-2, i-1 or i: none can match without an idiom start.
+    if _IDIOM_STARTS.isdisjoint(lower[i - 3:i + 1]):
+        return valence
     onezero = f"{lower[i - 1]} {lower[i]}"
     twoonezero = f"{lower[i - 2]} {lower[i - 1]} {lower[i]}"
     twoone = f"{lower[i - 2]} {lower[i - 1]}"
