@@ -5,11 +5,16 @@ Pure and deterministic: the same text always gives the same answer.
 * ``fold(text)``: lower-case, accent-free, punctuation-free text padded with one
   space on each side (``" je n ai pas recu "``), the form every matcher of this
   package works on, so patterns and lexicons are accent- and case-insensitive.
-* ``LanguageDetector``: lingua restricted to a configurable set of languages
+* ``LanguageDetector``: first a cheap pass over words that point to one
+  language (``data/function_words.toml``: "the", "my", "vous", "commande"...),
+  which decides clear English and French messages on its own; lingua,
+  restricted to a configurable set of languages, for the others
   (high-accuracy mode: on short chat messages the low-accuracy mode is ~3x
   faster but clearly worse, see ``bench/enrich_accuracy.py``), plus a small
   table of chat words (``bjr``, ``thx``, ``merci``...) that settles the
-  short or unaccented messages lingua is unsure about.
+  short or unaccented messages lingua is unsure about. Lingua costs 50 to
+  500 µs a message, the first pass a few µs; on the labelled messages it
+  decides about 85 % of them and never differs from the labels.
 * ``get_detector(languages)``: one shared detector per language set (building
   one takes about a second and a few hundred MB, so it is built once).
 """
@@ -18,13 +23,26 @@ from __future__ import annotations
 
 import re
 import string
+import tomllib
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
-from lingua import IsoCode639_1, LanguageDetectorBuilder
+from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
 DEFAULT_LANGUAGES: tuple[str, ...] = ("en", "fr", "es", "de", "it", "pt", "nl")
+FUNCTION_WORDS = Path(__file__).parent / "data" / "function_words.toml"
+
+# The first pass decides a language with at least FIRST_PASS_MIN_WORDS of its
+# words and none of another's, or at least FIRST_PASS_MIN_MIXED and
+# FIRST_PASS_MIXED_RATIO times those of all others ("email", a name). Its
+# confidence: each word beyond the others' halves the doubt (2 -> 0.75,
+# 4 -> 0.94), close to lingua's own figures on the same messages.
+FIRST_PASS_MIN_WORDS = 2
+FIRST_PASS_MIN_MIXED = 3
+FIRST_PASS_MIXED_RATIO = 4
 
 # Lingua is unreliable on short or unaccented chat messages; below this
 # confidence the chat markers below may overrule it: always for texts of at
@@ -105,8 +123,45 @@ class DetectedLanguage:
 UNDETECTED = DetectedLanguage(None, 0.0)
 
 
+class FunctionWords:
+    """The detector's first pass: words that point to one language, counted on folded text."""
+
+    def __init__(self, languages: tuple[str, ...], path: Path = FUNCTION_WORDS) -> None:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))["languages"]
+        words = {lang: set(spec["words"].split()) for lang, spec in table.items()}
+        listed = Counter(w for ws in words.values() for w in ws)
+        self._language_of = {w: lang for lang, ws in words.items() for w in ws if listed[w] == 1}
+        # Per language it may decide: a non-ASCII letter it does not use.
+        self._foreign = {
+            lang: re.compile(f"[^\\x00-\\x7f{re.escape(spec['letters'] + spec['letters'].upper())}]")
+            for lang, spec in table.items() if spec.get("settle") and lang in languages
+        }
+
+    def decide(self, text: str, words: list[str]) -> DetectedLanguage | None:
+        """The language ``words`` (of folded ``text``) clearly point to, or None."""
+        counts: dict[str, int] = {}
+        for word in words:
+            lang = self._language_of.get(word)
+            if lang is not None:
+                counts[lang] = counts.get(lang, 0) + 1
+        if not counts:
+            return None
+        lang = max(counts, key=counts.__getitem__)
+        own, others = counts[lang], sum(counts.values()) - counts[lang]
+        if lang not in self._foreign or own < (FIRST_PASS_MIN_WORDS if not others else FIRST_PASS_MIN_MIXED):
+            return None
+        if own < FIRST_PASS_MIXED_RATIO * others or self._has_foreign_letter(lang, text):
+            return None
+        return DetectedLanguage(lang, 1.0 - 0.5 ** (own - others))
+
+    def _has_foreign_letter(self, lang: str, text: str) -> bool:
+        if text.isascii():
+            return False
+        return any(m.group().isalpha() for m in self._foreign[lang].finditer(text))
+
+
 class LanguageDetector:
-    """Lingua restricted to ``languages`` (ISO 639-1 codes), plus chat markers."""
+    """First pass on function words, then lingua restricted to ``languages`` (ISO 639-1 codes), plus chat markers."""
 
     def __init__(self, languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> None:
         if len(languages) < 2:
@@ -118,7 +173,9 @@ class LanguageDetector:
             .with_preloaded_language_models()
             .build()
         )
+        self._codes = {Language.from_iso_code_639_1(iso): code for iso, code in zip(codes, languages)}
         self._markers = {k: v for k, v in CHAT_MARKERS.items() if k in languages}
+        self._first_pass = FunctionWords(self.languages)
 
     def detect(self, text: str | None, folded: str | None = None) -> DetectedLanguage:
         """Detect the language of ``text``; ``UNDETECTED`` if it has no letters.
@@ -127,16 +184,17 @@ class LanguageDetector:
         """
         if not text or not _LETTER.search(text):
             return UNDETECTED
-        values = {
-            v.language.iso_code_639_1.name.lower(): v.value
-            for v in self._lingua.compute_language_confidence_values(text)
-        }
+        words = (fold(text) if folded is None else folded).split()
+        return self._first_pass.decide(text, words) or self.detect_with_lingua(text, words)
+
+    def detect_with_lingua(self, text: str, words: list[str]) -> DetectedLanguage:
+        """Lingua's answer for a text with letters, or the chat markers' when lingua is unsure."""
+        values = {self._codes[v.language]: v.value for v in self._lingua.compute_language_confidence_values(text)}
         if not values:
             return UNDETECTED
         best = max(values, key=values.__getitem__)  # ties: lingua's order
         if values[best] >= UNSURE_CONFIDENCE:
             return DetectedLanguage(best, values[best])
-        words = (fold(text) if folded is None else folded).split()
         return self._from_markers(words, values) or DetectedLanguage(best, values[best])
 
     def _from_markers(self, words: list[str], values: dict[str, float]) -> DetectedLanguage | None:

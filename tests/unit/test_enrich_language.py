@@ -1,12 +1,16 @@
 """Language detection and text folding (streams.enrich.language)."""
 
+import json
 import random
 import re
 import unicodedata
+from pathlib import Path
 
 import pytest
 
-from streams.enrich.language import DEFAULT_LANGUAGES, LanguageDetector, fold, get_detector
+from streams.enrich.language import DEFAULT_LANGUAGES, FunctionWords, LanguageDetector, fold, get_detector
+
+LABELLED = Path(__file__).parents[1] / "data" / "labelled_messages.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +99,90 @@ def test_detector_only_answers_its_languages():
 def test_rejects_bad_language_sets(languages):
     with pytest.raises(ValueError):
         LanguageDetector(languages)
+
+
+# --- first pass: words that point to one language --------------------------------------------
+
+OTHER_LANGUAGES = {
+    "es": ["Hola, quiero cancelar mi pedido, por favor.", "¿Dónde está mi paquete? Lo pedí hace una semana.",
+           "No puedo entrar en mi cuenta desde ayer", "Gracias por la ayuda, todo bien",
+           "Buenos días, tengo una pregunta sobre la factura", "mi pedido no ha llegado todavía"],
+    "de": ["Guten Tag, ich möchte meine Bestellung stornieren.", "Wo ist mein Paket? Ich warte seit einer Woche.",
+           "Ich kann mich nicht in mein Konto einloggen", "Das Produkt ist kaputt angekommen, ich will mein Geld zurück",
+           "Meine Bestellung ist immer noch nicht da", "Danke für die schnelle Hilfe"],
+    "it": ["Buongiorno, vorrei annullare il mio ordine.", "Dov'è il mio pacco? L'ho ordinato una settimana fa.",
+           "Non riesco ad accedere al mio account da ieri", "Grazie per l'aiuto, tutto risolto",
+           "il mio ordine non è ancora arrivato", "Ciao, ho una domanda sulla fattura"],
+    "pt": ["Olá, quero cancelar a minha encomenda.", "Onde está o meu pacote? Encomendei há uma semana.",
+           "Não consigo entrar na minha conta desde ontem", "Obrigado pela ajuda, tudo certo",
+           "a minha encomenda ainda não chegou", "Bom dia, tenho uma pergunta sobre a fatura"],
+    "nl": ["Hallo, ik wil mijn bestelling annuleren alstublieft.", "Waar is mijn pakket? Ik heb een week geleden besteld.",
+           "Ik kan sinds gisteren niet inloggen op mijn account", "Het product kwam kapot aan en ik wil mijn geld terug",
+           "mijn bestelling is nog steeds niet aangekomen", "Goedemorgen, ik heb een vraag over de factuur"],
+}
+
+
+def first_pass(detector, text):
+    return detector._first_pass.decide(text, fold(text).split())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Where is my order 123456? It should have arrived yesterday.", "en"),
+        ("I want to talk to a human please", "en"),
+        ("Thanks, that solved it!", "en"),
+        ("Bonjour, ma commande 123456 n'est toujours pas arrivée, c'est inadmissible !", "fr"),
+        ("Pouvez-vous m'aider avec ma facture 123456 ?", "fr"),
+        ("Je voudrais annuler ma commande 123456", "fr"),
+        ("Quelqu'un a modifié l'adresse email de mon compte", "fr"),  # "email": one English word among many
+    ],
+)
+def test_first_pass_decides_clear_english_and_french(detector, text, expected):
+    decided = first_pass(detector, text)
+    assert decided is not None and decided.code == expected
+    assert 0.5 < decided.confidence < 1.0
+    assert detector.detect(text) == decided
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "merci",                                          # one word: lingua and the chat markers decide
+        "Hello, je voudrais savoir where is my order",    # mixed
+        "Where is my order? Gracias por la ayuda",        # Spanish words against
+        "Thank you, the jalapeño sauce was great",        # a letter English does not use
+        "Où est ma commande ? Danke schön",               # German words against
+        "¿Dónde está mi paquete? My order is late",
+    ],
+)
+def test_first_pass_leaves_mixed_or_doubtful_texts_to_lingua(detector, text):
+    assert first_pass(detector, text) is None
+
+
+@pytest.mark.parametrize(("language", "text"), [(k, t) for k, texts in OTHER_LANGUAGES.items() for t in texts])
+def test_first_pass_never_decides_other_languages(detector, language, text):
+    assert first_pass(detector, text) is None
+    assert detector.detect(text).code == language
+
+
+def test_first_pass_agrees_with_every_labelled_message(detector):
+    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    decided = [(row, first_pass(detector, row["text"])) for row in rows]
+    decided = [(row, d) for row, d in decided if d is not None]
+    assert len(decided) > 0.8 * len(rows)
+    assert [row["text"] for row, d in decided if d.code != row["language"]] == []
+
+
+def test_first_pass_only_decides_the_detector_languages():
+    assert get_detector(("es", "de")).detect("Where is my order? It should have arrived.").code in {"es", "de"}
+
+
+def test_a_word_listed_for_two_languages_points_to_neither(tmp_path):
+    path = tmp_path / "words.toml"
+    path.write_text('version = 1\n[languages.en]\nsettle = true\nletters = ""\nwords = "the my is"\n'
+                    '[languages.nl]\nwords = "is het"\n', encoding="utf-8")
+    words = FunctionWords(("en", "nl"), path)
+    assert words.decide("the my", ["the", "my"]).code == "en"
+    assert words.decide("the is", ["the", "is"]) is None  # "is" is Dutch too: one English word left
+    assert words.decide("het is", ["het", "is"]) is None  # Dutch is not decided here
