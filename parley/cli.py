@@ -132,7 +132,7 @@ def ingress(
 def worker() -> None:
     """The Faust stream processors: identity, threads, enrichment, routing, KPIs."""
     from parley.settings import WorkerSettings
-    from streams.worker import run
+    from streams.runtime.worker import run
 
     run(WorkerSettings())
 

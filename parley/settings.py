@@ -165,18 +165,27 @@ class IngressSettings(_Base):
 
 
 class WorkerSettings(_Base):
-    """`parley worker`: the Faust stream processors."""
+    """`parley worker`: the stream processors (``streams/``)."""
 
     app_id: str = "parley-streams"
-    store: str = "memory://"  # or rocksdb://
-    web_port: int = 6066
+    # static group membership: a restarted worker with the same id takes its partitions back at
+    # once; unique per running worker. None: dynamic membership (a restart rebalances).
+    instance_id: str | None = None
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
+    lateness_ms: int = 2000  # how late (event time) a record from outside may come and still be in order
+    idle_ms: int = 1000  # a caught-up source quiet this long no longer holds event time back
+    max_batch: int = 5000  # records read per turn
+    commit_interval_ms: int = 50  # a transaction (outputs, state, offsets) is committed this often
+    poll_ms: int = 20  # how long a turn waits for records when there are none
+    fetch_wait_ms: int = 10  # the broker's wait for a fetch to fill (latency vs requests)
+    linger_ms: int = 2
+    session_timeout_ms: int = 10_000  # a member silent this long loses its partitions
+    stats_interval_s: float = 10.0
     routing_file: Path | None = Path("config/routing.toml")  # None: built-in rules for every tenant
     intents_file: Path | None = None
     reopen_window_s: int = 7 * 24 * 3600
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     continue_window_s: int = 3 * 24 * 3600  # an open thread idle longer is not continued by a subject-less message
     auto_resolve_after_s: int = 8 * 3600  # business had the last word, customer silent: resolved (0: never)
-    web_enabled: bool = True  # Faust's web server (stats, health) on web_port
     apply_topics: bool = True  # create/update the topic catalogue at start (idempotent)
 
 

@@ -10,13 +10,16 @@ Watermarks. A task's input watermark is the smallest of its *active* sources: (a
 watermarks published by the upstream tasks that write its sequenced inputs, each usable only
 once this task has read their data up to the end offsets published with it, and (b) for records
 from outside the stream runtime (ingress, agent API: no ``pt`` header), the latest event time
-seen on the partition minus ``lateness_ms``. A source is *idle* when it is caught up and has
-been quiet for ``idle_ms`` (an upstream task is idle when all its own sources are and it has
-read all its input): an idle
-source does not hold the others back, and when every source is idle, event time stands at the
-latest time any of them reached, so the last records are released and timers up to that time
-fire, but no further. After a release, the task publishes that watermark as its own:
-everything it emits later is caused by later records or timers.
+seen on the partition minus ``lateness_ms``, a bound that shrinks as the partition stays
+caught up and quiet (event time goes on while nothing comes). A source is *idle* once caught
+up and quiet for ``idle_ms`` (an upstream task is idle when all its sources are and it has read
+all its input): an idle source does not hold the others back, and when every source is idle,
+event time stands at the latest time any of them reached, so the last records are released
+and timers up to that time fire, but no further. After a release, the task publishes that
+watermark as its own: everything it emits later is caused by later records or timers.
+
+A record from outside older than its partition's watermark is *late*: processed at once,
+counted (``late``), and outside the guarantee that the output is a function of the input set.
 """
 
 from __future__ import annotations
@@ -195,11 +198,17 @@ class Task:
         return combine(sources, self.seq.frontier)
 
     def _external(self, clock: _Clock, now: float) -> tuple[int, bool] | None:
+        """Records from outside: the newest time seen minus the lateness bound; once the
+        partition is caught up and quiet, the bound shrinks with the quiet time (event time
+        goes on while nothing comes), and after ``idle_ms`` the source is idle."""
         if clock.max_t is None:
             return None  # no outside producer has written here
-        if clock.caught_up and now - clock.last_wall >= self.env.idle_ms / 1000:
+        if not clock.caught_up:
+            return clock.max_t - self.env.lateness_ms, False
+        quiet_ms = (now - clock.last_wall) * 1000
+        if quiet_ms >= self.env.idle_ms:
             return clock.max_t, True
-        return clock.max_t - self.env.lateness_ms, False
+        return clock.max_t - max(0, self.env.lateness_ms - int(quiet_ms)), False
 
     def advance(self, table: Mapping[str, Upstream], now: float) -> None:
         """Release what the input watermark has passed, and fire due timers, in time order."""

@@ -1,0 +1,564 @@
+"""The Kafka side of the stream runtime: one consumer, one transactional producer, one loop.
+
+Each turn of the loop reads a batch from every assigned input partition, feeds the records to
+their tasks, advances every task to its input watermark (which releases held records and fires
+timers), and commits, in **one Kafka transaction**: the tasks' outputs, their stores' changelog
+records, their published watermarks and the consumer offsets. A crash anywhere aborts the
+transaction: outputs, state changes and offsets are all or nothing (exactly-once; readers of the
+outputs use ``read_committed``). ``processing_guarantee="at_least_once"`` writes the same
+records without a transaction (outputs and changelogs acknowledged, then offsets committed): a
+crash may then repeat outputs, under the same ids.
+
+Group membership: the consumer joins ``<prefix><app_id>`` with the ``range`` assignor, so a
+stage's co-partitioned inputs land on the same worker; with ``instance_id`` set, membership is
+static (a restarted worker takes its partitions back at once, no rebalance) and the
+transactional id is stable (its restart fences its predecessor's open transaction). Tasks are
+created on assignment, their stores restored from their stage's changelogs, and dropped on
+revocation. A stage has one compacted changelog, ``<prefix><app_id>-<stage>-state-changelog``,
+and, if some of its stores forget keys by age, ``...-recent-changelog`` (compact and delete by
+retention); a record's key is ``<store>\0<key>``. Few topics: a transaction's cost grows with
+the partitions it writes (the coordinator writes a commit marker into each).
+
+A transaction spans the turns of ``commit_interval_ms``: the commit's round trips are paid once
+per interval, not per batch. Watermarks go through ``<prefix><app_id>-watermarks`` (one
+partition, compacted, key = task id): each task's watermark, idle flag and the end offsets of
+what it wrote to sequenced topics. A watermark computed in a transaction is published in the
+next one, when the end offsets of the first are known (acknowledged at its commit), so a reader
+never uses a watermark before it has read the data it covers; the tasks of this process use it
+as soon as the first commits. Every worker reads the whole topic.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from parley import logs
+from parley.settings import WorkerSettings
+from schemas import topics
+from schemas.codec import codec_for
+from streams.runtime.stage import Stage
+from streams.runtime.task import Env, Output, Record, Task, Upstream
+
+log = logs.get("streams.worker")
+ORIGIN = "pt"  # header naming the task that produced a record
+
+
+@dataclass(frozen=True)
+class Names:
+    """Real topic names: catalogue topics with the prefix, internal ones with the app id too."""
+
+    prefix: str
+    app_id: str
+
+    def topic(self, name: str) -> str:
+        t = next((t for t in topics.INTERNAL if t.name == name), None)
+        if t is not None:
+            return topics.internal_name(self.prefix, self.app_id, t)
+        return f"{self.prefix}{name}"
+
+    def changelog(self, stage: str, kind: str) -> str:
+        """``kind``: "state" (compacted) or "recent" (stores that forget by age)."""
+        return f"{self.prefix}{self.app_id}-{stage}-{kind}-changelog"
+
+    def watermarks(self) -> str:
+        return f"{self.prefix}{self.app_id}-watermarks"
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}{self.app_id}"
+
+
+@dataclass
+class Stats:
+    """Counters since start, logged every ``interval`` seconds."""
+
+    records: int = 0
+    transactions: int = 0
+    commit_s: float = 0.0
+    per_stage: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+
+
+class Worker:
+    """Runs ``stages`` on the partitions the group assigns to this process."""
+
+    def __init__(self, settings: WorkerSettings, stages: list[Stage]) -> None:
+        self.settings = settings
+        self.stages = {s.name: s for s in stages}
+        k = settings.kafka
+        self.names = Names(k.topic_prefix, settings.app_id)
+        self.codec = codec_for(k.schema_registry_url,
+                               k.schema_registry_auth.get_secret_value() if k.schema_registry_auth else None)
+        from streams.topology import upstream
+
+        self.env = Env(self.codec, upstream(stages), settings.lateness_ms, settings.idle_ms, clock=time.monotonic)
+        self.readers = {i.topic.name: s for s in stages for i in s.inputs}
+        self._kinds = {s.name: {**{spec.name: "recent" if spec.retention_ms else "state" for spec in s.stores},
+                                "_meta": "state"} for s in stages}
+        self.real = {self.names.topic(name): name for name in self.readers}
+        self.watched = {i.topic.name for s in stages for i in s.inputs if i.sequenced}
+        self.exactly_once = settings.processing_guarantee == "exactly_once"
+        self.instance = settings.instance_id or f"dyn-{uuid.uuid4().hex[:8]}"
+        self.tasks: dict[str, Task] = {}
+        self.table: dict[str, Upstream] = {}
+        self.ends: dict[str, dict[str, int]] = defaultdict(dict)
+        self.published: dict[str, Any] = {}  # task id -> what was last published for it
+        self._marks: dict[str, tuple[int, bool]] = {}  # task id -> its latest output watermark
+        self._unpublished: set[str] = set()  # own tasks whose committed watermark is not published yet
+        self._offsets: dict[tuple[str, int], int] = {}  # offsets to commit with the open transaction
+        self._open: float | None = None  # when the open transaction began
+        self.stats = Stats()
+        self.stopping = False
+        self._delivery_error: KafkaError | None = None
+        self._callbacks: dict[str, Any] = {}
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def declare_topics(self) -> list[str]:
+        """Create the internal topics, changelogs and the watermarks topic (idempotent)."""
+        k = self.settings.kafka
+        admin = AdminClient(k.librdkafka_config())
+        wanted: dict[str, NewTopic] = {}
+        for t in topics.INTERNAL:
+            wanted[self.names.topic(t.name)] = NewTopic(self.names.topic(t.name), t.partitions, k.replication_factor,
+                                                        config=t.configs())
+        for s in self.stages.values():
+            name = self.names.changelog(s.name, "state")
+            wanted[name] = NewTopic(name, s.partitions, k.replication_factor,
+                                    config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})
+            retention = max((spec.retention_ms or 0 for spec in s.stores), default=0)
+            if retention:
+                name = self.names.changelog(s.name, "recent")
+                wanted[name] = NewTopic(name, s.partitions, k.replication_factor,
+                                        config={"cleanup.policy": "compact,delete", "retention.ms": str(retention)})
+        wanted[self.names.watermarks()] = NewTopic(self.names.watermarks(), 1, k.replication_factor,
+                                                   config={"cleanup.policy": "compact", "segment.ms": "600000"})
+        existing = set(admin.list_topics(timeout=30).topics)
+        missing = [t for name, t in wanted.items() if name not in existing]
+        if missing:
+            for name, fut in admin.create_topics(missing, request_timeout=30).items():
+                try:
+                    fut.result()
+                except KafkaException as e:
+                    if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise
+        _until_visible(admin, list(wanted))
+        return sorted(wanted)
+
+    def _consumer_config(self) -> dict[str, Any]:
+        conf = self.settings.kafka.librdkafka_config(**{
+            "group.id": self.names.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",
+            "enable.partition.eof": True,
+            "session.timeout.ms": self.settings.session_timeout_ms,
+            "max.poll.interval.ms": 600_000,
+            "fetch.wait.max.ms": self.settings.fetch_wait_ms,
+            "queued.max.messages.kbytes": 65536,
+        })
+        if self.settings.instance_id:
+            conf["group.instance.id"] = self.settings.instance_id
+        return conf
+
+    def _producer_config(self) -> dict[str, Any]:
+        conf = self.settings.kafka.librdkafka_config(**{
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": self.settings.linger_ms,
+            "batch.num.messages": 10_000,
+            "partitioner": "murmur2_random",  # Java's and aiokafka's default: keys land alike
+            # the broker answers CONCURRENT_TRANSACTIONS while a transaction's partitions are being
+            # added; at the default 100 ms back-off every commit would wait that long
+            "retry.backoff.ms": 5,
+            "message.max.bytes": topics.RAW_MAX_BYTES + 1024 * 1024,
+        })
+        if self.exactly_once:
+            conf["transactional.id"] = f"{self.names.group}-{self.instance}"
+            conf["transaction.timeout.ms"] = 60_000
+        return conf
+
+    def _side_consumer(self, **extra: Any) -> Consumer:
+        return Consumer(self.settings.kafka.librdkafka_config(**{
+            "group.id": f"{self.names.group}-side-{self.instance}", "enable.auto.commit": False,
+            "isolation.level": "read_committed", "enable.partition.eof": True, **extra}))
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self, *, max_seconds: float | None = None) -> None:
+        """Run until SIGTERM/SIGINT (or ``max_seconds``); commits what it did, then leaves."""
+        self.declare_topics()
+        self.producer = Producer(self._producer_config())
+        if self.exactly_once:
+            self.producer.init_transactions(60)
+        self.wm_reader = self._side_consumer()
+        self.wm_reader.assign([TopicPartition(self.names.watermarks(), 0, OFFSET_BEGINNING)])
+        self.consumer = Consumer(self._consumer_config())
+        self.consumer.subscribe(sorted(self.real), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(sig, self._stop)
+            except ValueError:  # not the main thread (tests run the worker in a thread)
+                pass
+        log.info("worker.started", instance=self.instance, group=self.names.group,
+                 guarantee=self.settings.processing_guarantee, stages=sorted(self.stages))
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        last_log = time.monotonic()
+        try:
+            while not self.stopping and (deadline is None or time.monotonic() < deadline):
+                self.turn()
+                if time.monotonic() - last_log >= self.settings.stats_interval_s:
+                    self._log_stats()
+                    last_log = time.monotonic()
+            self.turn(poll_s=0)
+        finally:
+            self.close()
+
+    def _stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def turn(self, poll_s: float | None = None) -> None:
+        """One batch: read, feed, advance, write into the open transaction; commit it when it
+        is ``commit_interval_ms`` old (or the worker stops)."""
+        timeout = self.settings.poll_ms / 1000 if poll_s is None else poll_s
+        msgs = self.consumer.consume(self.settings.max_batch, timeout)
+        now = time.monotonic()
+        self._read_watermarks()
+        fed = 0
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    task = self._task_for(m.topic(), m.partition())
+                    if task is not None:
+                        task.clocks[self.real[m.topic()]].caught_up = True
+                    continue
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("worker.consume_error", error=str(err))
+                continue
+            name = self.real[m.topic()]
+            task = self.tasks.get(f"{self.readers[name].name}/{m.partition()}")
+            if task is None:
+                continue  # revoked in this very call
+            task.clocks[name].caught_up = False
+            headers = m.headers()
+            origin = next((v.decode() for k, v in headers if k == ORIGIN), None) if headers else None
+            task.feed(Record(name, m.partition(), m.offset(), m.key(), m.value(), origin), now)
+            fed += 1
+        for task in self.tasks.values():
+            task.advance(self.table, now)
+        self.stats.records += fed
+        try:
+            self._write(fed)
+            if self._open is not None and (self.stopping or poll_s == 0
+                                           or now - self._open >= self.settings.commit_interval_ms / 1000):
+                self._commit()
+        except KafkaException as e:
+            self._recover(e)
+
+    def _task_for(self, real_topic: str, partition: int) -> Task | None:
+        name = self.real.get(real_topic)
+        return None if name is None else self.tasks.get(f"{self.readers[name].name}/{partition}")
+
+    # --- transactions ------------------------------------------------------------------------
+
+    def _write(self, fed: int) -> None:
+        """Take every task's outputs, changelog records and offsets into the open transaction
+        (opened here when there is something to write)."""
+        batch = [(task, *task.finish()) for task in self.tasks.values()]
+        marks = {t.id: t.output_watermark() for t in self.tasks.values()}
+        changed = {tid for tid, mark in marks.items() if self._marks.get(tid) != mark}
+        if not (fed or changed or self._unpublished or any(o or c for _, o, c, _ in batch)):
+            return
+        if self._open is None:
+            if self.exactly_once:
+                self.producer.begin_transaction()
+            self._open = time.monotonic()
+            self._publish_watermarks()
+        self._produce(batch)
+        for task, _, _, offsets in batch:
+            for name, off in offsets.items():
+                self._offsets[(self.names.topic(name), task.partition)] = off
+        self._marks.update(marks)
+        self._check_delivery()
+
+    def _commit(self) -> None:
+        """Commit the open transaction with the offsets; then the watermarks computed in it are
+        final for this process's tasks, and go to the other workers with the next one (their
+        end offsets are known once this transaction's data is acknowledged)."""
+        t0 = time.perf_counter()
+        offsets = [TopicPartition(t, p, off) for (t, p), off in self._offsets.items()]
+        if self.exactly_once:
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+        else:
+            self.producer.flush(60)
+            self._check_delivery()
+            if offsets:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        self._check_delivery()
+        self._open = None
+        self._offsets.clear()
+        for tid, (w, idle) in self._marks.items():
+            if tid in self.tasks:
+                self.table[tid] = Upstream(w, idle, dict(self.ends[tid]))
+                self._unpublished.add(tid)
+        self.stats.transactions += 1
+        self.stats.commit_s += time.perf_counter() - t0
+        for task in self.tasks.values():
+            counts = self.stats.per_stage[task.stage.name]
+            for k, v in task.counts.items():
+                counts[k] += v
+                task.counts[k] = 0
+
+    def _produce(self, batch: Iterable[tuple[Task, list[Output], list, dict]]) -> None:
+        produce = self.producer.produce
+        for task, outs, changes, _ in batch:
+            headers = [(ORIGIN, task.id.encode())]
+            cb = self._callback(task.id)
+            for out in outs:
+                real = self.names.topic(out.topic)
+                if out.topic in self.watched:
+                    self._produce_one(produce, real, out.key, out.value, headers, cb)
+                else:
+                    self._produce_one(produce, real, out.key, out.value, headers, None)
+            stage = task.stage.name
+            kinds = self._kinds[stage]
+            for store, key, value in changes:
+                self._produce_one(produce, self.names.changelog(stage, kinds[store]), store.encode() + b"\0" + key,
+                                  value, None, None, partition=task.partition)
+
+    def _produce_one(self, produce: Any, topic: str, key: bytes, value: bytes | None, headers: Any,
+                     cb: Any, partition: int = -1) -> None:
+        while True:
+            try:
+                if cb is None:
+                    produce(topic, value, key, partition=partition, headers=headers,
+                            on_delivery=self._on_error)
+                else:
+                    produce(topic, value, key, partition=partition, headers=headers, on_delivery=cb)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+    def _callback(self, task_id: str) -> Any:
+        cb = self._callbacks.get(task_id)
+        if cb is None:
+            ends = self.ends[task_id]
+            real = {self.names.topic(name): name for name in self.watched}
+
+            def cb(err: KafkaError | None, msg: Any) -> None:
+                if err is not None:
+                    self._delivery_error = err
+                    return
+                key = f"{real[msg.topic()]}/{msg.partition()}"
+                end = msg.offset() + 1
+                if end > ends.get(key, 0):
+                    ends[key] = end
+
+            self._callbacks[task_id] = cb
+        return cb
+
+    def _on_error(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self._delivery_error = err
+
+    def _check_delivery(self) -> None:
+        if self._delivery_error is not None:
+            err, self._delivery_error = self._delivery_error, None
+            raise KafkaException(err)
+
+    def _publish_watermarks(self) -> None:
+        """Into the transaction just opened: what the last commit made final."""
+        topic = self.names.watermarks()
+        for tid in sorted(self._unpublished):
+            up = self.table.get(tid)
+            if up is None or tid not in self.tasks:
+                continue
+            sig = (up.watermark, up.idle, tuple(sorted(up.ends.items())))
+            if self.published.get(tid) != sig:
+                self.producer.produce(topic, orjson.dumps({"w": up.watermark, "idle": up.idle, "ends": up.ends}),
+                                      tid.encode(), on_delivery=self._on_error)
+                self.published[tid] = sig
+        self._unpublished.clear()
+
+    def _read_watermarks(self) -> None:
+        for m in self.wm_reader.consume(10_000, 0):
+            if m.error() is not None or m.value() is None:
+                continue
+            tid = m.key().decode()
+            if tid in self.tasks:
+                continue  # our own: the table already has it
+            d = orjson.loads(m.value())
+            self.table[tid] = Upstream(d["w"], d["idle"], d["ends"])
+
+    def _recover(self, e: KafkaException) -> None:
+        """A transaction failed: abort it, forget the tasks' memory, restart them from their
+        changelogs and the committed offsets. A fenced producer (another instance with our
+        transactional id) cannot go on: stop."""
+        err = e.args[0] if e.args else None
+        log.error("worker.transaction_failed", error=str(e))
+        if isinstance(err, KafkaError) and err.fatal():
+            raise e
+        self._open = None
+        self._offsets.clear()
+        self._marks.clear()
+        if self.exactly_once:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as abort_error:
+                log.error("worker.abort_failed", error=str(abort_error))
+                raise
+        assigned = self.consumer.assignment()
+        self._on_revoke(self.consumer, assigned)
+        self._on_assign(self.consumer, assigned)
+        committed = self.consumer.committed(assigned, timeout=30)
+        for tp in committed:
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+
+    # --- assignment --------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        t0 = time.monotonic()
+        wanted: dict[str, list[TopicPartition]] = defaultdict(list)
+        for tp in partitions:
+            name = self.real[tp.topic]
+            wanted[f"{self.readers[name].name}/{tp.partition}"].append(tp)
+        new = [tid for tid in wanted if tid not in self.tasks]
+        committed = {(tp.topic, tp.partition): tp.offset
+                     for tp in consumer.committed([tp for tid in new for tp in wanted[tid]], timeout=30)}
+        self._read_watermarks()
+        for tid in new:
+            stage_name, p = tid.rsplit("/", 1)
+            task = Task(self.stages[stage_name], int(p), self.env)
+            self._restore(task)
+            offsets = {self.real[tp.topic]: max(committed[(tp.topic, tp.partition)], 0) for tp in wanted[tid]}
+            task.start(offsets, time.monotonic())
+            up = self.table.get(tid)
+            if up is not None:
+                self.ends[tid].update(up.ends)
+            self.tasks[tid] = task
+        log.info("worker.assigned", tasks=len(new), total=len(self.tasks),
+                 restore_s=round(time.monotonic() - t0, 3))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {f"{self.readers[self.real[tp.topic]].name}/{tp.partition}" for tp in partitions}
+        for tid in gone:
+            self.tasks.pop(tid, None)
+            self.published.pop(tid, None)
+        if gone:
+            log.info("worker.revoked", tasks=len(gone), total=len(self.tasks))
+
+    def _restore(self, task: Task) -> None:
+        """Read the task's changelog partitions from the start into its stores."""
+        stores = task.all_stores()
+        topics_ = {self.names.changelog(task.stage.name, kind) for kind in self._kinds[task.stage.name].values()}
+        reader = self._side_consumer()
+        try:
+            ends = {}
+            for topic in sorted(topics_):
+                lo, hi = _watermark_offsets(reader, TopicPartition(topic, task.partition))
+                if hi > lo:
+                    ends[topic] = hi
+            if not ends:
+                return
+            reader.assign([TopicPartition(t, task.partition, OFFSET_BEGINNING) for t in ends])
+            done: set[str] = set()
+            while len(done) < len(ends):
+                for m in reader.consume(10_000, 1.0):
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            done.add(m.topic())
+                        continue
+                    store, _, key = m.key().partition(b"\0")
+                    stores[store.decode()].restore(key, m.value())
+                    if m.offset() + 1 >= ends[m.topic()]:
+                        done.add(m.topic())
+        finally:
+            reader.close()
+
+    # --- end -----------------------------------------------------------------------------------
+
+    def _log_stats(self) -> None:
+        s = self.stats
+        log.info("worker.stats", records=s.records, transactions=s.transactions,
+                 commit_ms=round(1000 * s.commit_s / max(1, s.transactions), 2),
+                 held=sum(len(t.seq) for t in self.tasks.values()),
+                 stages={k: dict(v) for k, v in s.per_stage.items()})
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+        try:
+            self.wm_reader.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.producer.flush(10)
+        log.info("worker.stopped", records=self.stats.records, transactions=self.stats.transactions)
+
+
+_NOT_READY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
+
+
+def _watermark_offsets(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """(low, high) offsets, retried while a new partition has no leader yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10)
+        except KafkaException as e:
+            code = e.args[0].code()
+            if time.monotonic() > deadline or not (e.args[0].retriable() or code in _NOT_READY):
+                raise
+            time.sleep(0.2)
+
+
+def _until_visible(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=10)
+        missing = [n for n in names if n not in md.topics or md.topics[n].error is not None
+                   or any(p.leader < 0 for p in md.topics[n].partitions.values())]
+        if not missing:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"topics not visible after {timeout_s}s: {missing[:5]}")
+
+
+def run(settings: WorkerSettings, stages: list[Stage] | None = None) -> None:
+    """`parley worker`: apply the topic catalogue (if enabled), then run until stopped."""
+    logs.configure(settings.log, service="worker")
+    log.info("worker.starting", settings=settings.safe_dict())
+    if settings.apply_topics:
+        import asyncio
+
+        from parley import topics_admin
+
+        for line in asyncio.run(topics_admin.apply(settings.kafka)):
+            log.debug("worker.topic", line=line)
+    if stages is None:
+        from streams import topology
+
+        stages = topology.build(settings)
+    Worker(settings, stages).run()
+
