@@ -194,15 +194,16 @@ class IntentClassifier:
 
     def classify_folded(self, folded: str) -> tuple[Intent, ...]:
         """:meth:`classify` for a text already passed through :func:`fold`."""
+        scores: dict[int, float] = {}  # config order -> score
+        for order, index in self._index.matches(folded):  # by intent, then pattern order
+            scores[order] = scores.get(order, 0) + self._weights[order][index]
         scored = []  # (-confidence, config order)
-        # An intent none of whose patterns match scores 0, under any min_confidence.
-        for order, indexes in self._index.matches(folded).items():
-            weights = self._weights[order]
-            confidence = self._confidence(sum([weights[i] for i in indexes]))  # in config order
-            if confidence >= self.config.min_confidence:
+        for order, score in scores.items():
+            confidence = self._confidence(score)
+            if confidence >= self.config.min_confidence:  # > 0: an intent scoring 0 or less is out
                 scored.append((-confidence, order))
         scored.sort()
-        return tuple(Intent(self._names[order], -neg) for neg, order in scored[: self.config.max_intents])
+        return tuple([Intent(self._names[order], -neg) for neg, order in scored[: self.config.max_intents]])
 
     def _confidence(self, score: float) -> float:
         if score <= 0:

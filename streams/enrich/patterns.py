@@ -72,16 +72,17 @@ def compile_pattern(pattern: str, weight: float = 1.0) -> CompiledPattern:
     return CompiledPattern(regex, max(literals, key=len), weight, tuple(needed))
 
 
-# (group, index, other words needed, regex or None when its one word decides)
-_Entry = tuple[int, int, tuple[str, ...], "re.Pattern[str] | None"]
+# A pattern that needs more than its key word: (group, index, the other words, its regex).
+_Check = tuple[int, int, tuple[str, ...], re.Pattern[str]]
 
 
 class PatternIndex:
     """Finds, for groups of patterns (one group per intent), which patterns match a folded text."""
 
     def __init__(self, groups: Iterable[Iterable[CompiledPattern]]) -> None:
-        self._by_word: dict[str, list[_Entry]] = {}
-        self._raw: list[_Entry] = []
+        # key word -> (the (group, index) its presence decides, the patterns it lets through)
+        self._by_word: dict[str, tuple[list[tuple[int, int]], list[_Check]]] = {}
+        self._raw: list[tuple[int, int, re.Pattern[str]]] = []
         words: set[str] = set()
         for group, patterns in enumerate(groups):
             for index, pattern in enumerate(patterns):
@@ -97,26 +98,29 @@ class PatternIndex:
 
     def _add(self, group: int, index: int, pattern: CompiledPattern) -> None:
         if not pattern.words:
-            self._raw.append((group, index, (), pattern.regex))
+            self._raw.append((group, index, pattern.regex))
             return
         key = max(pattern.words, key=len)  # the longest word is the rarest, roughly
-        others = tuple(w for w in pattern.words if w != key)
-        regex = pattern.regex if len(pattern.words) > 1 else None
-        self._by_word.setdefault(key, []).append((group, index, others, regex))
+        decided, checks = self._by_word.setdefault(key, ([], []))
+        if len(pattern.words) == 1:
+            decided.append((group, index))
+        else:
+            checks.append((group, index, tuple(w for w in pattern.words if w != key), pattern.regex))
 
-    def matches(self, folded: str) -> dict[int, list[int]]:
-        """``{group: [indexes of its matching patterns, ascending]}`` for a folded text."""
+    def matches(self, folded: str) -> list[tuple[int, int]]:
+        """``(group, index)`` of every pattern that matches a folded text, in order."""
         present = self._present_words(folded)
-        found: dict[int, list[int]] = {}
+        found: list[tuple[int, int]] = []
         for word in present:
-            for group, index, others, regex in self._by_word.get(word, ()):
-                if regex is None or (all(w in present for w in others) and regex.search(folded)):
-                    found.setdefault(group, []).append(index)
-        for group, index, _, regex in self._raw:
-            if regex.search(folded):
-                found.setdefault(group, []).append(index)
-        for indexes in found.values():
-            indexes.sort()
+            entry = self._by_word.get(word)
+            if entry is None:
+                continue
+            found += entry[0]
+            for group, index, others, regex in entry[1]:
+                if present.issuperset(others) and regex.search(folded):
+                    found.append((group, index))
+        found += [(group, index) for group, index, regex in self._raw if regex.search(folded)]
+        found.sort()
         return found
 
     def _present_words(self, folded: str) -> set[str]:

@@ -284,5 +284,5 @@ def test_index_reports_each_matching_pattern_in_order():
     patterns = [compile_pattern(p) for p in ("rembours*", "mot de passe", "quand .. arriv*", "re:\\d{5}")]
     index = PatternIndex([patterns[:2], patterns[2:]])
     folded = fold("Quand va arriver le remboursement ? mot de passe 12345")
-    assert index.matches(folded) == {0: [0, 1], 1: [0, 1]}
-    assert index.matches(fold("mot de la passe")) == {}
+    assert index.matches(folded) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert index.matches(fold("mot de la passe")) == []
