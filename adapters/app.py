@@ -444,7 +444,7 @@ def build_app(settings: IngressSettings, *, accounts: Accounts | None = None, re
                             required_topics=[topics.named(prefix, t) for t in WRITES],
                             on_ready_change=lambda ready: metrics.producer_ready.set(1 if ready else 0))
         if dedup == "auto":
-            dedup = _dedup(settings, producer) if settings.dedup else None
+            dedup = _dedup(settings, producer, clock_ms) if settings.dedup else None
     elif dedup == "auto":
         dedup = None
     ingress = Ingress(settings, accounts, registry, producer, metrics, clock_ms, dedup)
@@ -461,10 +461,10 @@ def build_app(settings: IngressSettings, *, accounts: Accounts | None = None, re
     return app
 
 
-def _dedup(settings: IngressSettings, producer: Producer) -> Dedup:
+def _dedup(settings: IngressSettings, producer: Producer, clock_ms: Callable[[], int]) -> Dedup:
     return Dedup(settings.kafka, topics.named(settings.kafka.topic_prefix, topics.INGRESS_CLAIMS), producer,
                  horizon_s=settings.dedup_horizon_s, claim_ttl_s=settings.dedup_claim_ttl_s,
-                 wait_s=settings.dedup_wait_s)
+                 wait_s=settings.dedup_wait_s, clock_ms=clock_ms)
 
 
 async def _on_startup(app: web.Application) -> None:

@@ -20,8 +20,9 @@ for (``wait_s``), then dropped if it stored them, taken over if it released them
 
 A crash between the claim and the stored marker leaves a claim nobody resolves: after
 ``claim_ttl_s`` (well past the producer's deadline, so nothing it sent can still land) the next
-attempt that meets it reads the partitions those ids would be on, from the claim's time on,
-and writes ``stored`` for what it finds and ``released`` for the dead attempt; then claims again.
+attempt that meets it reads the partitions those ids would be on, back from their end to the
+claim's time (``_scan``), and writes ``stored`` for what it finds and ``released`` for the dead
+attempt; then claims again. That read is the one costly path, and only a crash leads to it.
 
 How long: ``horizon_s`` (8 days by default: the longest documented retry horizon is Meta's and
 Google RBM's 7 days, then e-mail 3 days, Mailgun 8 h, Telegram 24 h, Viber 1 h, Twilio, LINE,
@@ -303,7 +304,7 @@ class Dedup:
 
     async def _settle(self, a: _Attempt) -> None:
         """``a`` expired unresolved (its process died): store what landed, release the rest."""
-        found = await asyncio.to_thread(_scan, self.kafka, a.items, a.at_ms - 1000)
+        found = await asyncio.to_thread(_scan, self.kafka, a.items, a.at_ms)
         log.warning("dedup.expired_claim", owner=a.owner, ids=len(a.items), found=len(found))
         done = [i for i in a.items if i.id in found]
         if done:
@@ -450,13 +451,21 @@ class _Tail:
             return None
 
 
-def _scan(kafka: KafkaSettings, items: Sequence[Item], since_ms: int) -> dict[str, Stored]:
-    """(Blocking) the ids of ``items`` that are on their topics, and where, from ``since_ms`` on."""
+SKEW_MS = 60_000  # clocks of ingress processes may differ this much; also covers planning time
+
+
+def _scan(kafka: KafkaSettings, items: Sequence[Item], claimed_at_ms: int) -> dict[str, Stored]:
+    """(Blocking) the ids of ``items`` that are on their topics, and where.
+
+    Kafka's time index cannot find them (``parley.messages`` records carry their event time,
+    which may be days older than when they were written), so each partition is read backwards
+    from its end until a chunk holds only records whose ``envelope.recorded_at`` (the ingress's
+    clock when it wrote them) is older than the claim, less ``SKEW_MS``.
+    """
     from aiokafka.partitioner import murmur2
 
     consumer = confluent_kafka.Consumer(kafka.librdkafka_config(**{
-        "group.id": f"parley-ingress-scan-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "enable.partition.eof": True}))
+        "group.id": f"parley-ingress-scan-{uuid.uuid4().hex}", "enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(timeout=5.0)
         wanted: dict[tuple[str, int], set[str]] = {}
@@ -465,50 +474,44 @@ def _scan(kafka: KafkaSettings, items: Sequence[Item], since_ms: int) -> dict[st
             wanted.setdefault((i.topic, (murmur2(i.key) & 0x7FFFFFFF) % n), set()).add(i.id)
         found: dict[str, Stored] = {}
         for (topic, partition), ids in wanted.items():
-            found.update(_scan_partition(consumer, topic, partition, ids, since_ms))
+            found.update(_scan_partition(consumer, topic, partition, ids, claimed_at_ms - SKEW_MS))
         return found
     finally:
         consumer.close()
 
 
 def _scan_partition(consumer: confluent_kafka.Consumer, topic: str, partition: int, ids: set[str],
-                    since_ms: int) -> dict[str, Stored]:
-    start = consumer.offsets_for_times([TopicPartition(topic, partition, since_ms)], timeout=5.0)[0].offset
-    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5.0)
-    if start < 0 or start >= high:
-        return {}
-    consumer.assign([TopicPartition(topic, partition, start)])
+                    since_ms: int, chunk: int = 2000) -> dict[str, Stored]:
+    codec = Codec()
+    low, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5.0)
     found: dict[str, Stored] = {}
-    deadline = time.monotonic() + 30.0
-    position = start
-    while position < high and time.monotonic() < deadline:
-        for msg in consumer.consume(num_messages=500, timeout=0.5):
-            if msg.error():
-                continue
-            position = msg.offset() + 1
-            event_id = _event_id(msg.value())
-            if event_id in ids:
-                found[event_id] = Stored(topic, partition, msg.offset())
-    if position < high:
-        raise Unavailable(f"could not read {topic}[{partition}] up to {high} in time")
+    while end > low and ids - set(found):
+        start = max(low, end - chunk)
+        newest_before = _read_range(consumer, codec, topic, partition, start, end, ids, found)
+        if newest_before < since_ms:
+            break  # this chunk was all written before the claim: so was everything before it
+        end = start
     return found
 
 
-def _event_id(value: bytes | None) -> str | None:
-    """``envelope.event_id`` of a Parley record without decoding it: the first field of the first
-    field (after the 5-byte wire header) is an Avro string: a zig-zag varint length, then UTF-8."""
-    if not value or len(value) < 6:
-        return None
-    shift = n = 0
-    pos = 5
-    while pos < len(value):
-        b = value[pos]
-        n |= (b & 0x7F) << shift
-        pos += 1
-        if not b & 0x80:
-            break
-        shift += 7
-    length = (n >> 1) ^ -(n & 1)
-    if length < 0 or pos + length > len(value):
-        return None
-    return value[pos:pos + length].decode("utf-8", "replace")
+def _read_range(consumer: confluent_kafka.Consumer, codec: Codec, topic: str, partition: int, start: int,
+                end: int, ids: set[str], found: dict[str, Stored]) -> int:
+    """Read offsets [start, end); record the ids found; the newest ``recorded_at`` seen."""
+    consumer.assign([TopicPartition(topic, partition, start)])
+    newest, position = -1, start
+    deadline = time.monotonic() + 30.0
+    while position < end:
+        if time.monotonic() > deadline:
+            raise Unavailable(f"could not read {topic}[{partition}] {start}..{end} in time")
+        for msg in consumer.consume(num_messages=500, timeout=0.5):
+            if msg.error() or msg.offset() >= end:
+                continue
+            position = msg.offset() + 1
+            try:
+                env = codec.decode(msg.value())["envelope"]
+            except (DecodeError, KeyError, TypeError):
+                continue
+            newest = max(newest, env.get("recorded_at") or 0)
+            if env["event_id"] in ids:
+                found[env["event_id"]] = Stored(topic, partition, msg.offset())
+    return newest

@@ -181,6 +181,8 @@ def _resolve(batch: list[tuple[_Pending, int, str, KafkaError | None, int, int]]
 class Producer:
     """One idempotent producer per process, replaced after produce errors; see the module docstring."""
 
+    LIMITS_REFRESH_S = 60.0
+
     def __init__(self, kafka: KafkaSettings, *, timeout_s: float = 5.0, client_id: str = "parley-ingress",
                  max_request_size: int = 33 * 1024 * 1024, required_topics: Sequence[str] = (),
                  linger_ms: float = 1.0, on_ready_change: Callable[[bool], None] | None = None,
@@ -203,6 +205,7 @@ class Producer:
         self._client: _Client | None = None
         self._connector: asyncio.Task | None = None
         self._prober: asyncio.Task | None = None
+        self._refresher: asyncio.Task | None = None
         self._closing = False
         self._last_ready = False
 
@@ -259,7 +262,21 @@ class Producer:
             self._publish_ready()
             log.info("producer.connected", bootstrap=self._kafka.bootstrap_servers,
                      limits={t: v for t, v in client.limits.items()})
+            if self._refresher is None or self._refresher.done():
+                self._refresher = asyncio.create_task(self._refresh_limits(), name="kafka-limits")
             return
+
+    async def _refresh_limits(self) -> None:
+        """Re-read every topic's ``max.message.bytes`` now and then: an operator may change it."""
+        while not self._closing:
+            await asyncio.sleep(self.LIMITS_REFRESH_S)
+            c = self._client
+            if c is None:
+                continue
+            try:
+                c.limits = await asyncio.to_thread(self._max_message_bytes, max(2.0, self._timeout_s))
+            except Exception as e:  # keep the last known limits
+                log.debug("producer.limits_refresh_failed", error=repr(e))
 
     def _inspect(self, client: _Client) -> dict[str, int]:
         """(Blocking) metadata and ``max.message.bytes`` of the topics we write.
@@ -290,7 +307,7 @@ class Producer:
     async def stop(self) -> None:
         """Deliver what is queued (bounded by the deadline) and close."""
         self._closing = True
-        for task in (self._connector, self._prober):
+        for task in (self._connector, self._prober, self._refresher):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

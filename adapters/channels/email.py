@@ -13,6 +13,8 @@ webhooks"):
   query is stored verbatim in the raw record. Signed (ECDSA) and OAuth security policies are
   not verified here.
 - A 2xx stops retries; 5xx is retried for 3 days.
+The account: the route's if it is among the recipients (the SMTP envelope's ``to``, else the
+To/Cc fields), else the first recipient (see the ingress's account check).
 Mapping: ``Message-Id`` is the idempotency key (a SHA-256 of the body when missing); the subject
 is carried for threading by subject, ``In-Reply-To`` (else the last ``References`` id) as
 ``reply_to_channel_message_id``. Attachment bytes stay in the RawRequest record only: each
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser, HeaderParser
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from adapters.base import Account, Rejected, Request, Unmappable, secret_equals
@@ -100,12 +102,31 @@ class EmailAdapter(BaseAdapter):
         reply = _ids(head.get("in-reply-to"))[:1] or refs[-1:]
         subject = fields.get("subject") or str(head.get("subject") or "") or None
         return self.ctx(req, account).received(
-            key=key, channel_message_id=key,
+            key=key, channel_message_id=key, account_id=_recipient(account, fields, head),
             sender=identity(CHANNEL, addr.lower(), display_name=name or None, email=addr.lower()),
             text=body or None, subject=subject, attachments=files,
             reply_to=reply[0] if reply else None, references=refs,
             occurred_at=_sent_at(head.get("date")),
         )
+
+
+def _recipient(account: Account, fields: dict[str, str], head: Any) -> str | None:
+    """The account the e-mail was sent to: the route's when it is among the recipients (SMTP
+    envelope first, else the To and Cc fields), else the first recipient (the ingress then files
+    it under that address's account, or refuses it); None when no recipient is given."""
+    try:
+        envelope = json.loads(fields.get("envelope") or "{}")
+    except ValueError:
+        envelope = {}
+    to = envelope.get("to") if isinstance(envelope, dict) else None
+    addresses = [a for a in to if isinstance(a, str)] if isinstance(to, list) else []
+    if not addresses:
+        listed = [fields.get("to", ""), fields.get("cc", ""), str(head.get("to") or ""), str(head.get("cc") or "")]
+        addresses = [addr for _, addr in getaddresses(listed) if "@" in addr]
+    addresses = [a.strip().lower() for a in addresses if a.strip()]
+    if not addresses or any(account.matches(a) for a in addresses):
+        return None
+    return addresses[0]
 
 
 def _sent_at(date: Any) -> int | None:

@@ -24,6 +24,8 @@ Body: one event, or ``{"events": [...]}`` with up to 50 (an SDK flushing its off
     {"type": "status", "message_id": "<our outbound message id>", "visitor_id": "v-19c2",
      "status": "delivered" | "read" | "failed", "at": 1731400001000}
 
+The raw record keeps the body with ``user_token`` redacted (``redact``).
+
 ``message_id`` is chosen by the SDK, unique per visitor, and reused when it retries: the event id
 derives from (tenant, account, visitor, message id), so a retry is recognised. Event time: the
 SDK's ``sent_at`` (kept for messages queued offline) but never later than the receipt time nor
@@ -149,6 +151,22 @@ class WebchatAdapter:
     def ack(self, req: Request, events: Sequence[dict[str, Any]]) -> Reply:
         body = {"accepted": [e["envelope"]["event_id"] for e in events]}
         return Reply(200, json.dumps(body), "application/json")
+
+    def redact(self, body: bytes) -> bytes:
+        """The body to keep in the raw record: ``user_token`` (a bearer credential for the
+        visitor's login until it expires) replaced by ``<redacted>``; the event keeps the login
+        id it proved. Bodies without one are kept byte for byte."""
+        if b"user_token" not in body:
+            return body
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return b""  # not JSON but names a token: keep nothing rather than the token
+        items = doc.get("events") if isinstance(doc, dict) and isinstance(doc.get("events"), list) else [doc]
+        for item in items:
+            if isinstance(item, dict) and "user_token" in item:
+                item["user_token"] = "<redacted>"
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _validate(body: bytes) -> list[WebchatMessage | WebchatStatus]:

@@ -16,12 +16,24 @@ event pushes"; signature cross-checked with ``wechatpy.utils.check_signature``):
   ``Status: success | failed:user block | failed: system failed``: a delivery status);
   subscribe/unsubscribe/SCAN/LOCATION/VIEW are not customer messages.
 - WeChat waits 5 s and tries 3 times; answering ``success`` (or an empty body) stops retries.
-- Safe mode (``encrypt_type=aes``, AES-encrypted ``<Encrypt>``) is not supported: such requests
-  verify but go to the dead letters.
+  So a signature older than a few minutes is never a genuine push: ``timestamp`` must be within
+  ``options.max_signature_age_s`` (300 s by default) of the receipt time, either way; 0 lifts the
+  bound (only for replays of recorded traffic, such as `parley demo`'s past day). Without it a
+  signed (timestamp, nonce, signature) triple, seen once in a log, would sign any body forever.
+- Safe mode (``encrypt_type=aes``; cross-checked with ``wechatpy.crypto.WeChatCrypto``): the body
+  is ``<xml><ToUserName/><Encrypt>base64</Encrypt></xml>`` and the query adds ``msg_signature =
+  sha1(''.join(sorted([token, timestamp, nonce, Encrypt])))``, which is what is verified. The
+  ciphertext is AES-256-CBC (key = base64 of ``EncodingAESKey + "="``, IV = its first 16 bytes,
+  PKCS#7 padding to 32 bytes) of ``16 random bytes | 4-byte big-endian length | XML | AppID``;
+  the AppID must be the account's ``options.app_id``. Keys: ``options.encoding_aes_keys`` (the
+  current one first, the previous one during a rotation; secrets: use ``{ env = ... }``).
+  Compatible mode (plaintext fields beside ``Encrypt``) is read from the decrypted part.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import xml.etree.ElementTree as ET
@@ -35,10 +47,12 @@ from adapters.channels._common import KIB, BaseAdapter, Ctx, attachment, identit
 CHANNEL = "wechat"
 SUCCESS = Reply(200, "success", "text/plain")
 MEDIA = {"image": "image", "voice": "audio", "video": "video", "shortvideo": "video"}
+MAX_SIGNATURE_AGE_S = 300
 
 
-def signature(token: str, timestamp: str, nonce: str) -> str:
-    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
+def signature(token: str, timestamp: str, nonce: str, *more: str) -> str:
+    """sha1 of the sorted, concatenated parts: ``signature``, or ``msg_signature`` with ``Encrypt``."""
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce, *more])).encode()).hexdigest()
 
 
 def _tokens(account: Account) -> list[str]:
@@ -58,19 +72,27 @@ class WeChatAdapter(BaseAdapter):
         return Reply(200, req.query["echostr"], "text/plain")
 
     def verify(self, req: Request, account: Account) -> None:
-        given = req.query.get("signature")
-        if not given:
-            raise Rejected(401, "missing signature query parameter")
         ts, nonce = req.query.get("timestamp", ""), req.query.get("nonce", "")
-        if not any(hmac.compare_digest(signature(t, ts, nonce).encode(), given.lower().encode())
+        if _encrypted(req):
+            given, name = req.query.get("msg_signature"), "msg_signature"
+            extra: tuple[str, ...] = (_xml_fields(req.body).get("Encrypt", ""),)
+        else:
+            given, name, extra = req.query.get("signature"), "signature", ()
+        if not given:
+            raise Rejected(401, f"missing {name} query parameter")
+        if not any(hmac.compare_digest(signature(t, ts, nonce, *extra).encode(), given.lower().encode())
                    for t in _tokens(account)):
-            raise Rejected(403, "signature does not match sha1(sorted(token, timestamp, nonce))")
+            raise Rejected(403, f"{name} does not match sha1(sorted(token, timestamp, nonce"
+                                f"{', Encrypt' if extra else ''}))")
+        _fresh(ts, req.received_at_ms, account)
 
     @mapping_errors
     def parse(self, req: Request, account: Account) -> Sequence[dict[str, Any]]:
         fields = _xml_fields(req.body)
-        if req.query.get("encrypt_type", "raw") != "raw" or "Encrypt" in fields:
-            raise Unmappable("encrypted (safe mode) messages are not supported")
+        if "Encrypt" in fields:
+            fields = _xml_fields(decrypt(fields["Encrypt"], account))
+        elif _encrypted(req):
+            raise Unmappable("encrypt_type=aes without an Encrypt element")
         if not fields.get("MsgType") or not fields.get("FromUserName"):
             raise Unmappable("not a WeChat message (no MsgType/FromUserName)")
         cx = self.ctx(req, account)
@@ -80,6 +102,63 @@ class WeChatAdapter(BaseAdapter):
 
     def ack(self, req: Request, events: Sequence[dict[str, Any]]) -> Reply:
         return SUCCESS
+
+
+def _encrypted(req: Request) -> bool:
+    return req.query.get("encrypt_type", "raw").lower() == "aes"
+
+
+def _fresh(timestamp: str, received_at_ms: int, account: Account) -> None:
+    """Refuse a signature whose timestamp is not within the account's bound of the receipt time."""
+    bound = account.options.get("max_signature_age_s", MAX_SIGNATURE_AGE_S)
+    try:
+        ts_ms = int(timestamp) * 1000
+    except ValueError:
+        raise Rejected(403, "timestamp is not unix seconds") from None
+    if bound and abs(received_at_ms - ts_ms) > float(bound) * 1000:
+        raise Rejected(403, f"timestamp is more than {bound} s from the receipt time: a replayed signature")
+
+
+def decrypt(encrypted: str, account: Account) -> bytes:
+    """The XML inside a safe-mode ``Encrypt`` (``Unmappable`` when no configured key opens it)."""
+    keys = [k for k in account.options.get("encoding_aes_keys") or () if isinstance(k, str) and k]
+    if not keys:
+        raise Unmappable("safe-mode message, but the account has no options.encoding_aes_keys")
+    try:
+        data = base64.b64decode(encrypted, validate=True)
+    except (binascii.Error, ValueError):
+        raise Unmappable("Encrypt is not base64") from None
+    app_id = str(account.options.get("app_id") or "")
+    for key in keys:
+        xml = _open(data, key, app_id)
+        if xml is not None:
+            return xml
+    raise Unmappable("Encrypt does not decrypt to this account's AppID under any configured EncodingAESKey")
+
+
+def _open(data: bytes, encoding_aes_key: str, app_id: str) -> bytes | None:
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    except ImportError:  # pragma: no cover - the dependency is declared
+        raise Unmappable("safe mode needs the cryptography package") from None
+    try:
+        key = base64.b64decode(encoding_aes_key + "=")
+    except (binascii.Error, ValueError):
+        return None
+    if len(key) != 32 or not data or len(data) % 16:
+        return None
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = decryptor.update(data) + decryptor.finalize()
+    pad = plain[-1]
+    if not 1 <= pad <= 32 or len(plain) < 20 + pad:
+        return None
+    content = plain[16:-pad]
+    length = int.from_bytes(content[:4], "big")
+    if 4 + length > len(content):
+        return None
+    if app_id and content[4 + length:].decode("utf-8", "replace") != app_id:
+        return None
+    return content[4:4 + length]
 
 
 def _xml_fields(body: bytes) -> dict[str, str]:

@@ -46,6 +46,16 @@ async def _up(settings: BrokerSettings, kafka: KafkaSettings) -> None:
     await topics_admin.apply(kafka)
 
 
+async def _not_ready_within(ing: Running, timeout_s: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        async with ing.http.get("/readyz") as resp:
+            if resp.status == 503:
+                return True
+        await asyncio.sleep(0.2)
+    return False
+
+
 async def test_kafka_down_is_503_and_the_retry_is_stored_exactly_once(private_broker: BrokerSettings) -> None:
     kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{private_broker.port}", topic_prefix="outage.",
                           default_partitions=3)
@@ -67,6 +77,7 @@ async def test_kafka_down_is_503_and_the_retry_is_stored_exactly_once(private_br
         assert status == 503 and headers["Retry-After"] == "5", text
         status, _, _ = await ing.post("/webhooks/webchat/acme-web", second, WEB_AUTH)
         assert status == 503  # still down: refused at once, not queued
+        assert await _not_ready_within(ing, 15.0)  # readiness says the producer cannot produce
         # 4. back again: the retry is stored, and the refused attempts are not delivered late
         await _up(private_broker, kafka)
         await ing.ready(timeout_s=60)

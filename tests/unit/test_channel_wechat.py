@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import WeChatSigner, check_signature
 
 from adapters.base import Rejected, Unmappable
@@ -35,7 +36,10 @@ def xml(msg_type, *fields, create_time=1348831860, msg_id="1234567890123456"):
 TEXT = xml("text", ("Content", "this is a test"))
 
 
-def signed_url(token=NEW, timestamp="1409304348", nonce="xxxxxx", **extra):
+NOW_S = str(RECEIVED_AT // 1000 - 2)  # the push was signed 2 s before we received it
+
+
+def signed_url(token=NEW, timestamp=NOW_S, nonce="xxxxxx", **extra):
     signer = WeChatSigner()
     signer.add_data(token, timestamp, nonce)
     query = {"signature": signer.signature, "timestamp": timestamp, "nonce": nonce, **extra}
@@ -178,3 +182,91 @@ def test_malformed_xml_and_dtds_are_400(body):
 def test_unmappable(body):
     with pytest.raises(Unmappable):
         ADAPTER.parse(post(body), ACCOUNT)
+
+
+# -- replayed signatures -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("age_s", [301, 30 * 86400, -301])
+def test_a_signature_outside_five_minutes_of_receipt_is_refused(age_s):
+    """A (signature, timestamp, nonce) triple seen once must not sign other bodies later."""
+    old = str(RECEIVED_AT // 1000 - age_s)
+    req = request(TEXT, url=signed_url(timestamp=old), headers={"Content-Type": "text/xml"})
+    check_signature(NEW, req.query["signature"], old, req.query["nonce"])  # genuinely signed
+    with pytest.raises(Rejected) as e:
+        ADAPTER.verify(req, ACCOUNT)
+    assert e.value.status == 403 and "replayed" in e.value.reason
+    with pytest.raises(Rejected):
+        ADAPTER.handshake(request(method="GET", url=signed_url(timestamp=old, echostr="1")), ACCOUNT)
+
+
+def test_the_bound_is_an_account_option_and_zero_lifts_it():
+    old = str(RECEIVED_AT // 1000 - 3600)
+    req = request(TEXT, url=signed_url(timestamp=old))
+    ADAPTER.verify(req, account("wechat", OA, secrets=(), verify_token=NEW, max_signature_age_s=7200))
+    ADAPTER.verify(req, account("wechat", OA, secrets=(), verify_token=NEW, max_signature_age_s=0))
+    with pytest.raises(Rejected):
+        ADAPTER.verify(request(TEXT, url=signed_url(timestamp="not-a-time")), ACCOUNT)
+
+
+# -- safe mode (AES), with wechatpy as the real client ----------------------------------------------
+
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters: a 32-byte key
+OLD_AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBAzyxwvutsrqponmlkj"
+APP_ID = "wx5823bf96d3bd56c7"
+SAFE = account("wechat", OA, secrets=(), verify_token=NEW, app_id=APP_ID,
+               encoding_aes_keys=[AES_KEY, OLD_AES_KEY])
+
+
+def safe_push(plain_xml, *, key=AES_KEY, app_id=APP_ID, token=NEW, nonce="1320562132"):
+    """A safe-mode push as WeChat sends it: ciphertext and msg_signature made by wechatpy."""
+    crypto = WeChatCrypto(token, key, app_id)
+    sealed = crypto.encrypt_message(plain_xml, nonce, NOW_S)
+    fields = {k: v for k, v in ((t, sealed.split(f"<{t}>")[1].split(f"</{t}>")[0])
+                                for t in ("Encrypt", "MsgSignature"))}
+    encrypt = fields["Encrypt"].removeprefix("<![CDATA[").removesuffix("]]>")
+    msg_signature = fields["MsgSignature"].removeprefix("<![CDATA[").removesuffix("]]>")
+    assert crypto.decrypt_message(sealed, msg_signature, NOW_S, nonce) == plain_xml  # wechatpy agrees
+    body = f"<xml><ToUserName><![CDATA[{OA}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+    url = signed_url(token=token, nonce=nonce, encrypt_type="aes", msg_signature=msg_signature,
+                     openid=OPENID)
+    return request(body, url=url, headers={"Content-Type": "text/xml"})
+
+
+def test_safe_mode_verifies_the_msg_signature_and_decrypts():
+    req = safe_push(TEXT)
+    ADAPTER.verify(req, SAFE)
+    [ev] = roundtrip(list(ADAPTER.parse(req, SAFE)))
+    assert ev["text"] == "this is a test" and ev["sender"]["id"] == OPENID
+    assert ev["channel_account_id"] == OA and ev["channel_message_id"] == "1234567890123456"
+
+
+def test_safe_mode_with_the_previous_key_during_a_rotation():
+    [ev] = ADAPTER.parse(safe_push(TEXT, key=OLD_AES_KEY), SAFE)
+    assert ev["text"] == "this is a test"
+
+
+def test_safe_mode_refuses_a_tampered_ciphertext_or_signature():
+    req = safe_push(TEXT)
+    tampered = replace(req, body=req.body.replace(b"<![CDATA[", b"<![CDATA[A", 2))
+    with pytest.raises(Rejected) as e:
+        ADAPTER.verify(tampered, SAFE)
+    assert e.value.status == 403
+    wrong = replace(req, query={**req.query, "msg_signature": "0" * 40})
+    with pytest.raises(Rejected):
+        ADAPTER.verify(wrong, SAFE)
+    missing = replace(req, query={k: v for k, v in req.query.items() if k != "msg_signature"})
+    with pytest.raises(Rejected) as e:
+        ADAPTER.verify(missing, SAFE)
+    assert e.value.status == 401
+
+
+@pytest.mark.parametrize("acct", [
+    account("wechat", OA, secrets=(), verify_token=NEW, app_id=APP_ID),  # no key configured
+    account("wechat", OA, secrets=(), verify_token=NEW, app_id="wx-another-app", encoding_aes_keys=[AES_KEY]),
+    account("wechat", OA, secrets=(), verify_token=NEW, app_id=APP_ID, encoding_aes_keys=[OLD_AES_KEY]),
+])
+def test_safe_mode_that_cannot_be_opened_is_unmappable(acct):
+    req = safe_push(TEXT)
+    ADAPTER.verify(req, acct)  # the token is right: the request is genuine, the configuration is not
+    with pytest.raises(Unmappable):
+        ADAPTER.parse(req, acct)
