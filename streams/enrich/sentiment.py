@@ -102,8 +102,11 @@ class _Phrases:
     Two shortcuts give the regex's own result without running it: on folded
     words, :meth:`replace_words` tries, at each word, the phrases starting with
     it in the regex's order (leftmost, first alternative wins, as ``re.sub``);
-    on raw ASCII text, :meth:`replace` skips the regex when no phrase's longest
-    literal piece is in the lower-cased text.
+    on raw text, a phrase can only match if all its plain words (``still``,
+    ``waiting``) are among the text's words (between ``\\b`` or ``\\s``, a
+    plain word of a match is one whole ``\\w+`` word), so :meth:`replace`
+    skips the regex when no phrase can, and uses the one phrase's own regex
+    when only one can: the other alternatives would fail everywhere.
     """
 
     def __init__(self, phrases: dict[str, float], lang: str, folded: bool) -> None:
@@ -118,18 +121,29 @@ class _Phrases:
         groups = "|".join(f"(?P<zzphr{lang}{i}>{_phrase_body(p)})" for i, (p, _) in enumerate(ordered))
         pattern = f"(?<= )(?:{groups})(?= )" if folded else rf"(?i)\b(?:{groups})\b"
         self._regex = re.compile(pattern) if ordered else None
-        pieces = sorted({max(re.split("[*']", p.replace(" ", "'")), key=len) for p, _ in ordered})
-        self._pieces = pieces if all(p and p.isascii() and p == p.lower() for p in pieces) else None
+        self._plain_words = None if folded else _plain_words([p for p, _ in ordered])
+        self._alone = [re.compile(rf"(?i)\b(?:(?P<zzphr{lang}{i}>{_phrase_body(p)}))\b")
+                       for i, (p, _) in enumerate(ordered)]
         self._by_first = _by_first_word([(f"zzphr{lang}{i}", p) for i, (p, _) in enumerate(ordered)])
 
     def replace(self, text: str) -> str:
-        if self._regex is None:
-            return text
-        if self._pieces is not None and text.isascii():
-            lowered = text.lower()
-            if not any(piece in lowered for piece in self._pieces):
+        regex = self._regex
+        if regex is not None and self._plain_words is not None and not _CASE_FOLDS_TO_ASCII.search(text):
+            possible = self._possible(text)
+            if not possible:
                 return text
-        return self._regex.sub(lambda m: m.lastgroup, text)
+            if len(possible) == 1:
+                regex = self._alone[possible[0]]
+        return text if regex is None else regex.sub(lambda m: m.lastgroup, text)
+
+    def _possible(self, text: str) -> list[int]:
+        """The phrases (by index) whose plain words are all words of ``text``."""
+        if text.isascii():  # lower() changes no word boundary
+            words = set(_WORD.findall(text.lower()))
+        else:
+            words = {w.lower() for w in _WORD.findall(text)}
+        return [i for word in words & self._plain_words.keys()
+                for i, others in self._plain_words[word] if words.issuperset(others)]
 
     def replace_words(self, words: list[str]) -> list[str]:
         """:meth:`replace` on folded text, given and returned as its words."""
@@ -146,6 +160,24 @@ class _Phrases:
                 out.append(words[k])
                 k += 1
         return out
+
+
+# Under re.IGNORECASE these match an ASCII letter: a text with one goes to the regex.
+_CASE_FOLDS_TO_ASCII = re.compile("[\u0130\u0131\u017f\u212a]")
+_WORD = re.compile(r"\w+")
+
+
+def _plain_words(phrases: list[str]) -> dict[str, list[tuple[int, frozenset[str]]]] | None:
+    """Phrases (by index) under their longest plain (lower-case a-z0-9) word, with their
+    other plain words; None if a phrase has no plain word (it could match anywhere)."""
+    by_word: dict[str, list[tuple[int, frozenset[str]]]] = {}
+    for i, phrase in enumerate(phrases):
+        plain = [w for w in phrase.split() if re.fullmatch("[a-z0-9]+", w)]
+        if not plain:
+            return None
+        key = max(plain, key=len)
+        by_word.setdefault(key, []).append((i, frozenset(plain) - {key}))
+    return by_word
 
 
 # A phrase as its words: (folded word, True if a stem).

@@ -22,7 +22,6 @@ from vaderSentiment.vaderSentiment import (
     NEGATE,
     SPECIAL_CASES,
     SentimentIntensityAnalyzer,
-    allcap_differential,
     normalize,
 )
 
@@ -41,10 +40,11 @@ class VaderCompound:
         self._emojis = analyzer.emojis
         # VADER replaces emoji one character at a time: only one-character keys ever match.
         self._emoji = frozenset(e for e in analyzer.emojis if len(e) == 1)
+        self._emoji_ascii = any(e.isascii() for e in self._emoji)
 
     def compound(self, text: str) -> float:
         """``SentimentIntensityAnalyzer.polarity_scores(text)["compound"]``."""
-        if not self._emoji.isdisjoint(text):
+        if (self._emoji_ascii or not text.isascii()) and not self._emoji.isdisjoint(text):
             text = self._describe_emoji(text)
         text = text.strip()
         # VADER's _strip_punc_if_word: punctuation off, unless that leaves 2 letters or fewer (":)")
@@ -52,15 +52,13 @@ class VaderCompound:
         lower = [w.lower() for w in words]
         if self._lexicon.keys().isdisjoint(lower):
             return 0.0  # every valence is 0: so is the sum, whatever the punctuation
-        is_cap_diff = allcap_differential(words)
-        sentiments: list[float] = []
-        for i, word in enumerate(lower):
-            if word in BOOSTER_DICT or (word == "kind" and i < len(lower) - 1 and lower[i + 1] == "of"):
-                sentiments.append(0)
-            elif word in self._lexicon:
-                sentiments.append(self._valence(words, lower, i, is_cap_diff))
-            else:
-                sentiments.append(0)
+        capitals = sum(map(str.isupper, words))
+        is_cap_diff = 0 < len(words) - capitals < len(words)  # allcap_differential(words)
+        sentiments: list[float] = [0] * len(lower)  # boosters, "kind of", words not in the lexicon
+        for i in [i for i, word in enumerate(lower) if word in self._lexicon]:
+            word = lower[i]
+            if word not in BOOSTER_DICT and not (word == "kind" and i < len(lower) - 1 and lower[i + 1] == "of"):
+                sentiments[i] = self._valence(words, lower, i, is_cap_diff)
         if "but" in lower:
             sentiments = SentimentIntensityAnalyzer._but_check(words, sentiments)
         return _compound(sentiments, text)

@@ -190,3 +190,17 @@ def test_stem_lookup_takes_the_longest_stem(analyzer):
 def test_passing_the_folded_text_changes_nothing(analyzer, labelled_texts):
     for text in labelled_texts:
         assert analyzer.analyse(text, "fr", fold(text)) == analyzer.analyse(text, "fr")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "still waiting", "STILL Waiting!!", "ſtill waiting",  # ſ matches s case-insensitively
+        "still waiting, never arrived and not working", "stillwaiting", "still_waiting", "still-waiting",
+        "I still haven't received it", "I still havent received it", "never got it, fed up, rip off",
+        "Still waiting… café", "Kind regards", "kind regards", "no one answers", "nobody answers",
+    ],
+)
+def test_english_phrases_skip_or_narrow_the_regex_only_when_equal(analyzer, text):
+    phrases = analyzer._en_phrases
+    assert phrases.replace(text) == phrases._regex.sub(lambda m: m.lastgroup, text)
