@@ -164,8 +164,7 @@ class ConversationsStage(Stage):
         index = _kpi_index(ctx)
         for (tenant, thread), cause in sorted(dirty.items()):
             entry = index[f"{tenant}|{thread}"]
-            m = measure(tenant, thread, entry["items"].values())
-            m["t"] = max(m["t"], entry["t"])
+            m = measure(tenant, thread, entry["items"].values(), entry["t"])
             ctx.send_json(topics.KPI_THREADS, tenant, {
                 "t": m["t"], "r": 0, "id": f"{tenant}|{thread}", "type": "ThreadMeasured",
                 "tenant": tenant, "thread": thread, "m": m, "cause": list(cause)})

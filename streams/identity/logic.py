@@ -250,10 +250,12 @@ def _sighted(graph: Graph, s: dict[str, Any]) -> list[dict[str, Any]]:
     me = graph.canonical(s["customer_id"])
     known = [(keys[0], me)] + [(k, o) for k in keys if (o := graph.owner(k.key)) is not None and o != me]
     out, cid = _merge_owners(graph, s, known)
+    first = not any(graph.owners.get(k.key) for k in keys)  # a customer nobody knew
     evidence = known[1][0] if len(known) > 1 else keys[0]
     for k in keys:
         if graph.owners.get(k.key) is None:
-            signal = "first_contact" if k is keys[0] else SIGNAL[k.kind if k.kind != "channel" else evidence.kind]
+            signal = "first_contact" if first or k is keys[0] else SIGNAL[
+                k.kind if k.kind != "channel" else evidence.kind]
             out.append(_linked(s, cid, k.key, signal))
     return out
 
@@ -293,7 +295,11 @@ def _unlink(graph: Graph, cmd: dict[str, Any]) -> list[dict[str, Any]]:
     if _applied(graph, cid, cmd) or graph.owner(key) != cid:
         return []  # stale: the key is no longer this customer's
     tenant = cmd["envelope"]["tenant_id"]
-    new_id = cmd["new_customer_id"] or derive_id(tenant, "customer", key, "split", cmd["envelope"]["event_id"])
+    # by default the key goes back to the customer it is the own key of (the one its messages
+    # carry), which leaves the merge it was part of
+    new_id = cmd["new_customer_id"] or new_customer_id(tenant, key)
+    if new_id == cid:
+        new_id = derive_id(tenant, "customer", key, "split", cmd["envelope"]["event_id"])
     env = _env(cmd, "IdentityUnlinked", key, cid)
     return [make("IdentityUnlinked", env, customer_id=cid, identity_key=key, new_customer_id=new_id,
                  undoes_event_id=cmd.get("undoes_event_id"), reason=cmd.get("reason") or "",
@@ -323,7 +329,7 @@ def evolve(graph: Graph, event: Mapping[str, Any]) -> Graph:
         key, old, new = event["identity_key"], event["customer_id"], event["new_customer_id"]
         _move_key(owners, customers, key, new, at)
         customers[old] = _separate(customers.get(old) or Customer(old, at), new)
-        customers[new] = _separate(customers[new], old)
+        customers[new] = replace(_separate(customers[new], old), merged_into=None)
         _note(customers, old, event)
     elif kind == "IdentitiesMerged":
         _merge(owners, customers, event["customer_id"], event["merged_customer_id"], at)

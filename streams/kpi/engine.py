@@ -158,8 +158,13 @@ class KpiEngine:
         wm = self._advance(tenant, m["t"], cause)
         tkey = f"{tenant}|{thread}"
         st = self.s.threads.get(tkey) or _new_thread()
+        version = list(m["v"])
+        if version <= st["v"]:
+            return  # this measure or a newer one was applied: arrival order does not matter
+        st["v"] = version
         eps, spans, counts = m["eps"], [list(x) for x in m["spans"]], m["counts"]
         if st["eps"] == eps and st["spans"] == spans and st["n"] == counts:
+            self.s.threads[tkey] = st
             return
         self._diff_episodes(tenant, thread, st, eps, cause)
         self._diff_spans(tenant, st["spans"], spans, wm, cause)
@@ -430,16 +435,19 @@ def _new_bucket() -> dict[str, Any]:
 def _new_thread() -> dict[str, Any]:
     # eps/spans/n: the thread's latest measure; void: contacts that no longer exist (last
     # measure); bk: intervals its episodes ever started in; ag: agent -> earliest span start
-    return {"eps": {}, "spans": [], "n": {}, "void": {}, "bk": [], "ag": {}}
+    return {"eps": {}, "spans": [], "n": {}, "v": [-1, 0], "void": {}, "bk": [], "ag": {}}
 
 
-def measure(tenant: str, thread: str, items: Iterable[list[Any]]) -> dict[str, Any]:
+def measure(tenant: str, thread: str, items: Iterable[list[Any]], latest: int = 0) -> dict[str, Any]:
     """A thread's KPI measure from its compact events (``logic.compact``): episodes, assignment
-    spans, message counters per interval (``"interval|metric|dimension|value" -> n``) and its
-    latest event time. A function of the event set only."""
+    spans, message counters per interval (``"interval|metric|dimension|value" -> n``), its
+    latest event time (at least ``latest``) and a version: (events, latest time), which only
+    grows as the thread's event set does, so the aggregate keeps the newest measure whatever
+    order measures reach it in. A function of the event set only."""
     items = list(items)
     eps, spans = logic.measure_thread(tenant, thread, items)
-    return {"eps": eps, "spans": spans, "counts": counts(items), "t": max((i[0] for i in items), default=0)}
+    t = max([latest, *(i[0] for i in items)])
+    return {"eps": eps, "spans": spans, "counts": counts(items), "t": t, "v": [len(items), t]}
 
 
 def counts(items: Iterable[list[Any]]) -> dict[str, int]:

@@ -84,9 +84,9 @@ class Store:
             self.data[k] = self._load(orjson.loads(value))
 
     def forget(self, key: str) -> None:
-        """Drop a key from memory only (its changelog record ages out by the topic's retention)."""
+        """Drop a key from memory without writing a change (its changelog record ages out by the
+        topic's retention); a change already pending for it is still written."""
         self.data.pop(key, None)
-        self.dirty.discard(key)
 
     def clear(self) -> None:
         self.data.clear()

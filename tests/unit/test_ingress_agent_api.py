@@ -12,7 +12,7 @@ from adapters.metrics import IngressMetrics
 from schemas import topics
 from schemas.events import derive_id
 from streams import testing as f
-from tests.unit.test_identity import MSGR, WA, Store, the_message
+from tests.unit.test_identity import MSGR, WA, Stages, the_message
 from tests.unit.test_ingress_app import (
     FAKE_ACCOUNT,
     NOW_MS,
@@ -482,7 +482,7 @@ async def test_link_unlink_and_merge_commands_are_applied_by_the_identity_logic(
     producer = FakeProducer()
     app, _ = make_app(producer)
     client = await client_for(app)
-    store = Store()
+    store = Stages()
     a = the_message(store.feed(f.received("acme", WA, "hi", f.T0)))["customer_id"]
     b = the_message(store.feed(f.received("acme", MSGR, "hi", f.T0 + 1)))["customer_id"]
     ident = {"channel": "messenger", "id": "psid-1"}
@@ -492,7 +492,9 @@ async def test_link_unlink_and_merge_commands_are_applied_by_the_identity_logic(
     assert [(e["envelope"]["event_type"], e["customer_id"], e["identity_key"], e["signal"], e["linked_by"],
              e["source_event_id"]) for e in out] == [
         ("IdentityLinked", a, "channel:messenger:psid-1", "agent_manual", "ines", link["envelope"]["event_id"])]
-    assert the_message(store.feed(f.received("acme", MSGR, "me again", f.T0 + 60, n=1)))["customer_id"] == a
+    # the identity's messages keep their own customer id; the profile they belong to is a's
+    me_again = the_message(store.feed(f.received("acme", MSGR, "me again", f.T0 + 60, n=1)))["customer_id"]
+    assert me_again == b and store.profile_of("channel:messenger:psid-1") == a
     assert store.feed(link) == []  # a redelivered command is applied once
 
     unlink = await _command(client, UNLINK_PATH, {**ident, "customer_id": a, "reason": "not her",
@@ -510,9 +512,10 @@ async def test_link_unlink_and_merge_commands_are_applied_by_the_identity_logic(
     assert (merged["envelope"]["event_type"], merged["customer_id"], merged["merged_customer_id"],
             merged["identity_keys"], merged["merged_by"]) == (
         "IdentitiesMerged", a, split["new_customer_id"], ["channel:messenger:psid-1"], "ines")
-    assert the_message(store.feed(f.received("acme", MSGR, "merged", f.T0 + 95, n=3)))["customer_id"] == a
+    after = the_message(store.feed(f.received("acme", MSGR, "merged", f.T0 + 95, n=3)))["customer_id"]
+    assert store.graph().canonical(after) == a
     assert store.feed(merge) == []
-    assert b != a and store.customer_of("channel:messenger:psid-1") == a
+    assert b != a and store.profile_of("channel:messenger:psid-1") == a
 
 
 @pytest.mark.parametrize("identity, sender", [
@@ -525,9 +528,10 @@ async def test_a_linked_identity_brings_its_messages_to_the_customer(client_for,
     producer = FakeProducer()
     app, _ = make_app(producer)
     client = await client_for(app)
-    store = Store()
+    store = Stages()
     a = the_message(store.feed(f.received("acme", WA, "hi", f.T0)))["customer_id"]
     link = await _command(client, LINK_PATH, {**identity, "customer_id": a, "occurred_at": f.T0 + 5}, producer)
     assert [e["envelope"]["event_type"] for e in store.feed(link)] == ["IdentityLinked"]
-    # a first message from that identity is the linked customer's, not a new one
-    assert the_message(store.feed(f.received("acme", sender, "hello", f.T0 + 10)))["customer_id"] == a
+    # a first message from that identity belongs to the linked customer's profile
+    first = the_message(store.feed(f.received("acme", sender, "hello", f.T0 + 10)))["customer_id"]
+    assert store.graph().canonical(first) == a

@@ -22,11 +22,17 @@ def msg(text, at, n, ident=WA, **kw):
     return f.received("acme", ident, text, at, n=n, customer_id=CUST, **kw)
 
 
-def run(events, rules=RULES, state=None):
+def run(events, rules=RULES, state=None, replies=None):
+    """Step the events in as the conversations stage does, keeping its message id -> thread
+    index for replies."""
     state = state or CustomerThreads()
+    replies = {} if replies is None else replies
     out = []
     for e in events:
-        state, produced = logic.step(state, e, rules)
+        state, produced = logic.step(state, e, rules, replies.get)
+        for p in produced:
+            if p.get("thread_id") and p["envelope"]["event_type"] in ("MessageReceived", "MessageSent"):
+                replies.update({mid: p["thread_id"] for mid in logic.reply_ids(p)})
         out.extend(produced)
     return state, out
 
@@ -185,11 +191,37 @@ def test_inactivity_resolves_in_event_time(last_word, silent_for, resolved) -> N
         assert timeouts == []
 
 
-def test_duplicates_change_nothing() -> None:
+def test_a_timer_at_the_deadline_resolves_as_the_next_event_would() -> None:
+    """The stage sets a timer at ``next_deadline``; ``expire`` then emits the same
+    ConversationResolved (same id, same content) as a later customer event would have."""
+    rules = Rules(auto_resolve_after_ms=4 * HOUR)
     a = msg("help", T, 1)
-    state, _ = run([a])
-    again_state, again = run([a], state=state)
-    assert again == [] and again_state == state
+    state, out = run([a], rules)
+    tid = thread_of(out, a)
+    assert logic.next_deadline(state, rules) is None  # the customer had the last word
+    state, _ = run([f.sent("acme", WA, "done", T + MIN, customer_id=CUST, thread_id=tid)], rules, state)
+    deadline = logic.next_deadline(state, rules)
+    assert deadline == T + MIN + 4 * HOUR
+    assert logic.expire(state, deadline - 1, "acme", CUST, rules)[1] == []
+    expired, (timer_out,) = logic.expire(state, deadline, "acme", CUST, rules)
+    _, later = run([msg("new question", deadline + HOUR, 3)], rules, state)
+    assert timer_out == later[0]
+    assert logic.next_deadline(expired, rules) is None
+    assert expired.get(tid).resolved_at == deadline
+
+
+def test_a_message_written_before_the_resolve_does_not_reopen() -> None:
+    """In event time: a customer message older than the thread's resolution (arrived late)
+    joins the resolved thread; one after it reopens."""
+    a = msg("help", T, 1)
+    state, out = run([a])
+    tid = thread_of(out, a)
+    resolve = f.thread_command("ConversationResolved", "acme", CUST, tid, T + 10 * MIN, resolved_by="agent")
+    state, _ = run([resolve], state=state)
+    state, before = run([msg("thanks!", T + 9 * MIN, 2)], state=state)
+    assert kinds(before) == ["MessageReceived"] and before[0]["thread_id"] == tid
+    _, after = run([msg("one more thing", T + 11 * MIN, 3)], state=state)
+    assert kinds(after) == ["ConversationReopened", "MessageReceived"]
 
 
 def test_resolving_twice_or_an_unknown_thread_emits_nothing() -> None:

@@ -1,0 +1,234 @@
+"""The stream runtime's pure parts (streams/runtime): sequencing, offsets, stores, a task."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import topics
+from schemas.codec import Codec
+from streams import testing as f
+from streams.runtime.sequencer import NEG_INF, POS_INF, OffsetBook, Sequencer, ranges
+from streams.runtime.stage import Input, Stage, StoreSpec
+from streams.runtime.store import Store
+from streams.runtime.task import Env, Record, Task, Upstream, combine
+
+CODEC = Codec()
+
+
+# --- sequencer -------------------------------------------------------------------------------
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 3), st.text("ab", min_size=1, max_size=3)),
+                min_size=1, max_size=40, unique=True), st.randoms())
+def test_release_order_is_the_sorted_order_whatever_the_push_order(items, rnd) -> None:
+    shuffled = list(items)
+    rnd.shuffle(shuffled)
+    seq = Sequencer()
+    for t, rank, eid in shuffled:
+        assert seq.push(t, rank, eid, (t, rank, eid))
+    released = [item for _, item in seq.release(POS_INF)]
+    assert released == sorted(items)
+    assert seq.frontier == max(t for t, _, _ in items)
+
+
+def test_only_what_the_watermark_passed_is_released_and_older_records_are_late() -> None:
+    seq = Sequencer()
+    for t in (30, 10, 20):
+        seq.push(t, 0, str(t), t)
+    assert [x for _, x in seq.release(20)] == [10, 20]
+    assert len(seq) == 1 and seq.frontier == 20
+    assert not seq.push(15, 0, "late", 15) and seq.late == 1  # the caller processes it at once
+    assert seq.push(20, 1, "tie", 20)  # the frontier's own time is not late
+    assert [x for _, x in seq.release(POS_INF)] == [20, 30]
+
+
+def test_timers_fire_in_time_order_before_records_of_their_time_and_can_be_moved() -> None:
+    seq = Sequencer()
+    seq.push(100, 0, "e100", "e100")
+    seq.push(50, 0, "e50", "e50")
+    seq.set_timer("k1", 100)
+    seq.set_timer("k2", 70)
+    seq.set_timer("k2", 120)  # moved: the old time no longer fires
+    seq.set_timer("k3", 10)
+    seq.set_timer("k3", None)  # cancelled
+    out = list(seq.release(110))
+    assert out == [("event", "e50"), ("timer", ("k1", 100)), ("event", "e100")]
+    assert seq.timers == {"k2": 120} and seq.next_time() == 120
+
+
+# --- offsets ---------------------------------------------------------------------------------
+
+def test_the_commit_point_never_passes_a_held_record_and_processed_ones_are_skipped_on_reread() -> None:
+    book = OffsetBook(committed=10)
+    book.fed(10, held=True)
+    book.fed(11, held=False)  # processed at once (unsequenced, or late) while 10 is held
+    book.fed(12, held=True)
+    book.processed(12)
+    assert book.commit_point() == 10
+    assert book.compact() == 10
+    saved = book.to_json()
+    assert saved == {"base": 10, "done": [[11, 12]]}
+    # restart: re-read from 10; 11 and 12 were done
+    again = OffsetBook.from_json(orjson.loads(orjson.dumps(saved)), committed=10)
+    assert [o for o in (10, 11, 12) if not again.seen(o)] == [10]
+    assert OffsetBook.from_json(saved, committed=13).done == set()  # another commit point: nothing
+    book.processed(10)
+    assert book.compact() == 13 and book.done == set()
+
+
+def test_ranges() -> None:
+    assert ranges([3, 4, 5, 9, 11, 12]) == [[3, 5], [9, 9], [11, 12]]
+
+
+# --- stores ----------------------------------------------------------------------------------
+
+def test_a_store_writes_each_changed_key_once_and_restores_from_its_changelog() -> None:
+    s = Store("s", dump=lambda v: {"v": v}, load=lambda d: d["v"])
+    s["a"], s["b"], s["a"] = 1, 2, 3
+    del s["b"]
+    s.forget("b")  # memory only: not a change
+    changes = dict(s.take_changes())
+    assert changes == {b"a": orjson.dumps({"v": 3}), b"b": None}
+    assert s.take_changes() == []
+    restored = Store("s", load=lambda d: d["v"])
+    for k, v in changes.items():
+        restored.restore(k, v)
+    assert dict(restored.items()) == {"a": 3}
+
+
+# --- a task ----------------------------------------------------------------------------------
+
+class Echo(Stage):
+    """Sends every event it is given, in the order given, and counts them."""
+
+    name = "echo"
+    inputs = (Input(topics.MESSAGES), Input(topics.AGENT_STATUS, sequenced=False))
+    outputs = (topics.CONVERSATIONS,)
+    stores = (StoreSpec("n"),)
+
+    def process(self, ctx: Task, event: dict) -> None:
+        if event.get("text") == "boom":
+            raise RuntimeError("boom")
+        ctx.store("n")["n"] = ctx.store("n").get("n", 0) + 1
+        ctx.send(topics.CONVERSATIONS, event)
+
+
+class EchoCoPartitioned(Echo):
+    inputs = (Input(topics.MESSAGES), Input(topics.CONVERSATION_MESSAGES))
+
+
+def _task(stage: Stage = Echo(), upstream: dict | None = None, lateness: int = 1000) -> Task:
+    task = Task(stage, 0, Env(CODEC, upstream or {}, lateness_ms=lateness, idle_ms=500))
+    task.start({})
+    return task
+
+
+def _rec(event: dict, offset: int, topic: str = topics.MESSAGES.name, origin: str | None = None) -> Record:
+    return Record(topic, 0, offset, b"k", CODEC.encode(event), origin)
+
+
+def _msg(i: int, at: int) -> dict:
+    return f.received("acme", f.identity("sms", "+33612345678"), f"m{i}", at, n=i)
+
+
+def test_a_task_releases_outside_records_in_event_time_once_past_the_lateness_bound() -> None:
+    task = _task()
+    for off, at in enumerate((3000, 1000, 2000)):
+        task.feed(_rec(_msg(off, f.T0 + at), off), now=0.0)
+    task.advance({}, now=0.0)  # newest 3000, bound 1000: up to 2000
+    out, changes, offsets = task.finish()
+    assert [CODEC.decode(o.value)["text"] for o in out] == ["m1", "m2"]
+    assert offsets == {topics.MESSAGES.name: 0, topics.AGENT_STATUS.name: 0}  # offset 0 still held
+    for clock in task.clocks.values():
+        clock.caught_up = True
+    task.advance({}, now=0.2)  # caught up and quiet: the bound shrinks
+    assert task.watermark == f.T0 + 3000 - 800 and task.finish()[0] == []
+    task.advance({}, now=0.6)  # idle: event time stands at the newest record
+    out, changes, offsets = task.finish()
+    assert [CODEC.decode(o.value)["text"] for o in out] == ["m0"]
+    assert offsets[topics.MESSAGES.name] == 3 and task.output_watermark() == (f.T0 + 3000, True)
+
+
+def test_an_upstream_watermark_counts_only_once_its_data_is_read() -> None:
+    up = "identity/0"
+    task = _task(EchoCoPartitioned(), {topics.CONVERSATION_MESSAGES.name: (up,)})
+    table = {up: Upstream(f.T0 + 5000, False, {f"{topics.CONVERSATION_MESSAGES.name}/0": 2})}
+    task.feed(_rec(_msg(0, f.T0 + 100), 0, topics.CONVERSATION_MESSAGES.name, origin=up), now=0.0)
+    task.advance(table, now=0.0)
+    assert task.watermark == NEG_INF  # its end (2) is not read yet: the watermark may not be used
+    task.feed(_rec(_msg(1, f.T0 + 50), 1, topics.CONVERSATION_MESSAGES.name, origin=up), now=0.0)
+    task.advance(table, now=0.0)
+    assert task.watermark == f.T0 + 5000
+    assert [CODEC.decode(o.value)["text"] for o in task.finish()[0]] == ["m1", "m0"]
+
+
+def test_undecodable_records_are_dead_lettered_with_their_bytes_and_the_task_goes_on() -> None:
+    task = _task()
+    task.feed(Record(topics.AGENT_STATUS.name, 0, 0, b"acme", b"\x07garbage"), now=0.0)
+    task.feed(Record(topics.AGENT_STATUS.name, 0, 1, b"acme", CODEC.encode(f.agent_status("acme", "a2", f.T0))),
+              now=0.0)
+    out, _, offsets = task.finish()
+    dead = [CODEC.decode(o.value) for o in out if o.topic == topics.DEAD_LETTER.name]
+    assert [(d["reason"], d["source_offset"], d["payload"]) for d in dead] == [("undecodable", 0, b"\x07garbage")]
+    assert [o.topic for o in out].count(topics.CONVERSATIONS.name) == 1
+    assert offsets[topics.AGENT_STATUS.name] == 2 and task.counts["dead"] == 1
+
+
+def test_an_exception_in_a_stage_parks_the_record() -> None:
+    task = _task()
+    boom = f.received("acme", f.identity("sms", "+33612345678"), "boom", f.T0)
+    task.feed(_rec(boom, 0), now=0.0)
+    task.feed(_rec(_msg(1, f.T0 + 1), 1), now=0.0)
+    task.clocks[topics.MESSAGES.name].caught_up = True
+    task.advance({}, now=10.0)
+    out, _, _ = task.finish()
+    kinds = [(o.topic, CODEC.decode(o.value).get("reason")) for o in out]
+    assert kinds == [(topics.DEAD_LETTER.name, "poison"), (topics.CONVERSATIONS.name, None)]
+    assert task.store("n")["n"] == 1
+
+
+def test_combine_takes_the_least_active_source_else_the_latest_idle_one() -> None:
+    assert combine([(5, False), (9, False), (1, True)], NEG_INF) == (5, False)
+    assert combine([(5, True), (9, True)], NEG_INF) == (9, True)
+    assert combine([], 42) == (42, True)
+
+
+def test_a_restarted_task_skips_what_was_done_and_re_holds_what_was_held() -> None:
+    task = _task()
+    for off, at in enumerate((3000, 1000, 2500)):
+        task.feed(_rec(_msg(off, f.T0 + at), off), now=0.0)
+    task.advance({}, now=0.0)  # releases 1000 (offset 1); 3000 and 2500 held
+    first, changes, offsets = task.finish()
+    assert [CODEC.decode(o.value)["text"] for o in first] == ["m1"]
+    restarted = Task(Echo(), 0, task.env)
+    stores = restarted.all_stores()
+    for store, key, value in changes:
+        stores[store].restore(key, value)
+    restarted.start(offsets)
+    for off in range(offsets[topics.MESSAGES.name], 3):  # re-read from the commit point
+        restarted.feed(_rec(_msg(off, f.T0 + (3000, 1000, 2500)[off]), off), now=0.0)
+    restarted.clocks[topics.MESSAGES.name].caught_up = True
+    restarted.advance({}, now=10.0)
+    assert [CODEC.decode(o.value)["text"] for o in restarted.finish()[0]] == ["m2", "m0"]
+    assert restarted.store("n")["n"] == 3
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_held_records_come_out_in_one_order_whatever_the_arrival_order(rnd: random.Random) -> None:
+    events = [_msg(i, f.T0 + rnd.randrange(0, 900)) for i in range(15)]
+    orders = []
+    for _ in range(2):
+        rnd.shuffle(events)
+        task = _task(lateness=1000)
+        for off, e in enumerate(events):
+            task.feed(_rec(e, off), now=0.0)
+            if rnd.random() < 0.3:
+                task.advance({}, now=0.0)
+        task.clocks[topics.MESSAGES.name].caught_up = True
+        task.advance({}, now=10.0)
+        orders.append([CODEC.decode(o.value)["text"] for o in task.finish()[0]])
+    assert orders[0] == orders[1]
