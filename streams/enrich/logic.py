@@ -16,7 +16,7 @@ Idempotency / replay: pure and deterministic. The same text, tenant and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +28,7 @@ from streams.enrich.intent import (
     IntentConfigError,
     load_intent_config,
 )
-from streams.enrich.language import DEFAULT_LANGUAGES, fold, get_detector
+from streams.enrich.language import DEFAULT_LANGUAGES, DetectedLanguage, fold, get_detector
 from streams.enrich.sentiment import SentimentAnalyzer, label_for
 
 __all__ = [
@@ -96,9 +96,25 @@ class BuiltinEnricher:
         if not text or not text.strip():
             return empty_enrichment(self.name)
         text = text[:MAX_TEXT_CHARS]
-        folded = fold(text)  # the one form the three steps below match words on
+        folded = fold(text)  # the one form language, intents and sentiment match words on
+        return self._enriched(text, folded, tenant_id, self._detector.detect(text, folded))
+
+    def enrich_many(self, items: Sequence[tuple[str | None, str]]) -> list[Enrichment]:
+        """:meth:`enrich` of each ``(text, tenant_id)``, the same results, in order.
+
+        Faster only when lingua has to judge several of the texts: it then
+        judges them in one call over all cores (see ``LanguageDetector.detect_many``).
+        """
+        texts = [text[:MAX_TEXT_CHARS] if text and text.strip() else None for text, _ in items]
+        folded = [fold(text) if text else "" for text in texts]
+        languages = self._detector.detect_many(texts, folded)
+        return [
+            self._enriched(text, text_folded, tenant_id, language) if text else empty_enrichment(self.name)
+            for text, text_folded, (_, tenant_id), language in zip(texts, folded, items, languages, strict=True)
+        ]
+
+    def _enriched(self, text: str, folded: str, tenant_id: str, language: DetectedLanguage) -> Enrichment:
         classifier = self._classifiers.get(tenant_id, self._default)
-        language = self._detector.detect(text, folded)
         intents = classifier.classify_folded(folded)
         sentiment = self._sentiment.analyse(text, language.code, folded)
         score = _biased(sentiment.score, intents, classifier.biases)

@@ -77,3 +77,25 @@ def test_long_text_is_bounded(enricher):
 async def test_aenrich_equals_enrich(enricher):
     text = "where is my order?"
     assert await enricher.aenrich(text, "t") == enricher.enrich(text, "t")
+
+
+def test_enrich_many_equals_enrich_one_by_one(enricher):
+    from streams.testing import TEXTS
+
+    rows = [json.loads(line)["text"] for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+    items = [(t, "default") for t in rows] + [(t.format(ref="123456"), "acme") for t in TEXTS] + [
+        (None, "t"), ("", "t"), ("  ", "t"), ("👍", "t"), ("#4821", "t"), ("merci", "t"), ("thx", "t"),
+        ("Hola, quiero cancelar mi pedido", "t"), ("Guten Tag, ich möchte meine Bestellung stornieren.", "t"),
+        ("Je veux un remboursement. " + "bla " * 2_000, "t"),
+    ]
+    assert enricher.enrich_many(items) == [enricher.enrich(t, tenant) for t, tenant in items]
+    assert enricher.enrich_many([]) == []
+
+
+def test_enrich_many_uses_each_tenant_config():
+    shop = IntentConfig(intents=(IntentSpec(name="refund", patterns={"any": ("rembours*",)}),))
+    bank = IntentConfig(intents=(IntentSpec(name="card_lost", patterns={"fr": ("perdu* .. carte",)}),))
+    enricher = BuiltinEnricher({"default": shop, "bank": bank})
+    text = "J'ai perdu ma carte, je veux être remboursé"
+    results = enricher.enrich_many([(text, "bank"), (text, "other")])
+    assert [[i.name for i in r.intents] for r in results] == [["card_lost"], ["refund"]]
