@@ -146,9 +146,19 @@ def test_first_pass_decides_clear_english_and_french(detector, text, expected):
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [("merci", "fr"), ("bjr", "fr"), ("Salut !", "fr"), ("thx", "en"), ("Hello!", "en"), ("hi 👋", "en")],
+)
+def test_first_pass_decides_short_texts_on_one_word(detector, text, expected):
+    decided = first_pass(detector, text)
+    assert (decided.code, decided.confidence) == (expected, 0.5)
+
+
+@pytest.mark.parametrize(
     "text",
     [
-        "merci",                                          # one word: lingua and the chat markers decide
+        "merci Julie, 4821 6000 xyz",                     # five words: one is not enough
+        "ok gracias", "Vielen Dank", "Grazie mille", "Bom dia", "Hallo",  # short, other languages
         "Hello, je voudrais savoir where is my order",    # mixed
         "Where is my order? Gracias por la ayuda",        # Spanish words against
         "Thank you, the jalapeño sauce was great",        # a letter English does not use
@@ -184,5 +194,6 @@ def test_a_word_listed_for_two_languages_points_to_neither(tmp_path):
                     '[languages.nl]\nwords = "is het"\n', encoding="utf-8")
     words = FunctionWords(("en", "nl"), path)
     assert words.decide("the my", ["the", "my"]).code == "en"
-    assert words.decide("the is", ["the", "is"]) is None  # "is" is Dutch too: one English word left
+    long_words = ["x", "y", "z"]  # five words: one language word is not enough
+    assert words.decide("the is x y z", ["the", "is", *long_words]) is None  # "is" is Dutch too
     assert words.decide("het is", ["het", "is"]) is None  # Dutch is not decided here
