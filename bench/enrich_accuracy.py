@@ -82,13 +82,22 @@ def time_per_call(enricher: BuiltinEnricher, items: list[tuple[str, str]]) -> fl
     return 1e6 * (time.perf_counter() - start) / (SPEED_ROUNDS * len(items))
 
 
+def time_per_text_many(enricher: BuiltinEnricher, items: list[tuple[str, str]]) -> float:
+    """Mean µs per text of enrich_many() over SPEED_ROUNDS passes of ``items``, one call a pass."""
+    start = time.perf_counter()
+    for _ in range(SPEED_ROUNDS):
+        enricher.enrich_many(items)
+    return 1e6 * (time.perf_counter() - start) / (SPEED_ROUNDS * len(items))
+
+
 def print_speed(enricher: BuiltinEnricher, rows: list[dict]) -> None:
     print(f"\nspeed (mean of {SPEED_ROUNDS} passes, one core):")
     for name, items in (("labelled", [(r["text"], "default") for r in rows]),
                         ("traffic", traffic_items())):
         us = time_per_call(enricher, items)
+        many = time_per_text_many(enricher, items)
         print(f"  {name:<9}{len(items):>6} texts: {us:8.1f} µs per enrich() call "
-              f"({1e6 / us:,.0f} calls/s)")
+              f"({1e6 / us:,.0f} calls/s); enrich_many(): {many:.1f} µs per text (lingua on all cores)")
 
 
 def print_dev_errors(enricher: BuiltinEnricher, rows: list[dict]) -> None:
