@@ -197,18 +197,15 @@ class IntentClassifier:
         scores: dict[int, float] = {}  # config order -> score
         for order, index in self._index.matches(folded):  # by intent, then pattern order
             scores[order] = scores.get(order, 0) + self._weights[order][index]
+        saturation, floor = self.config.saturation, self.config.min_confidence
         scored = []  # (-confidence, config order)
         for order, score in scores.items():
-            confidence = self._confidence(score)
-            if confidence >= self.config.min_confidence:  # > 0: an intent scoring 0 or less is out
-                scored.append((-confidence, order))
+            if score > 0:  # 0 or less: confidence 0, under any min_confidence
+                confidence = round(1.0 - math.exp(-score / saturation), 4)
+                if confidence >= floor:
+                    scored.append((-confidence, order))
         scored.sort()
         return tuple([Intent(self._names[order], -neg) for neg, order in scored[: self.config.max_intents]])
-
-    def _confidence(self, score: float) -> float:
-        if score <= 0:
-            return 0.0
-        return round(1.0 - math.exp(-score / self.config.saturation), 4)
 
 
 def _compile_spec(spec: IntentSpec) -> list[CompiledPattern]:

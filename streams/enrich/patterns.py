@@ -89,11 +89,11 @@ class PatternIndex:
                 self._add(group, index, pattern)
                 words.update(pattern.words)
         self._words = {w for w in words if not w.endswith(STEM)}
-        stems = sorted((w[:-1] for w in words if w.endswith(STEM)), key=lambda s: (-len(s), s))
-        # Longest first, so the stem found at a word's start is the longest one; the
-        # shorter stems it starts with are found too (a word starting with "preleve"
-        # also starts with "prelev"). The match takes the space before the word only.
-        self._stems = re.compile(" (" + "|".join(map(re.escape, stems)) + ")") if stems else None
+        stems = sorted(w[:-1] for w in words if w.endswith(STEM))
+        # At a word's start the regex finds the longest stem it begins with; the
+        # shorter stems that one begins with are the word's too (a word starting with
+        # "preleve" also starts with "prelev"). The match takes the space before the word.
+        self._stems = re.compile(" (" + _longest_first(stems) + ")") if stems else None
         self._stems_within = {s: [t + STEM for t in stems if s.startswith(t)] for s in stems}
 
     def _add(self, group: int, index: int, pattern: CompiledPattern) -> None:
@@ -130,3 +130,23 @@ class PatternIndex:
             for stem in self._stems.findall(folded):
                 present.update(self._stems_within[stem])
         return present
+
+
+def _longest_first(words: list[str]) -> str:
+    """A regex of ``words`` as a letter tree (faster than a flat alternation), matching
+    the longest word it can: an optional longer branch is tried before stopping."""
+    tree: dict = {}
+    for word in words:
+        node = tree
+        for letter in word:
+            node = node.setdefault(letter, {})
+        node[""] = {}
+    return _branches(tree)
+
+
+def _branches(node: dict) -> str:
+    alternatives = [re.escape(letter) + _branches(child) for letter, child in sorted(node.items()) if letter]
+    if not alternatives:
+        return ""
+    body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+    return f"(?:{body})?" if "" in node else body
