@@ -147,19 +147,21 @@ class _Phrases:
 
     def replace_words(self, words: list[str]) -> list[str]:
         """:meth:`replace` on folded text, given and returned as its words."""
-        if self._by_first is None:
+        by_first = self._by_first
+        if by_first is None:
             return self.replace(" " + " ".join(words) + " ").split()
-        out, k = [], 0
-        while k < len(words):
-            for token, parts in self._by_first.get(words[k], ()):
+        out: list[str] = []
+        done = 0  # words before this one are in out (as themselves or in a phrase token)
+        for k in [k for k, word in enumerate(words) if word in by_first]:
+            if k < done:
+                continue
+            for token, parts in by_first[words[k]]:
                 if _fits(parts, words, k):
+                    out += words[done:k]
                     out.append(token)
-                    k += len(parts)
+                    done = k + len(parts)
                     break
-            else:
-                out.append(words[k])
-                k += 1
-        return out
+        return out + words[done:] if out else words
 
 
 # Under re.IGNORECASE these match an ASCII letter: a text with one goes to the regex.
