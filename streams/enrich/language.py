@@ -170,7 +170,8 @@ class FunctionWords:
 
 
 class LanguageDetector:
-    """First pass on function words, then lingua restricted to ``languages`` (ISO 639-1 codes), plus chat markers."""
+    """The function-word first pass, then lingua restricted to ``languages`` (ISO 639-1
+    codes) with the chat markers for what lingua is unsure about."""
 
     def __init__(self, languages: tuple[str, ...] = DEFAULT_LANGUAGES) -> None:
         if len(languages) < 2:

@@ -108,9 +108,10 @@ class BuiltinEnricher:
         texts = [text[:MAX_TEXT_CHARS] if text and text.strip() else None for text, _ in items]
         folded = [fold(text) if text else "" for text in texts]
         languages = self._detector.detect_many(texts, folded)
+        tenants = [tenant_id for _, tenant_id in items]
         return [
             self._enriched(text, text_folded, tenant_id, language) if text else empty_enrichment(self.name)
-            for text, text_folded, (_, tenant_id), language in zip(texts, folded, items, languages, strict=True)
+            for text, text_folded, tenant_id, language in zip(texts, folded, tenants, languages, strict=True)
         ]
 
     def _enriched(self, text: str, folded: str, tenant_id: str, language: DetectedLanguage) -> Enrichment:

@@ -57,7 +57,8 @@ class VaderCompound:
         sentiments: list[float] = [0] * len(lower)  # boosters, "kind of", words not in the lexicon
         for i in [i for i, word in enumerate(lower) if word in self._lexicon]:
             word = lower[i]
-            if word not in BOOSTER_DICT and not (word == "kind" and i < len(lower) - 1 and lower[i + 1] == "of"):
+            kind_of = word == "kind" and i < len(lower) - 1 and lower[i + 1] == "of"
+            if word not in BOOSTER_DICT and not kind_of:
                 sentiments[i] = self._valence(words, lower, i, is_cap_diff)
         if "but" in lower:
             sentiments = SentimentIntensityAnalyzer._but_check(words, sentiments)

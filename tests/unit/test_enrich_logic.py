@@ -85,7 +85,8 @@ def test_enrich_many_equals_enrich_one_by_one(enricher):
     rows = [json.loads(line)["text"] for line in LABELLED.read_text(encoding="utf-8").splitlines()]
     items = [(t, "default") for t in rows] + [(t.format(ref="123456"), "acme") for t in TEXTS] + [
         (None, "t"), ("", "t"), ("  ", "t"), ("👍", "t"), ("#4821", "t"), ("merci", "t"), ("thx", "t"),
-        ("Hola, quiero cancelar mi pedido", "t"), ("Guten Tag, ich möchte meine Bestellung stornieren.", "t"),
+        ("Hola, quiero cancelar mi pedido", "t"),
+        ("Guten Tag, ich möchte meine Bestellung stornieren.", "t"),
         ("Je veux un remboursement. " + "bla " * 2_000, "t"),
     ]
     assert enricher.enrich_many(items) == [enricher.enrich(t, tenant) for t, tenant in items]
