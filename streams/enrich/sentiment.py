@@ -122,8 +122,8 @@ class _Phrases:
         pattern = f"(?<= )(?:{groups})(?= )" if folded else rf"(?i)\b(?:{groups})\b"
         self._regex = re.compile(pattern) if ordered else None
         self._plain_words = None if folded else _plain_words([p for p, _ in ordered])
-        self._alone = [re.compile(rf"(?i)\b(?:(?P<zzphr{lang}{i}>{_phrase_body(p)}))\b")
-                       for i, (p, _) in enumerate(ordered)]
+        self._alone = [] if folded else [re.compile(rf"(?i)\b(?:(?P<zzphr{lang}{i}>{_phrase_body(p)}))\b")
+                                         for i, (p, _) in enumerate(ordered)]
         self._by_first = _by_first_word([(f"zzphr{lang}{i}", p) for i, (p, _) in enumerate(ordered)])
 
     def replace(self, text: str) -> str:
