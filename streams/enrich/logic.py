@@ -6,8 +6,12 @@ Produces: an :class:`Enrichment`, which the agent maps to
     ``parley.enrichment.MessageEnriched`` (fields match one to one).
 Key: whatever the agent keys by (the conversation); enrichment needs no key.
 State: none per message. A :class:`BuiltinEnricher` holds read-only models
-    built at start-up (lingua detector, lexicons, compiled intent patterns);
-    nothing is cached per text.
+    built at start-up (function words and lingua detector, lexicons, intent
+    pattern index); nothing is cached per text.
+Cost: about 30 to 50 µs a message on one core (``bench/enrich_accuracy.py``):
+    the text is folded once, clear English and French are recognised from
+    their function words without lingua, each intent pattern set and lexicon
+    is matched in one pass.
 Idempotency / replay: pure and deterministic. The same text, tenant and
     config give the same Enrichment, so a replay reproduces the live output.
     Only :mod:`streams.enrich.external` does I/O, and it records
@@ -46,7 +50,7 @@ class Enrichment:
     """What the enricher learnt about one message."""
 
     language: str | None          # ISO 639-1 like "fr", "en"; None if empty/undetectable
-    language_confidence: float
+    language_confidence: float   # lingua's, or 1 - 0.5^n for n words only that language uses
     sentiment_score: float        # -1.0 .. 1.0
     sentiment_label: str          # "negative" | "neutral" | "positive"
     intents: tuple[Intent, ...]   # best first; empty if none matched
@@ -66,7 +70,7 @@ def empty_enrichment(enricher: str = BUILTIN_NAME) -> Enrichment:
 
 
 class BuiltinEnricher:
-    """Offline enricher: lingua + lexicon sentiment + per-tenant intent patterns.
+    """Offline enricher: function words or lingua + lexicon sentiment + per-tenant intent patterns.
 
     ``configs`` maps tenant ids to intent configs (default: the shipped
     ``intents.default.toml``); tenants without an entry use ``default_tenant``.
