@@ -50,7 +50,7 @@ class Enrichment:
     """What the enricher learnt about one message."""
 
     language: str | None          # ISO 639-1 like "fr", "en"; None if empty/undetectable
-    language_confidence: float   # lingua's, or 1 - 0.5^n for n words only that language uses
+    language_confidence: float    # lingua's, or 1 - 0.5^n with n words pointing to it alone
     sentiment_score: float        # -1.0 .. 1.0
     sentiment_label: str          # "negative" | "neutral" | "positive"
     intents: tuple[Intent, ...]   # best first; empty if none matched
