@@ -164,7 +164,7 @@ class FunctionWords:
         return 1 if length <= SHORT_TEXT_MAX_WORDS else FIRST_PASS_MIN_WORDS
 
     def _has_foreign_letter(self, lang: str, text: str) -> bool:
-        if text.isascii():
+        if text.isascii() or not self._foreign[lang].search(text):  # none, or emoji and the like
             return False
         return any(m.group().isalpha() for m in self._foreign[lang].finditer(text))
 
