@@ -181,6 +181,9 @@ class WorkerSettings(_Base):
     linger_ms: int = 2
     session_timeout_ms: int = 10_000  # a member silent this long loses its partitions
     stats_interval_s: float = 10.0
+    # fault tests only: kill the process (SIGKILL) just before committing its Nth transaction,
+    # when its outputs and state changes are written but not committed (0: never)
+    crash_before_commit: int = 0
     routing_file: Path | None = Path("config/routing.toml")  # None: built-in rules for every tenant
     intents_file: Path | None = None
     reopen_window_s: int = 7 * 24 * 3600

@@ -30,6 +30,7 @@ as soon as the first commits. Every worker reads the whole topic.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -306,6 +307,9 @@ class Worker:
         if self.exactly_once:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            if self.settings.crash_before_commit == self.stats.transactions + 1:
+                self.producer.flush(30)  # written, not committed: what a crash here must not lose
+                os.kill(os.getpid(), signal.SIGKILL)
             self.producer.commit_transaction(60)
         else:
             self.producer.flush(60)
@@ -444,16 +448,18 @@ class Worker:
         committed = {(tp.topic, tp.partition): tp.offset
                      for tp in consumer.committed([tp for tid in new for tp in wanted[tid]], timeout=30)}
         self._read_watermarks()
+        tasks = []
         for tid in new:
             stage_name, p = tid.rsplit("/", 1)
-            task = Task(self.stages[stage_name], int(p), self.env)
-            self._restore(task)
-            offsets = {self.real[tp.topic]: max(committed[(tp.topic, tp.partition)], 0) for tp in wanted[tid]}
+            tasks.append(Task(self.stages[stage_name], int(p), self.env))
+        self._restore(tasks)
+        for task in tasks:
+            offsets = {self.real[tp.topic]: max(committed[(tp.topic, tp.partition)], 0) for tp in wanted[task.id]}
             task.start(offsets, time.monotonic())
-            up = self.table.get(tid)
+            up = self.table.get(task.id)
             if up is not None:
-                self.ends[tid].update(up.ends)
-            self.tasks[tid] = task
+                self.ends[task.id].update(up.ends)
+            self.tasks[task.id] = task
         log.info("worker.assigned", tasks=len(new), total=len(self.tasks),
                  restore_s=round(time.monotonic() - t0, 3))
 
@@ -465,32 +471,37 @@ class Worker:
         if gone:
             log.info("worker.revoked", tasks=len(gone), total=len(self.tasks))
 
-    def _restore(self, task: Task) -> None:
-        """Read the task's changelog partitions from the start into its stores."""
-        stores = task.all_stores()
-        topics_ = {self.names.changelog(task.stage.name, kind) for kind in self._kinds[task.stage.name].values()}
+    def _restore(self, tasks: list[Task]) -> None:
+        """Read the tasks' changelog partitions from the start into their stores, all at once."""
+        if not tasks:
+            return
+        stores = {}
+        for task in tasks:
+            for kind in set(self._kinds[task.stage.name].values()):
+                stores[(self.names.changelog(task.stage.name, kind), task.partition)] = task.all_stores()
         reader = self._side_consumer()
         try:
             ends = {}
-            for topic in sorted(topics_):
-                lo, hi = _watermark_offsets(reader, TopicPartition(topic, task.partition))
+            for topic, p in sorted(stores):
+                lo, hi = _watermark_offsets(reader, TopicPartition(topic, p))
                 if hi > lo:
-                    ends[topic] = hi
+                    ends[(topic, p)] = hi
             if not ends:
                 return
-            reader.assign([TopicPartition(t, task.partition, OFFSET_BEGINNING) for t in ends])
-            done: set[str] = set()
+            reader.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
+            done: set[tuple[str, int]] = set()
             while len(done) < len(ends):
                 for m in reader.consume(10_000, 1.0):
                     err = m.error()
+                    tp = (m.topic(), m.partition())
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
-                            done.add(m.topic())
+                            done.add(tp)
                         continue
                     store, _, key = m.key().partition(b"\0")
-                    stores[store.decode()].restore(key, m.value())
-                    if m.offset() + 1 >= ends[m.topic()]:
-                        done.add(m.topic())
+                    stores[tp][store.decode()].restore(key, m.value())
+                    if m.offset() + 1 >= ends[tp]:
+                        done.add(tp)
         finally:
             reader.close()
 

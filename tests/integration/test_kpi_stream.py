@@ -1,102 +1,81 @@
-"""The KPI agents in a real Faust app on the real broker equal the batch recomputation.
+"""The KPI stage on the real broker equals the batch recomputation.
 
-A generated day, delivered out of order with redeliveries, is produced to
-``parley.conversations`` and ``parley.agents.status`` under a test prefix; the KPI agents run
-in-process in a minimal ``faust.App`` (in-memory tables, changelogs on the broker); the compacted
-KPI topics are read back from the start, folded latest-per-key, and compared with
-``batch.kpi_batch.compute`` over the same delivery.
+A generated day (``parley.simulate``: threads, routing decisions, replies, presence), delivered
+out of order with redeliveries, is turned into what the conversations stage sends the KPI stage:
+each thread's measure after every few of its events (out of order too, as measures of a thread
+that moved between workers may be), and agent presence. The worker runs the KPI stage alone; the
+compacted KPI topics, folded latest-per-key, equal ``batch.kpi_batch.compute`` over the delivery.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+import random
+import uuid
 
-import faust
+import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from batch.kpi_batch import compute
-from parley.settings import KafkaSettings, WorkerSettings
+from parley.settings import WorkerSettings
 from parley.simulate import shuffled_with_duplicates, simulate_day
 from schemas import topics
-from schemas.codec import Codec
-from streams.kpi import agents as kpi_agents
+from streams.kpi import logic
+from streams.kpi.agents import KpiStage
+from streams.kpi.engine import measure
 from streams.kpi.logic import fold_outputs
+from streams.runtime.worker import Names
+from tests.integration.stream_support import CODEC, read_all, running, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-async def produce(kafka: KafkaSettings, events: list[dict]) -> None:
-    codec = Codec()
-    producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=True,
-                                linger_ms=5)
-    await producer.start()
-    try:
-        for e in events:
-            is_status = e["envelope"]["event_type"] == "AgentStatusChanged"
-            name = topics.named(kafka.topic_prefix,
-                                topics.AGENT_STATUS if is_status else topics.CONVERSATIONS)
-            await producer.send(name, codec.encode(e, name),
-                                key=e["envelope"]["partition_key"].encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+def kpi_inputs(delivery: list[dict]) -> list[tuple[bytes, bytes]]:
+    """(key, value) records of ``kpi.threads``: measures of growing event sets per thread, in a
+    shuffled order, and the presence events."""
+    sets: dict[tuple[str, str], dict[str, list]] = {}
+    latest: dict[tuple[str, str], int] = {}
+    out: list[tuple[bytes, bytes]] = []
+    for e in delivery:
+        tenant = e["envelope"]["tenant_id"]
+        if e["envelope"]["event_type"] == logic.AGENT_STATUS:
+            out.append((tenant.encode(), CODEC.encode(e)))
+            continue
+        key = (tenant, logic.thread_of(e))
+        latest[key] = max(latest.get(key, 0), e["envelope"]["occurred_at"])
+        item = logic.compact(e)
+        if item is not None:
+            sets.setdefault(key, {})[item[2]] = item
+        m = measure(tenant, key[1], sets.get(key, {}).values(), latest[key])
+        out.append((tenant.encode(), orjson.dumps({
+            "t": m["t"], "r": 0, "id": f"{tenant}|{key[1]}", "type": "ThreadMeasured", "tenant": tenant,
+            "thread": key[1], "m": m, "cause": [e["envelope"]["event_id"], e["envelope"]["correlation_id"]]})))
+    random.Random(3).shuffle(out)
+    return out
 
 
-def kpi_app(kafka: KafkaSettings, datadir: Path) -> faust.App:
-    """A minimal app for the KPI agents alone (``streams/app.py`` builds the full worker)."""
-    return faust.App(f"{kafka.topic_prefix}kpi", broker=f"kafka://{kafka.bootstrap_servers}",
-                     store="memory://", web_enabled=False, topic_replication_factor=1,
-                     consumer_auto_offset_reset="earliest", datadir=str(datadir))
+def test_the_kpi_stage_on_kafka_equals_the_batch(applied_topics) -> None:
+    from confluent_kafka import Producer
 
-
-async def read_until(kafka: KafkaSettings, want: dict, timeout_s: float) -> tuple[dict, list]:
-    """Fold the KPI topics from the start until they equal ``want`` (or time runs out)."""
-    codec = Codec()
-    names = [topics.named(kafka.topic_prefix, t) for t in (topics.KPI_INTERVALS,
-                                                           topics.KPI_CONTACTS)]
-    consumer = AIOKafkaConsumer(*names, **kafka.client_kwargs(), auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    messages: list = []
-    got: dict = {}
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                messages += batch
-            got = fold_outputs(codec.decode(m.value) for m in messages)
-            if got == want:
-                break
-    finally:
-        await consumer.stop()
-    return got, messages
-
-
-async def test_kpi_agents_on_kafka_equal_the_batch(applied_topics: KafkaSettings, tmp_path: Path):
-    kafka = applied_topics
+    k = applied_topics
     delivery = shuffled_with_duplicates(simulate_day(21, 0.1), 21, duplicate_rate=0.08)
-    await produce(kafka, delivery)
     want = compute(delivery)
     assert want["contacts"] and want["agents"]
+    s = WorkerSettings(kafka=k, app_id=f"w{uuid.uuid4().hex[:8]}", apply_topics=False, stats_interval_s=3600)
+    with running(s, [KpiStage()]) as worker:
+        p = Producer(k.librdkafka_config(**{"partitioner": "murmur2_random"}))
+        name = Names(k.topic_prefix, s.app_id).topic(topics.KPI_THREADS.name)
+        for key, value in kpi_inputs(delivery):
+            p.produce(name, value, key)
+            p.poll(0)
+        assert p.flush(30) == 0
 
-    app = kpi_app(kafka, tmp_path)
-    kpi_agents.register(app, WorkerSettings(kafka=kafka))
-    await app.start()
-    try:
-        got, messages = await read_until(kafka, want, timeout_s=120)
-    finally:
-        await app.stop()
+        def folded() -> dict:
+            records = [v for t in (topics.KPI_INTERVALS, topics.KPI_CONTACTS) for _, v in read_all(k, t)]
+            return fold_outputs(records)
 
-    for part in ("contacts", "intervals", "agents"):
-        assert got[part].keys() == want[part].keys(), part
-        assert got[part] == want[part], part
-    codec = Codec()
-    for m in messages:  # keyed as the registry says: the record's own partition key
-        rec = codec.decode(m.value)
-        assert m.key.decode() == rec["envelope"]["partition_key"]
-        assert m.key.decode().startswith(f"{rec['envelope']['tenant_id']}|")
-        if rec["envelope"]["event_type"] == "IntervalStat":
-            assert m.key.decode() == "|".join(("acme", str(rec["interval_start"]),
-                                               rec["dimension"], rec["dimension_value"]))
+        assert wait_until(lambda: folded() == want, 120, every=1.0)
+        assert sum(c["dead"] for c in worker.stats.per_stage.values()) == 0
+    for t in (topics.KPI_INTERVALS, topics.KPI_CONTACTS):  # keyed as the registry says
+        for key, rec in read_all(k, t):
+            assert key.decode() == rec["envelope"]["partition_key"]
+            assert key.decode().startswith(f"{rec['envelope']['tenant_id']}|")
