@@ -171,7 +171,7 @@ class AgentApi:
         event, topic = self._event(route, ids, raw, self.ingress.clock_ms())
         env = event["envelope"]
         env["recorded_at"] = self.ingress.clock_ms()
-        record = Record(topic, env["partition_key"].encode(), self.ingress.codec.encode(limits.fit(event, ""), topic),
+        record = Record(topic, env["partition_key"].encode(), self.ingress.encode(limits.fit(event, ""), topic),
                         (("event_type", env["event_type"].encode()),), env["occurred_at"])
         where, new = await self.ingress.store([(env["event_id"], record)], "agent_api")
         stored = where.get(env["event_id"])

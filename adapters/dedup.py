@@ -1,22 +1,23 @@
-"""Ingress dedup: an event id reaches ``parley.messages`` (and the raw topic) once, however often a
-provider redelivers, across restarts and across ingress processes.
+"""Ingress dedup: an event id reaches ``parley.messages`` (and the raw and dead-letter topics) once,
+however often a provider redelivers, across restarts and across ingress processes.
 
 Where the memory lives: the claim log, ``parley.ingress.claims``: one partition, so one total order
-that every ingress process reads (``IngressClaim`` records, key = the attempt):
+that every ingress process reads. Its records (``IngressClaim``) are batches of entries, one batch
+per turn of a process's event loop, each entry a step of one request attempt (``owner``):
 
-- ``claimed(owner, ids)``: an attempt (one request, one try) is about to write these ids; produced
-  and acknowledged *before* any of them is;
-- ``stored(owner, ids + partition/offset)``: Kafka acknowledged them (sent after the answer's
-  records are acked; never awaited);
-- ``released(owner)``: the attempt failed (answered 503): its claims are void.
+- ``claimed(owner, ids)``: the attempt is about to write these ids; acknowledged by Kafka *before*
+  any of them is produced;
+- ``stored(owner, ids + partition/offset)``: Kafka acknowledged them (written after the answer's
+  records are acked, never awaited); the attempt is over;
+- ``released(owner)``: the attempt failed (it answered 503): its claims are void.
 
-Each process tails the log from its start into memory (``Memory``) and is not ready before it has
+Each process reads the log from its start into memory (``Memory``) and is not ready before it has
 caught up. For an id, the **first claim in log order that is not released wins**: an attempt
-claims, waits until its own tail has read past its claim, and then knows, like every other
-process will, whether it holds each id. Ids already stored are dropped at once (a redelivery
-minutes or days later costs no Kafka round trip); ids held by another live attempt are waited
-for (``wait_s``), then dropped if it stored them, taken over if it released them, and answered
-503 (retry later) if it is still busy.
+claims, waits until it has read the log past its own claim, and then knows, as every other process
+will, whether it holds each id. Ids already stored are dropped at once (a redelivery minutes or
+days later costs no Kafka round trip); ids held by another live attempt are waited for
+(``wait_s``), then dropped if it stored them, taken over if it released them, and answered 503
+(retry later) if it is still busy.
 
 A crash between the claim and the stored marker leaves a claim nobody resolves: after
 ``claim_ttl_s`` (well past the producer's deadline, so nothing it sent can still land) the next
@@ -26,41 +27,42 @@ attempt; then claims again. That read is the one costly path, and only a crash l
 
 How long: ``horizon_s`` (8 days by default: the longest documented retry horizon is Meta's and
 Google RBM's 7 days, then e-mail 3 days, Mailgun 8 h, Telegram 24 h, Viber 1 h, Twilio, LINE,
-WeChat and Slack minutes). The topic keeps 9 days. What it costs: one extra Kafka round trip per
-request (the claim; its read-back is the tail, usually already there), two small records per
-request on the claim log (~250 bytes each with their envelope), and in every ingress process
-~100 bytes of memory per id stored within the horizon (``Memory``), plus reading the log at
-start (about 1 s per 100,000 requests).
+WeChat and Slack minutes). The topic keeps 9 days. What it costs: one Kafka round trip before the
+request's records are produced (the claim; reading it back is usually immediate), about 150 bytes
+per request on the claim log (the claim and the stored marker share batch records with other
+requests), ~100 bytes of memory per id remembered in every ingress process (``Memory``), and
+reading the log at start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import confluent_kafka
 from confluent_kafka import TopicPartition
 
+from adapters.avro_fast import FastEncoder
 from adapters.producer import Producer, Record, Stored, Unavailable
 from parley import logs
 from parley.settings import KafkaSettings
 from schemas.catalog import catalog
 from schemas.codec import Codec, DecodeError
-from schemas.events import derive_id, envelope, make
+from schemas.events import envelope, make
 
 log = logs.get("adapters.dedup")
 
 DAY_MS = 24 * 3600 * 1000
-UNKNOWN = -1  # stored, location not known (a record found by a scan of an older version...)
+UNKNOWN = -1  # stored, place not known
+SKEW_MS = 60_000  # clocks of ingress processes may differ this much; also covers planning time
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     """One record a request would write, named by its event id."""
 
     id: str
@@ -70,14 +72,11 @@ class Item:
 
 @dataclass
 class Outcome:
-    """What a request may write (``mine``) and what is already stored (``stored``: id -> location)."""
+    """What a request may write (``mine``) and what is already stored (``stored``: id -> place)."""
 
     owner: str | None
     mine: list[Item] = field(default_factory=list)
     stored: dict[str, Stored | None] = field(default_factory=dict)
-
-    def is_mine(self, event_id: str) -> bool:
-        return any(i.id == event_id for i in self.mine)
 
 
 class Busy(Exception):
@@ -86,13 +85,11 @@ class Busy(Exception):
 
 def fingerprint(event_id: str) -> int:
     """The id as a 128-bit int (ids are UUIDs; anything else is hashed to 128 bits)."""
-    try:
-        return int(event_id.replace("-", ""), 16) if len(event_id) == 36 else _hashed(event_id)
-    except ValueError:
-        return _hashed(event_id)
-
-
-def _hashed(event_id: str) -> int:
+    if len(event_id) == 36:
+        try:
+            return int(event_id.replace("-", ""), 16)
+        except ValueError:
+            pass
     import hashlib
 
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=16).digest(), "big")
@@ -101,9 +98,9 @@ def _hashed(event_id: str) -> int:
 class Memory:
     """Ids stored within the horizon, in day buckets by the time they were stored.
 
-    ``{fingerprint: packed location}`` per UTC day (location = partition << 40 | offset, or
-    ``UNKNOWN``); a day bucket is dropped whole once all of it is older than the horizon, so an
-    id is remembered at least ``horizon_ms`` and at most one day more.
+    ``{fingerprint: packed place}`` per UTC day (place = partition << 40 | offset, or ``UNKNOWN``);
+    a day bucket is dropped whole once all of it is older than the horizon, so an id is
+    remembered at least ``horizon_ms`` and at most one day more.
     """
 
     def __init__(self, horizon_ms: int) -> None:
@@ -138,11 +135,10 @@ class _Attempt:
     owner: str
     at_ms: int
     items: list[Item]
-    state: str = "claimed"  # claimed | stored | released
     waiters: list[asyncio.Future] = field(default_factory=list)
 
 
-def location(loc: int | None, topic: str) -> Stored | None:
+def place(loc: int | None, topic: str) -> Stored | None:
     if loc is None or loc == UNKNOWN:
         return None
     return Stored(topic, loc >> 40, loc & ((1 << 40) - 1))
@@ -151,48 +147,53 @@ def location(loc: int | None, topic: str) -> Stored | None:
 class Dedup:
     """The claim protocol above, for one ingress process."""
 
+    BUSY_S = 0.0005  # how often the log is read while someone waits for it
+    IDLE_S = 0.02
+
     def __init__(self, kafka: KafkaSettings, topic: str, producer: Producer, *, horizon_s: float = 8 * 86400,
-                 claim_ttl_s: float = 30.0, wait_s: float = 2.0, tenant: str = "ingress",
+                 claim_ttl_s: float = 30.0, wait_s: float = 2.0,
                  clock_ms=lambda: time.time_ns() // 1_000_000) -> None:
         self.kafka, self.topic, self.producer = kafka, topic, producer
         self.claim_ttl_ms, self.wait_s = int(claim_ttl_s * 1000), wait_s
         self.clock_ms = clock_ms
         self.memory = Memory(int(horizon_s * 1000))
-        self.attempts: dict[str, _Attempt] = {}
-        self.claims: dict[str, list[str]] = {}  # id -> owners that claimed it, in log order
+        self.attempts: dict[str, _Attempt] = {}  # open claims, by owner
+        self.claims: dict[str, list[str]] = {}  # id -> owners with an open claim on it, in log order
         self.position = 0  # the next offset of the log this process has not read yet
-        self._caught_up_at: int | None = None  # the log's end when we started
-        self._reading: list[tuple[int, asyncio.Future]] = []  # (offset, resolved once read)
+        self._log_end: int | None = None  # the log's end when we started
+        self._reading: list[tuple[int, asyncio.Future]] = []  # (offset, resolved once read past it)
+        self._outbox: list[dict[str, Any]] = []
+        self._outbox_waiters: list[asyncio.Future] = []
         self._codec = Codec()
-        self._sv = catalog().latest("IngressClaim")
-        self._tail: _Tail | None = None
+        self._encoder = FastEncoder(self._codec, catalog().latest("IngressClaim"))
+        self._me = f"{os.getpid():x}-{os.urandom(6).hex()}"  # this process: owners and record keys
+        self._owners = (f"{self._me}-{n:x}" for n in itertools.count())
+        self._batches = itertools.count()
+        self._own: dict[bytes, list[dict[str, Any]]] = {}  # record key -> entries we sent in it
+        self._consumer: confluent_kafka.Consumer | None = None
+        self._reader: asyncio.Task | None = None
+        self._napping: asyncio.Future | None = None
         self._background: set[asyncio.Task] = set()
         self._settling: dict[str, asyncio.Task] = {}
         self._next_expiry = 0
-        self._tenant = tenant
 
     # -- life cycle --------------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        return self._caught_up_at is not None and self.position >= self._caught_up_at
+        return self._log_end is not None and self.position >= self._log_end
 
     async def start(self) -> None:
-        self._tail = _Tail(self.kafka, self.topic, asyncio.get_running_loop(), self._apply, self._at_end)
-        self._tail.start()
+        self._reader = asyncio.get_running_loop().create_task(self._read_log(), name="claims-reader")
 
     async def stop(self) -> None:
-        if self._tail is not None:
-            await asyncio.to_thread(self._tail.stop)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-
-    def _at_end(self, end: int) -> None:
-        if self._caught_up_at is None:
-            self._caught_up_at = end
-            log.info("dedup.start", log_end=end)
-        if self.ready:
-            log.info("dedup.ready", ids=len(self.memory), open_claims=len(self.attempts))
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._consumer is not None:
+            await asyncio.to_thread(self._consumer.close)
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -202,10 +203,10 @@ class Dedup:
         todo = [i for i in items if i.id not in stored]
         if not todo:
             return Outcome(None, [], stored)
-        owner = uuid.uuid4().hex
-        offset = await self._send("claimed", owner, todo, {})
-        await self._read_past(offset)
+        owner = next(self._owners)
+        offset = await self._write("claimed", owner, todo, {})
         try:
+            await self._read_past(offset)
             return await self._decide(owner, todo, stored)
         except BaseException:
             self.release(Outcome(owner, todo, {}))
@@ -239,16 +240,15 @@ class Dedup:
         for i in outcome.mine:
             s = where.get(i.id)
             self.memory.add(i.id, now, s.partition if s else None, s.offset if s else None)
-        self._background_send("stored", outcome.owner, outcome.mine, where)
+        self._close_locally(outcome.owner)
+        self._write_later("stored", outcome.owner, outcome.mine, where)
 
     def release(self, outcome: Outcome) -> None:
         """The attempt failed: void its claims (here at once, elsewhere when they read it)."""
         if outcome.owner is None:
             return
-        attempt = self.attempts.get(outcome.owner)
-        if attempt is not None and attempt.state == "claimed":
-            self._resolve(attempt, "released")
-        self._background_send("released", outcome.owner, [], {})
+        self._close_locally(outcome.owner)
+        self._write_later("released", outcome.owner, [], {})
 
     # -- state -------------------------------------------------------------------------------
 
@@ -257,23 +257,20 @@ class Dedup:
         for i in items:
             loc = self.memory.get(i.id)
             if loc is not None:
-                out[i.id] = location(loc, i.topic)
+                out[i.id] = place(loc, i.topic)
         return out
 
     def _holder(self, event_id: str) -> str | None:
-        """The first attempt in log order whose claim on ``event_id`` is not released."""
-        for owner in self.claims.get(event_id, ()):
-            a = self.attempts.get(owner)
-            if a is not None and a.state == "claimed":
-                return owner
-        return None
+        """The first attempt in log order whose claim on ``event_id`` is still open."""
+        owners = self.claims.get(event_id)
+        return owners[0] if owners else None
 
     def _expired(self, a: _Attempt) -> bool:
-        return a.state == "claimed" and self.clock_ms() - a.at_ms > self.claim_ttl_ms
+        return self.clock_ms() - a.at_ms > self.claim_ttl_ms
 
     async def _wait_for(self, owners: set[str], timeout: float) -> None:
-        futures = []
         loop = asyncio.get_running_loop()
+        futures = []
         for owner in owners:
             f = loop.create_future()
             self.attempts[owner].waiters.append(f)
@@ -285,11 +282,17 @@ class Dedup:
             return
         f = asyncio.get_running_loop().create_future()
         self._reading.append((offset, f))
+        self._wake()
         try:
             async with asyncio.timeout(max(1.0, self.wait_s)):
                 await f
         except TimeoutError:
             raise Unavailable("the claim log was not read back in time") from None
+
+    def _close_locally(self, owner: str) -> None:
+        a = self.attempts.get(owner)
+        if a is not None:
+            self._end(a)
 
     # -- a claim nobody resolved: look at the topics themselves ------------------------------
 
@@ -307,45 +310,135 @@ class Dedup:
         found = await asyncio.to_thread(_scan, self.kafka, a.items, a.at_ms)
         log.warning("dedup.expired_claim", owner=a.owner, ids=len(a.items), found=len(found))
         done = [i for i in a.items if i.id in found]
-        if done:
-            offset = await self._send("stored", a.owner, done, found)
-            await self._read_past(offset)
-        offset = await self._send("released", a.owner, [], {})
+        kind = "stored" if done else "released"
+        offset = await self._write(kind, a.owner, done, found)
         await self._read_past(offset)
 
-    # -- the log -----------------------------------------------------------------------------
+    # -- writing the log: one record per turn of the loop --------------------------------------
 
-    def _record(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> Record:
-        now = self.clock_ms()
-        env = envelope("IngressClaim", event_id=derive_id("claim", owner, kind), occurred_at=now,
-                       tenant_id=self._tenant, partition_key=owner, producer="ingress", recorded_at=now)
-        ids = [{"id": i.id, "topic": i.topic, "key": i.key,
-                "partition": where[i.id].partition if i.id in where and where[i.id] else None,
-                "offset": where[i.id].offset if i.id in where and where[i.id] else None} for i in items]
-        value = self._codec.encode_as(self._sv, make("IngressClaim", env, kind=kind, owner=owner, ids=ids))
-        return Record(self.topic, owner.encode(), value, timestamp_ms=now)
+    def _entry(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> dict[str, Any]:
+        ids = []
+        for i in items:
+            s = where.get(i.id)
+            ids.append({"id": i.id, "topic": i.topic, "key": i.key,
+                        "partition": s.partition if s else None, "offset": s.offset if s else None})
+        return {"kind": kind, "owner": owner, "at": self.clock_ms(), "ids": ids}
 
-    async def _send(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> int:
-        [s] = await self.producer.send_all([self._record(kind, owner, items, where)])
-        return s.offset
+    def _write(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> asyncio.Future:
+        """Queue an entry for this turn's record; a future of the record's offset."""
+        loop = asyncio.get_running_loop()
+        f = loop.create_future()
+        self._write_later(kind, owner, items, where)
+        self._outbox_waiters.append(f)
+        return f
 
-    def _background_send(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> None:
-        task = asyncio.get_running_loop().create_task(self._send_quietly(kind, owner, items, where))
+    def _write_later(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> None:
+        """Queue an entry for this turn's record, nobody waiting for it."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(self._entry(kind, owner, items, where))
+
+    def _flush(self) -> None:
+        entries, waiters = self._outbox, self._outbox_waiters
+        self._outbox, self._outbox_waiters = [], []
+        if not entries:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(entries, waiters))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _send_quietly(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> None:
-        try:
-            await self._send(kind, owner, items, where)
-        except Exception as e:  # the claim stays open; the next attempt after the TTL settles it
-            log.warning("dedup.marker_failed", kind=kind, owner=owner, error=repr(e))
+    def record(self, entries: list[dict[str, Any]]) -> Record:
+        now = self.clock_ms()
+        first = entries[0]["owner"]
+        env = envelope("IngressClaim", event_id=f"claims:{first}:{entries[0]['kind']}",
+                       occurred_at=now, tenant_id="", partition_key="", producer="ingress", recorded_at=now)
+        value = self._encoder.encode(make("IngressClaim", env, entries=entries), self.topic)
+        return Record(self.topic, f"{self._me}:{next(self._batches):x}".encode(), value, timestamp_ms=now)
 
-    def _apply(self, batch: list[tuple[int, dict[str, Any] | None]], position: int) -> None:
-        """On the loop: markers read from the log, in order; ``position`` = the next offset."""
-        for _offset, m in batch:
-            if m is not None:
-                self._apply_one(m)
-        self.position = max(self.position, position)
+    async def _send(self, entries: list[dict[str, Any]], waiters: list[asyncio.Future]) -> None:
+        record = self.record(entries)
+        self._own[record.key] = entries  # read back: applied without decoding what we wrote
+        try:
+            [s] = await self.producer.send_all([record])
+        except Exception as e:  # claims answer 503; a lost marker leaves a claim the TTL settles
+            self._own.pop(record.key, None)
+            for f in waiters:
+                if not f.done():
+                    f.set_exception(e if isinstance(e, Unavailable) else Unavailable(repr(e)))
+            if not waiters:
+                log.warning("dedup.marker_failed", entries=len(entries), error=repr(e))
+            return
+        for f in waiters:
+            if not f.done():
+                f.set_result(s.offset)
+
+    # -- reading the log ---------------------------------------------------------------------
+
+    async def _read_log(self) -> None:
+        """Read the log from its start, on the loop: busy while someone waits, idle otherwise."""
+        while True:
+            try:
+                if self._consumer is None:
+                    self._consumer, self._log_end = await asyncio.to_thread(self._open)
+                    log.info("dedup.start", log_end=self._log_end)
+                    if self.ready:
+                        log.info("dedup.ready", ids=0)
+                msgs = self._consumer.consume(num_messages=2000, timeout=0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the broker away at start...: retry
+                log.warning("dedup.reader_error", error=repr(e))
+                await asyncio.sleep(1.0)
+                continue
+            if msgs:
+                self._apply(msgs)
+            busy = bool(msgs) or bool(self._reading) or bool(self._outbox_waiters) or not self.ready
+            await self._nap(0 if len(msgs) == 2000 else self.BUSY_S if busy else self.IDLE_S)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep, unless someone starts waiting for the log (``_wake``)."""
+        loop = asyncio.get_running_loop()
+        self._napping = nap = loop.create_future()
+        timer = loop.call_later(seconds, _done, nap)
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._napping = None
+
+    def _wake(self) -> None:
+        if self._napping is not None:
+            _done(self._napping)
+
+    def _open(self) -> tuple[confluent_kafka.Consumer, int]:
+        consumer = confluent_kafka.Consumer(self.kafka.librdkafka_config(**{
+            "group.id": f"parley-ingress-claims-{os.urandom(8).hex()}", "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10, "fetch.min.bytes": 1, "socket.nagle.disable": True,
+            "enable.partition.eof": False}))
+        try:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=5.0)
+            consumer.assign([TopicPartition(self.topic, 0, confluent_kafka.OFFSET_BEGINNING)])
+        except Exception:
+            consumer.close()
+            raise
+        return consumer, high
+
+    def _apply(self, msgs: list[Any]) -> None:
+        was_ready = self.ready
+        for msg in msgs:
+            if msg.error():
+                log.warning("dedup.reader_error", error=msg.error().str())
+                continue
+            entries = self._own.pop(msg.key(), None)
+            if entries is None:
+                try:
+                    entries = self._codec.decode(msg.value())["entries"]
+                except DecodeError as e:
+                    log.warning("dedup.undecodable", offset=msg.offset(), error=str(e))
+                    entries = []
+            for entry in entries:
+                self._apply_entry(entry)
+            self.position = msg.offset() + 1
         if self._reading:
             still = []
             for offset, f in self._reading:
@@ -355,103 +448,46 @@ class Dedup:
                 else:
                     still.append((offset, f))
             self._reading = still
+        if not was_ready and self.ready:
+            log.info("dedup.ready", ids=len(self.memory), open_claims=len(self.attempts))
         now = self.clock_ms()
         if now >= self._next_expiry:
             self._next_expiry = now + 60_000
             self.memory.expire(now)
 
-    def _apply_one(self, m: dict[str, Any]) -> None:
-        kind, owner, at = m["kind"], m["owner"], m["envelope"]["occurred_at"]
+    def _apply_entry(self, e: dict[str, Any]) -> None:
+        kind, owner = e["kind"], e["owner"]
         if kind == "claimed":
-            items = [Item(i["id"], i["topic"], i["key"]) for i in m["ids"]]
-            self.attempts.setdefault(owner, _Attempt(owner, at, items))
+            if owner in self.attempts:
+                return
+            items = [Item(i["id"], i["topic"], i["key"]) for i in e["ids"]]
+            self.attempts[owner] = _Attempt(owner, e["at"], items)
             for i in items:
                 self.claims.setdefault(i.id, []).append(owner)
             return
-        if kind == "stored":
-            for i in m["ids"]:
-                self.memory.add(i["id"], at, i["partition"], i["offset"])
+        if kind == "stored" and not owner.startswith(self._me):  # ours were remembered when stored
+            for i in e["ids"]:
+                self.memory.add(i["id"], e["at"], i["partition"], i["offset"])
         a = self.attempts.get(owner)
         if a is not None:  # either marker ends the attempt: what it did not store, it never will
-            self._resolve(a, kind)
+            self._end(a)
 
-    def _resolve(self, a: _Attempt, state: str) -> None:
-        a.state = state
+    def _end(self, a: _Attempt) -> None:
+        self.attempts.pop(a.owner, None)
         for i in a.items:
             owners = self.claims.get(i.id)
             if owners is not None and a.owner in owners:
                 owners.remove(a.owner)
                 if not owners:
                     del self.claims[i.id]
-        self.attempts.pop(a.owner, None)
         for f in a.waiters:
             if not f.done():
-                f.set_result(state)
+                f.set_result(None)
 
 
-class _Tail:
-    """Reads the claim log from its start on a thread; hands decoded batches to the loop."""
-
-    def __init__(self, kafka: KafkaSettings, topic: str, loop: asyncio.AbstractEventLoop, apply, at_end) -> None:
-        self.topic, self.loop, self.apply, self.at_end = topic, loop, apply, at_end
-        self.conf = kafka.librdkafka_config(**{
-            "group.id": f"parley-ingress-claims-{uuid.uuid4().hex}", "enable.auto.commit": False,
-            "fetch.wait.max.ms": 20, "fetch.min.bytes": 1, "fetch.error.backoff.ms": 100,
-            "socket.nagle.disable": True, "enable.partition.eof": False})
-        self.codec = Codec()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="claims-tail", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-
-    def _run(self) -> None:
-        consumer = None
-        while not self._stop.is_set():
-            try:
-                consumer = consumer or self._open()
-                self._read(consumer)
-            except Exception as e:  # the broker away at start, a rebalance of metadata...: retry
-                log.warning("dedup.tail_error", error=repr(e))
-                self._stop.wait(1.0)
-        if consumer is not None:
-            consumer.close()
-
-    def _open(self) -> confluent_kafka.Consumer:
-        consumer = confluent_kafka.Consumer(self.conf)
-        _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=5.0)
-        consumer.assign([TopicPartition(self.topic, 0, confluent_kafka.OFFSET_BEGINNING)])
-        self.loop.call_soon_threadsafe(self.at_end, high)
-        return consumer
-
-    def _read(self, consumer: confluent_kafka.Consumer) -> None:
-        while not self._stop.is_set():
-            msgs = consumer.consume(num_messages=1000, timeout=0.1)
-            if not msgs:
-                continue
-            batch, position = [], None
-            for msg in msgs:
-                if msg.error():
-                    log.warning("dedup.tail_error", error=msg.error().str())
-                    continue
-                batch.append((msg.offset(), self._decode(msg.value())))
-                position = msg.offset() + 1
-            if position is not None:
-                self.loop.call_soon_threadsafe(self.apply, batch, position)
-
-    def _decode(self, value: bytes) -> dict[str, Any] | None:
-        try:
-            return self.codec.decode(value)
-        except DecodeError as e:
-            log.warning("dedup.undecodable_marker", error=str(e))
-            return None
-
-
-SKEW_MS = 60_000  # clocks of ingress processes may differ this much; also covers planning time
+def _done(f: asyncio.Future) -> None:
+    if not f.done():
+        f.set_result(None)
 
 
 def _scan(kafka: KafkaSettings, items: Sequence[Item], claimed_at_ms: int) -> dict[str, Stored]:
@@ -465,7 +501,7 @@ def _scan(kafka: KafkaSettings, items: Sequence[Item], claimed_at_ms: int) -> di
     from aiokafka.partitioner import murmur2
 
     consumer = confluent_kafka.Consumer(kafka.librdkafka_config(**{
-        "group.id": f"parley-ingress-scan-{uuid.uuid4().hex}", "enable.auto.commit": False}))
+        "group.id": f"parley-ingress-scan-{os.urandom(8).hex()}", "enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(timeout=5.0)
         wanted: dict[tuple[str, int], set[str]] = {}
@@ -487,8 +523,8 @@ def _scan_partition(consumer: confluent_kafka.Consumer, topic: str, partition: i
     found: dict[str, Stored] = {}
     while end > low and ids - set(found):
         start = max(low, end - chunk)
-        newest_before = _read_range(consumer, codec, topic, partition, start, end, ids, found)
-        if newest_before < since_ms:
+        newest = _read_range(consumer, codec, topic, partition, start, end, ids, found)
+        if newest < since_ms:
             break  # this chunk was all written before the claim: so was everything before it
         end = start
     return found

@@ -46,6 +46,7 @@ class IngressMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
         r = self.registry
         self.requests = Counter("parley_ingress_requests", "HTTP requests by route and status.",
                                 ["route", "adapter", "status"], registry=r)
@@ -64,6 +65,14 @@ class IngressMetrics:
                                          ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.producer_ready = Gauge("parley_ingress_producer_ready", "1 when the Kafka producer is connected.",
                                     registry=r)
+
+    def child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, cached: the lookup costs more than the increment."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def rejected(self, adapter: str, reason: str) -> None:
         self.rejections.labels(adapter, reason if reason in REJECTION_REASONS else "other").inc()

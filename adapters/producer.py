@@ -6,8 +6,7 @@
 - ``send_all(records)`` hands every record of one request to librdkafka (``produce`` does not
   block: it queues) and returns once Kafka acknowledged all of them; otherwise it raises
   ``Unavailable`` and the caller answers 503, so the provider retries. Nothing is answered 2xx
-  that is not stored. Delivery reports are served by one thread per producer (``poll``) and
-  handed to the event loop in batches (one wake-up per batch, not one per record).
+  that is not stored. Delivery reports are served on the event loop itself (``_Client``).
 - Sizes are checked *before* producing: each topic's live ``max.message.bytes`` is read when the
   producer connects, and a record that would not fit raises ``TooLarge`` without touching the
   producer. A record the broker refuses can therefore no longer take the producer down with it.
@@ -26,11 +25,10 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import collections
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import confluent_kafka
 from confluent_kafka import KafkaError, KafkaException
@@ -49,8 +47,7 @@ RECORD_OVERHEAD = 512
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     topic: str
     key: bytes
     value: bytes
@@ -63,8 +60,7 @@ class Record:
             + RECORD_OVERHEAD
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     topic: str
     partition: int
     offset: int
@@ -85,16 +81,26 @@ class TooLarge(ValueError):
 class _Pending:
     """The records of one ``send_all`` call: one future for all of them."""
 
-    __slots__ = ("future", "left", "results", "error")
+    __slots__ = ("future", "left", "results", "error", "deadline", "timed_out")
 
-    def __init__(self, future: asyncio.Future, n: int) -> None:
-        self.future, self.left = future, n
+    def __init__(self, future: asyncio.Future, n: int, deadline: float) -> None:
+        self.future, self.left, self.deadline = future, n, deadline
         self.results: list[Stored | None] = [None] * n
         self.error: KafkaError | None = None
+        self.timed_out = False
 
 
 class _Client:
-    """One librdkafka producer and the thread that serves its delivery reports."""
+    """One librdkafka producer whose delivery reports are served on the event loop.
+
+    No thread: ``poll(0)`` runs on the loop every ``BUSY_S`` while records are in flight (and every
+    ``IDLE_S`` otherwise, for librdkafka's error callbacks). Callbacks then complete futures
+    directly: no cross-thread hand-over, no lock or GIL ping-pong with a polling thread, which on
+    a small machine cost more than the Kafka round trip itself.
+    """
+
+    BUSY_S = 0.0005
+    IDLE_S = 0.05
 
     def __init__(self, conf: dict[str, Any], loop: asyncio.AbstractEventLoop,
                  on_error: Callable[[_Client, KafkaError], None]) -> None:
@@ -102,13 +108,14 @@ class _Client:
         self.producer = confluent_kafka.Producer({**conf, "error_cb": self._error})
         self.limits: dict[str, int] = {}
         self.brokers_down = False
-        self._reports: list[tuple[_Pending, int, str, KafkaError | None, int, int]] = []
-        self._stop = threading.Event()
-        self._flush_s = 1.0
-        self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
+        self.in_flight = 0
+        self._deadlines: collections.deque[_Pending] = collections.deque()  # in deadline order
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = float("inf")
+        self._closed = False
 
     def start(self) -> None:
-        self._thread.start()
+        self._schedule(self.IDLE_S)
 
     def produce(self, records: Sequence[Record], pending: _Pending) -> None:
         produce = self.producer.produce
@@ -119,63 +126,76 @@ class _Client:
             if r.timestamp_ms is not None:
                 kw["timestamp"] = r.timestamp_ms
             produce(r.topic, r.value, r.key, **kw)
+            self.in_flight += 1
+        self._deadlines.append(pending)  # one timeout for every request: deadlines come in order
+        self._schedule(self.BUSY_S)
 
     def _callback(self, pending: _Pending, index: int, topic: str) -> Callable[[Any, Any], None]:
-        reports = self._reports
-
-        def delivered(err: KafkaError | None, msg: Any) -> None:  # runs on the delivery thread
-            reports.append((pending, index, topic, err, msg.partition(), msg.offset()))
+        def delivered(err: KafkaError | None, msg: Any) -> None:  # runs inside poll(), on the loop
+            self.in_flight -= 1
+            _report(pending, index, topic, err, msg)
         return delivered
 
-    def _serve(self) -> None:
-        p = self.producer
-        while not self._stop.is_set():
-            p.poll(0.05)
-            self._hand_over()
-        p.flush(self._flush_s)  # delivers what is queued, or serves the reports of purged records
-        self._hand_over()
+    def _schedule(self, delay: float) -> None:
+        due = self.loop.time() + delay
+        if self._closed or due >= self._due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._due, self._timer = due, self.loop.call_at(due, self._tick)
 
-    def _hand_over(self) -> None:
-        if self._reports:
-            # callbacks run inside poll() on this thread: swapping the list here is race-free
-            batch, self._reports[:] = list(self._reports), []
-            try:
-                self.loop.call_soon_threadsafe(_resolve, batch)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+    def _tick(self) -> None:
+        self._timer, self._due = None, float("inf")
+        if self._closed:
+            return
+        self.producer.poll(0)
+        self._expire(self.loop.time())
+        self._schedule(self.BUSY_S if self.in_flight or self._deadlines else self.IDLE_S)
 
-    def _error(self, err: KafkaError) -> None:  # runs on the delivery thread
-        try:
-            self.loop.call_soon_threadsafe(self._on_error, self, err)
-        except RuntimeError:
-            pass
+    def _expire(self, now: float) -> None:
+        """Complete the requests whose deadline passed (a timer per request would cost more)."""
+        q = self._deadlines
+        while q and (q[0].future.done() or q[0].deadline <= now):
+            pending = q.popleft()
+            if not pending.future.done():
+                pending.timed_out = True
+                pending.future.set_result(pending)
 
-    def close(self, *, purge: bool, flush_s: float = 1.0) -> None:
-        """Stop serving reports after a last flush of ``flush_s``; ``purge`` first fails what is
-        queued or in flight instead of delivering it."""
-        self._flush_s = flush_s
+    def _error(self, err: KafkaError) -> None:  # inside poll(): act after it returns (no re-entry)
+        self.loop.call_soon(self._on_error, self, err)
+
+    def close(self, *, purge: bool) -> None:
+        """Stop serving reports; ``purge`` first fails what is queued or in flight (their futures
+        fail at once) instead of delivering it."""
         if purge:
             try:
-                self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+                self.producer.purge(in_queue=True, in_flight=True, blocking=True)
+                self.producer.poll(0)
             except (KafkaException, RuntimeError) as e:
                 log.debug("producer.purge_failed", error=repr(e))
-        self._stop.set()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if purge:  # nothing will serve this producer again: whoever still waits, stops waiting
+            self._expire(float("inf"))
 
-    def join(self, timeout_s: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+    async def drain(self, timeout_s: float) -> None:
+        """Deliver what is queued, serving its reports, for at most ``timeout_s``."""
+        deadline = self.loop.time() + timeout_s
+        while self.in_flight and self.loop.time() < deadline:
+            self.producer.poll(0)
+            await asyncio.sleep(0.005)
 
 
-def _resolve(batch: list[tuple[_Pending, int, str, KafkaError | None, int, int]]) -> None:
-    """On the event loop: record each report; complete a request's future with its last one."""
-    for pending, index, topic, err, partition, offset in batch:
-        if err is not None:
-            pending.error = pending.error or err
-        else:
-            pending.results[index] = Stored(topic, partition, offset)
-        pending.left -= 1
-        if pending.left == 0 and not pending.future.done():
-            pending.future.set_result(pending)
+def _report(pending: _Pending, index: int, topic: str, err: KafkaError | None, msg: Any) -> None:
+    """Record one delivery report; complete the request's future with its last one."""
+    if err is not None:
+        pending.error = pending.error or err
+    else:
+        pending.results[index] = Stored(topic, msg.partition(), msg.offset())
+    pending.left -= 1
+    if pending.left == 0 and not pending.future.done():
+        pending.future.set_result(pending)
 
 
 class Producer:
@@ -313,8 +333,8 @@ class Producer:
                 await asyncio.gather(task, return_exceptions=True)
         c, self._client = self._client, None
         if c is not None:
-            c.close(purge=False, flush_s=self._timeout_s)
-            await asyncio.to_thread(c.join, self._timeout_s + 1.0)
+            await c.drain(self._timeout_s)
+            c.close(purge=True)
         self._publish_ready()
 
     # -- producing ---------------------------------------------------------------------------
@@ -328,20 +348,20 @@ class Producer:
             limit = c.limits.get(r.topic, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
             if r.size() > limit:
                 raise TooLarge(r, limit)
-        pending = _Pending(asyncio.get_running_loop().create_future(), len(records))
         if not records:
             return []
+        loop = asyncio.get_running_loop()
+        pending = _Pending(loop.create_future(), len(records), loop.time() + self._timeout_s)
         try:
             c.produce(records, pending)
-        except BufferError:
+        except BufferError:  # some records of the request may be queued: they must not land
+            self._replace(c, "the producer's queue is full")
             raise Unavailable("the producer's queue is full") from None
         except KafkaException as e:
             self._replace(c, f"produce refused: {e}")
             raise Unavailable(f"Kafka error: {e}") from None
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await pending.future
-        except TimeoutError:
+        await pending.future
+        if pending.timed_out:
             self._replace(c, "produce timeout")
             raise Unavailable(f"Kafka did not acknowledge within {self._timeout_s}s") from None
         if pending.error is not None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
+
 from adapters.base import Account, Rejected, Reply, Request, Unmappable
 from schemas.events import derive_id, envelope, make
 
@@ -53,7 +55,16 @@ def mapping_errors(fn: F) -> F:
 # --- decoding -----------------------------------------------------------------------------------
 
 def json_object(body: bytes) -> Any:
-    """Parse a JSON body; malformed JSON is a 400, a non-object is left to the caller to judge."""
+    """Parse a JSON body; malformed JSON is a 400, a non-object is left to the caller to judge.
+
+    orjson first (several times faster on webhook-sized bodies); what it refuses and the standard
+    library accepts (NaN, integers beyond 64 bits, lone surrogates) is read by the latter, so the
+    fast path changes no answer.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as e:

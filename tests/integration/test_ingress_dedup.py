@@ -119,7 +119,7 @@ async def _dead_claim(kafka: KafkaSettings, body: bytes, event_key: bytes, event
     raw_id = derive_id("acme", "webchat", "acme-web", "raw", hashlib.sha256(body).hexdigest())
     items = [Item(raw_id, topics.named(kafka.topic_prefix, topics.RAW_INGRESS), b"acme|webchat|acme-web"),
              Item(event_id, topics.named(kafka.topic_prefix, topics.MESSAGES), event_key)]
-    await producer.send_all([dedup._record("claimed", uuid.uuid4().hex, items, {})])
+    await producer.send_all([dedup.record([dedup._entry("claimed", uuid.uuid4().hex, items, {})])])
     await producer.stop()
 
 
