@@ -1,30 +1,34 @@
-"""`parley bench streams`: the worker's whole chain against a raw aiokafka consume->produce loop.
+"""`parley bench streams`: the worker's whole chain beside raw consume->produce loops, one run.
 
-Two measures, each taken for the worker and for the raw loop in the same run, on fresh topics:
+Every measure is taken in the same run, on fresh topics of the broker at ``--bootstrap``:
 
-* throughput: N MessageReceived are written to ``parley.messages`` first, then the processor
-  starts; events/s = N / (last output's timestamp - first output's timestamp), so start-up
-  (group join, table recovery) is not counted. The worker's chain is identity (with its
-  re-key hop), threads, enrichment, routing (with its re-key hop) and, when installed, KPIs; its
-  first output is the first re-keyed record, its last the last record on ``parley.conversations``.
-* latency: messages are written at a steady rate (default: half the worker's throughput) while
-  the processor runs; a message's latency is from its input record's timestamp to the last
-  record it caused on ``parley.conversations`` (matched by correlation id), or for the raw loop
-  to its copy on the sink topic. p50/p99 are reported.
+* **throughput**: N customer messages (plus agents) are written to ``parley.messages`` first,
+  then the processor starts in a child process of its own; events/s = N / (timestamp of the
+  last output - timestamp of the first output). For the worker the first output is the first
+  re-keyed record (``parley.conversation.messages``) and the last the last record on
+  ``parley.conversations``, so start-up (group join, restore) is not counted. Baselines: a raw
+  aiokafka loop (consume, produce each record unchanged, commit: the Python ceiling of the
+  old stack) and a raw confluent-kafka loop in Kafka transactions (the ceiling of this one).
+* **stage ceilings**: each stage's own task, fed in this process the records the worker's run
+  gave it (decode, logic, encode; no Kafka): records/s and CPU µs per input message.
+* **records per message**: everything the worker wrote (outputs, changelogs, internal topics,
+  watermarks) / N, and the Kafka hops a message takes to its last output.
+* **latency**: messages written at a steady rate (default: half the worker's throughput), event
+  time = the time written; per message, from its input record's timestamp to its last output
+  on ``parley.conversations`` (p50/p99), both for its own outputs (threaded message, enrichment)
+  and for everything it caused (thread start, routing decision, assignment).
+* ``--peer``: also runs the Quix Streams peer (``../shared/peers/run.sh``) and prints its figures.
 
-Both processors run in a child process of their own (the driver would otherwise share their
-event loop); the broker and the driver share the machine with them. Results print as a table
-and, with ``--json PATH``, are written as JSON.
+Results print as a table; ``--json PATH`` writes them as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing as mp
 import os
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,9 +36,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from parley import topics_admin
 from parley.settings import KafkaSettings, WorkerSettings
 from schemas import topics
 from schemas.codec import Codec
@@ -43,106 +46,181 @@ from streams import testing
 
 APP_ID = "bench-streams"
 SINK = topics.Topic("bench.raw-sink", "same as input", ("MessageReceived",), 12)
-EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "config" / "routing.example.toml"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_RULES = ROOT / "config" / "routing.example.toml"
+PEER = ROOT.parent / "shared" / "peers" / "run.sh"
+OWN = frozenset({"MessageReceived", "MessageEnriched"})
+CODEC = Codec()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    result = asyncio.run(_run(args))
-    _print(result)
+    args = parser().parse_args(argv)
+    result = run(args)
+    print_result(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parley bench streams", description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
-    p.add_argument("--messages", type=int, default=10_000, help="messages for the throughput run")
+    p.add_argument("--messages", type=int, default=20_000, help="messages for the throughput runs")
     p.add_argument("--customers", type=int, default=1_000)
+    p.add_argument("--tenants", type=int, default=1, help="tenants the traffic is spread over")
     p.add_argument("--agents", type=int, default=20, help="agents online per tenant")
-    p.add_argument("--rate", type=float, default=0, help="messages/s for the latency run (0: half the worker's rate)")
+    p.add_argument("--guarantees", default="exactly_once,at_least_once")
+    p.add_argument("--rate", type=float, default=0, help="messages/s for the latency run (0: half the worker's)")
     p.add_argument("--duration", type=float, default=20, help="seconds of paced input for the latency run")
     p.add_argument("--rules", default=str(EXAMPLE_RULES) if EXAMPLE_RULES.exists() else "")
+    p.add_argument("--peer", action="store_true", help="also run the Quix Streams peer (../shared/peers)")
     p.add_argument("--json", default="", help="write the results here")
     return p
 
 
 # --- the run ---------------------------------------------------------------------------------
 
-async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    tenants = ("acme", "globex")
-    inputs = [*_agents(tenants, args.agents),
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    tenants = tuple(["acme", "globex", "initech", "umbrella"][: max(1, args.tenants)])
+    inputs = [*agents(tenants, args.agents),
               *testing.traffic(args.messages, customers=args.customers, tenants=tenants, spacing_ms=1000)]
-    out: dict[str, Any] = {"messages": args.messages, "customers": args.customers, "cpus": os.cpu_count()}
-    raw = await _throughput(args, "raw", inputs)
-    worker = await _throughput(args, "worker", inputs)
-    rate = args.rate or max(10.0, round(worker["events_per_s"] / 2))
-    paced = max(1, int(rate * args.duration))
-    raw_lat = await _latency(args, "raw", rate, paced, tenants)
-    worker_lat = await _latency(args, "worker", rate, paced, tenants)
-    out.update({
-        "raw": {**raw, **raw_lat}, "worker": {**worker, **worker_lat}, "latency_rate_per_s": rate,
-        "throughput_ratio": round(worker["events_per_s"] / raw["events_per_s"], 4),
-        "p99_latency_ratio": round(worker_lat["p99_ms"] / raw_lat["p99_ms"], 2) if raw_lat["p99_ms"] else None,
-    })
+    out: dict[str, Any] = {"messages": args.messages, "customers": args.customers, "tenants": len(tenants),
+                           "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()[0]}
+    out["raw_aiokafka"] = throughput(args, "raw_aiokafka", inputs)
+    out["raw_confluent_txn"] = throughput(args, "raw_confluent_txn", inputs)
+    guarantees = [g.strip() for g in args.guarantees.split(",") if g.strip()]
+    for g in guarantees:
+        out[f"worker_{g}"] = throughput(args, "worker", inputs, guarantee=g, ceilings=g == guarantees[0])
+    main_g = f"worker_{guarantees[0]}"
+    rate = args.rate or max(10.0, round(out[main_g]["events_per_s"] / 2))
+    out["latency_rate_per_s"] = rate
+    out["latency_raw"] = latency(args, "raw_confluent_txn", rate, tenants)
+    out["latency_worker"] = latency(args, "worker", rate, tenants, guarantee=guarantees[0])
+    if args.peer:
+        out["peer"] = peer(args)
+    out["loadavg_end"] = os.getloadavg()[0]
     return out
 
 
-async def _throughput(args: argparse.Namespace, kind: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-    k = await _fresh_topics(args.bootstrap)
-    await _produce(k, inputs)
-    n = sum(1 for e in inputs if e["envelope"]["event_type"] == "MessageReceived")
-    proc = _start(kind, k, args.rules)
+def throughput(args: argparse.Namespace, kind: str, inputs: list[dict[str, Any]], guarantee: str = "",
+               ceilings: bool = False) -> dict[str, Any]:
+    k = fresh_topics(args.bootstrap)
     try:
-        await _quiet(k, _final_topic(kind), first_timeout=180)
+        produce(k, inputs)
+        n = sum(1 for e in inputs if e["envelope"]["event_type"] == "MessageReceived")
+        proc = start(kind, k, args.rules, guarantee)
+        try:
+            final = topics.CONVERSATIONS if kind == "worker" else SINK
+            wait_for(k, final, n, lambda v: kind != "worker" or v["envelope"]["event_type"] == "MessageEnriched",
+                     timeout=600)
+        finally:
+            stop(proc)
+        first_topic = topics.CONVERSATION_MESSAGES if kind == "worker" else SINK
+        first = min(ts for ts, _ in records(k, first_topic, decode=False))
+        last = max(ts for ts, _ in records(k, topics.CONVERSATIONS if kind == "worker" else SINK, decode=False))
+        secs = max(1e-3, (last - first) / 1000)
+        result: dict[str, Any] = {"events_per_s": round(n / secs), "seconds": round(secs, 2)}
+        if kind == "worker":
+            written = records_written(k)
+            result["records_written_per_message"] = round(sum(written.values()) / n, 2)
+            result["records_written"] = written
+            if ceilings:
+                result["stage_ceilings"] = stage_ceilings(k, args.rules, n)
+        return result
     finally:
-        _stop(proc)
-    first_topic = topics.internal_name(k.topic_prefix, APP_ID, topics.IDENTITY_BY_TENANT) if kind == "worker" \
-        else topics.named(k.topic_prefix, SINK)
-    first, _ = await _span(k, first_topic)
-    _, last = await _span(k, topics.named(k.topic_prefix, _final_topic(kind)))
-    secs = max(1e-3, (last - first) / 1000)
-    return {"events_per_s": round(n / secs, 1), "throughput_seconds": round(secs, 2)}
+        drop(k)
 
 
-async def _latency(args: argparse.Namespace, kind: str, rate: float, n: int,
-                   tenants: tuple[str, ...]) -> dict[str, Any]:
-    k = await _fresh_topics(args.bootstrap)
-    await _produce(k, list(_agents(tenants, args.agents)))
-    proc = _start(kind, k, args.rules)
+def latency(args: argparse.Namespace, kind: str, rate: float, tenants: tuple[str, ...],
+            guarantee: str = "exactly_once") -> dict[str, Any]:
+    k = fresh_topics(args.bootstrap)
     try:
-        warm = testing.received("warmup", testing.identity("sms", "+33700000000"), "hello", testing.T0, n="warm")
-        await _produce(k, [warm])
-        await _quiet(k, _final_topic(kind), first_timeout=180, settle=2.0)
-        msgs = list(testing.traffic(n, customers=args.customers, tenants=tenants, seed=11,
-                                    start=testing.T0 + 3_600_000))
-        await _produce(k, msgs, rate=rate)
-        await _quiet(k, _final_topic(kind), settle=3.0)
+        now = int(time.time() * 1000)
+        produce(k, agents(tenants, args.agents, at=now - 60_000))
+        proc = start(kind, k, args.rules, guarantee)
+        try:
+            warm = testing.received(tenants[0], testing.identity("sms", "+33700000000"), "hello", now, n="warm")
+            produce(k, [warm])
+            wait_for(k, topics.CONVERSATIONS if kind == "worker" else SINK, 1, lambda v: True, timeout=180)
+            n = max(1, int(rate * args.duration))
+            start_at = int(time.time() * 1000) + 500
+            msgs = list(testing.traffic(n, customers=args.customers, tenants=tenants, seed=11, start=start_at,
+                                        spacing_ms=1000 / rate))
+            produce(k, msgs, rate=rate)
+            wait_for(k, topics.CONVERSATIONS if kind == "worker" else SINK, len(msgs) + 1,
+                     lambda v: kind != "worker" or v["envelope"]["event_type"] == "MessageEnriched", timeout=300)
+            time.sleep(3)
+        finally:
+            stop(proc)
+        sent = {e["envelope"]["event_id"] for e in msgs}
+        produced = {CODEC.decode(v)["envelope"]["event_id"]: ts for ts, v in records(k, topics.MESSAGES, decode=False)}
+        own: dict[str, int] = {}
+        caused: dict[str, int] = {}
+        for ts, v in records(k, topics.CONVERSATIONS if kind == "worker" else SINK, decode=False):
+            env = CODEC.decode(v)["envelope"]
+            cid = env["correlation_id"]
+            if cid in sent:
+                caused[cid] = max(caused.get(cid, 0), ts)
+                if env["event_type"] in OWN:
+                    own[cid] = max(own.get(cid, 0), ts)
+        own_ms = sorted(float(own[i] - produced[i]) for i in own if i in produced)
+        all_ms = sorted(float(caused[i] - produced[i]) for i in caused if i in produced)
+        return {"rate_per_s": rate, "messages": len(msgs), "samples": len(own_ms),
+                "p50_ms": pct(own_ms, 50), "p99_ms": pct(own_ms, 99),
+                "p50_all_ms": pct(all_ms, 50), "p99_all_ms": pct(all_ms, 99)}
     finally:
-        _stop(proc)
-    sent = {e["envelope"]["event_id"] for e in msgs}
-    lat = await _latencies(k, kind, sent)
-    lat.sort()
-    return {"p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "latency_samples": len(lat),
-            "latency_missing": len(sent) - len(lat)}
+        drop(k)
 
 
-def _final_topic(kind: str) -> topics.Topic:
-    return topics.CONVERSATIONS if kind == "worker" else SINK
+# --- stage ceilings --------------------------------------------------------------------------
+
+def stage_ceilings(k: KafkaSettings, rules: str, n: int) -> dict[str, dict[str, Any]]:
+    """Each stage's task fed, in this process, the records the worker's run gave it."""
+    from streams import topology
+    from streams.runtime.sequencer import POS_INF
+    from streams.runtime.task import Env, Record, Task
+    from streams.runtime.worker import Names
+
+    settings = WorkerSettings(kafka=k, app_id=APP_ID, routing_file=Path(rules) if rules else None,
+                              auto_resolve_after_s=0)
+    names = Names(k.topic_prefix, APP_ID)
+    out = {}
+    for stage in topology.build(settings):
+        recs = [Record(i.topic.name, 0, off, key, value)
+                for i in stage.inputs
+                for off, (key, value) in enumerate(raw_records(k, names.topic(i.topic.name)))]
+        if not recs:
+            continue
+        task = Task(stage, 0, Env(CODEC, {}, lateness_ms=POS_INF // 4, idle_ms=0))
+        task.start({})
+        t0, c0 = time.perf_counter(), time.process_time()
+        for off, rec in enumerate(recs):
+            task.feed(rec._replace(offset=off), now=0.0)
+            if off % 500 == 499:
+                task.advance({}, now=0.0)
+                task.finish()
+        for clock in task.clocks.values():
+            clock.caught_up = True
+        task.advance({}, now=1.0)
+        task.finish()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out[stage.name] = {"records": len(recs), "records_per_s": round(len(recs) / wall),
+                           "messages_per_s": round(n / wall), "cpu_us_per_message": round(cpu * 1e6 / n, 1)}
+    return out
 
 
 # --- processes -------------------------------------------------------------------------------
 
-def _start(kind: str, k: KafkaSettings, rules: str) -> mp.Process:
+def start(kind: str, k: KafkaSettings, rules: str, guarantee: str) -> mp.Process:
     ctx = mp.get_context("spawn")
-    target = _worker_process if kind == "worker" else _raw_process
-    proc = ctx.Process(target=target, args=(k.model_dump(mode="json"), rules), daemon=True)
+    target = {"worker": worker_process, "raw_aiokafka": raw_aiokafka_process,
+              "raw_confluent_txn": raw_confluent_process}[kind]
+    proc = ctx.Process(target=target, args=(k.model_dump(mode="json"), rules, guarantee), daemon=True)
     proc.start()
     return proc
 
 
-def _stop(proc: mp.Process) -> None:
+def stop(proc: mp.Process) -> None:
     proc.terminate()
     proc.join(30)
     if proc.is_alive():
@@ -150,168 +228,244 @@ def _stop(proc: mp.Process) -> None:
         proc.join(5)
 
 
-def _worker_process(kafka: dict[str, Any], rules: str) -> None:
-    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Faust's banner and progress, for the process's life
-    from parley.logs import configure
-    from streams import worker
+def worker_process(kafka: dict[str, Any], rules: str, guarantee: str) -> None:
+    from streams.runtime import worker
 
-    settings = WorkerSettings(kafka=KafkaSettings(**kafka), app_id=APP_ID, web_enabled=False, apply_topics=False,
-                              data_dir=Path(tempfile.mkdtemp(prefix="parley-bench-")),
-                              routing_file=Path(rules) if rules else None, auto_resolve_after_s=0)
+    settings = WorkerSettings(kafka=KafkaSettings(**kafka), app_id=APP_ID, apply_topics=False,
+                              routing_file=Path(rules) if rules else None, auto_resolve_after_s=0,
+                              processing_guarantee=guarantee or "exactly_once", instance_id="bench")
     settings.log.level = "WARNING"
-    configure(settings.log, service="bench-worker")
     worker.run(settings)
 
 
-def _raw_process(kafka: dict[str, Any], _rules: str) -> None:
-    asyncio.run(_raw_loop(KafkaSettings(**kafka)))
+def raw_aiokafka_process(kafka: dict[str, Any], _rules: str, _g: str) -> None:
+    """The old stack's ceiling: consume parley.messages, produce each record unchanged, commit."""
+    import asyncio
 
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-async def _raw_loop(k: KafkaSettings) -> None:
-    """The ceiling: consume parley.messages, produce each record unchanged to the sink."""
-    consumer = AIOKafkaConsumer(topics.named(k.topic_prefix, topics.MESSAGES), **k.client_kwargs(),
-                                group_id=f"{k.topic_prefix}raw", auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(**k.client_kwargs(), acks="all", enable_idempotence=True)
-    await consumer.start()
-    await producer.start()
-    sink = topics.named(k.topic_prefix, SINK)
-    try:
+    async def loop() -> None:
+        k = KafkaSettings(**kafka)
+        consumer = AIOKafkaConsumer(topics.named(k.topic_prefix, topics.MESSAGES), **k.client_kwargs(),
+                                    group_id=f"{k.topic_prefix}raw", auto_offset_reset="earliest")
+        producer = AIOKafkaProducer(**k.client_kwargs(), acks="all", enable_idempotence=True)
+        await consumer.start()
+        await producer.start()
+        sink = topics.named(k.topic_prefix, SINK)
         while True:
             batch = await consumer.getmany(timeout_ms=100)
             futures = [await producer.send(sink, r.value, key=r.key) for recs in batch.values() for r in recs]
             if futures:
                 await asyncio.gather(*futures)
                 await consumer.commit()
-    finally:
-        await producer.stop()
-        await consumer.stop()
+
+    asyncio.run(loop())
+
+
+def raw_confluent_process(kafka: dict[str, Any], _rules: str, _g: str) -> None:
+    """This stack's ceiling: consume, produce each record unchanged, commit offsets in a Kafka
+    transaction every 50 ms (what the worker does, minus all the work)."""
+    k = KafkaSettings(**kafka)
+    c = Consumer(k.librdkafka_config(**{"group.id": f"{k.topic_prefix}rawc", "auto.offset.reset": "earliest",
+                                        "enable.auto.commit": False, "isolation.level": "read_committed"}))
+    c.subscribe([topics.named(k.topic_prefix, topics.MESSAGES)])
+    p = Producer(k.librdkafka_config(**{"transactional.id": f"{k.topic_prefix}rawc", "linger.ms": 2,
+                                        "retry.backoff.ms": 5, "partitioner": "murmur2_random"}))
+    p.init_transactions()
+    sink = topics.named(k.topic_prefix, SINK)
+    opened = None
+    while True:
+        msgs = c.consume(5000, 0.02)
+        for m in msgs:
+            if m.error() is None:
+                if opened is None:
+                    p.begin_transaction()
+                    opened = time.monotonic()
+                while True:
+                    try:
+                        p.produce(sink, m.value(), m.key())
+                        break
+                    except BufferError:
+                        p.poll(0.01)
+        if opened is not None and time.monotonic() - opened >= 0.05:
+            p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata())
+            p.commit_transaction()
+            opened = None
+
+
+def peer(args: argparse.Namespace) -> dict[str, Any]:
+    """The Quix Streams peer's own run (its virtualenv, its topics), parsed from its JSON."""
+    if not PEER.exists():
+        return {"error": f"{PEER} not found"}
+    out = Path(tempfile.mkdtemp(prefix="parley-peer-")) / "peer.json"
+    proc = subprocess.run(["bash", str(PEER), "--bootstrap", args.bootstrap, "--n", str(args.messages),
+                           "--json", str(out)], capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0 or not out.exists():
+        return {"error": proc.stderr[-2000:]}
+    return json.loads(out.read_text())
 
 
 # --- Kafka helpers ---------------------------------------------------------------------------
 
-async def _fresh_topics(bootstrap: str) -> KafkaSettings:
+def fresh_topics(bootstrap: str) -> KafkaSettings:
+    import asyncio
+
+    from parley import topics_admin
+
     k = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
-    await topics_admin.apply(k, (*topics.ALL, SINK))
+    asyncio.run(topics_admin.apply(k, (*topics.ALL, SINK)))
     return k
 
 
-async def _produce(k: KafkaSettings, events: list[dict[str, Any]], rate: float = 0) -> None:
-    codec = Codec()
-    producer = AIOKafkaProducer(**k.client_kwargs(), acks="all", enable_idempotence=True, linger_ms=5)
-    await producer.start()
+def drop(k: KafkaSettings) -> None:
+    import asyncio
+
+    from parley import topics_admin
+
     try:
-        start, futures = time.monotonic(), []
-        for i, e in enumerate(events):
-            if rate:
-                delay = start + i / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            topic = _input_topic(e)
-            futures.append(await producer.send(topics.named(k.topic_prefix, topic), codec.encode(e),
-                                               key=e["envelope"]["partition_key"].encode()))
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+        asyncio.run(topics_admin.delete_prefixed(k))
+    except Exception as e:  # noqa: BLE001 - cleanup only
+        print(f"could not delete {k.topic_prefix}* topics: {e}", file=sys.stderr)
 
 
-def _input_topic(e: dict[str, Any]) -> topics.Topic:
-    return topics.AGENT_STATUS if e["envelope"]["event_type"] == "AgentStatusChanged" else topics.MESSAGES
+def produce(k: KafkaSettings, events: list[dict[str, Any]], rate: float = 0) -> None:
+    p = Producer(k.librdkafka_config(**{"linger.ms": 5, "acks": "all", "enable.idempotence": True,
+                                        "partitioner": "murmur2_random"}))
+    t0 = time.monotonic()
+    for i, e in enumerate(events):
+        if rate:
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        t = topics.AGENT_STATUS if e["envelope"]["event_type"] == "AgentStatusChanged" else topics.MESSAGES
+        while True:
+            try:
+                p.produce(topics.named(k.topic_prefix, t), CODEC.encode(e), e["envelope"]["partition_key"].encode())
+                break
+            except BufferError:
+                p.poll(0.01)
+        p.poll(0)
+    assert p.flush(60) == 0
 
 
-async def _end_offsets(k: KafkaSettings, name: str) -> int:
-    consumer = AIOKafkaConsumer(name, **k.client_kwargs(), group_id=None)
-    await consumer.start()
+def raw_records(k: KafkaSettings, name: str) -> list[tuple[bytes | None, bytes]]:
+    return [(key, value) for _, key, value in _read(k, name)]
+
+
+def records(k: KafkaSettings, t: topics.Topic, decode: bool = True) -> list[tuple[int, Any]]:
+    """(timestamp, value) of every committed record of a catalogue topic."""
+    return [(ts, CODEC.decode(v) if decode else v) for ts, _, v in _read(k, topics.named(k.topic_prefix, t))]
+
+
+def _read(k: KafkaSettings, name: str) -> list[tuple[int, bytes | None, bytes]]:
+    c = Consumer(k.librdkafka_config(**{"group.id": "bench-reader", "enable.auto.commit": False,
+                                        "isolation.level": "read_committed", "enable.partition.eof": True}))
     try:
-        parts = consumer.assignment()
-        return sum((await consumer.end_offsets(list(parts))).values())
+        md = c.list_topics(name, timeout=10).topics.get(name)
+        if md is None or md.error is not None:
+            return []
+        parts = {p for p in md.partitions if c.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] > 0}
+        c.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in parts])
+        out = []
+        while parts:
+            for m in c.consume(10_000, 1.0):
+                if m.error() is not None:
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        parts.discard(m.partition())
+                    continue
+                if m.value() is not None:
+                    out.append((m.timestamp()[1], m.key(), m.value()))
+        return out
     finally:
-        await consumer.stop()
+        c.close()
 
 
-async def _quiet(k: KafkaSettings, t: topics.Topic, first_timeout: float = 120, settle: float = 5.0) -> None:
-    """Wait until the topic has records and has stopped growing for ``settle`` seconds."""
-    name, deadline = topics.named(k.topic_prefix, t), time.monotonic() + first_timeout
-    last, since = -1, time.monotonic()
-    while True:
-        await asyncio.sleep(0.5)
-        n = await _end_offsets(k, name)
-        if n != last:
-            last, since = n, time.monotonic()
-        elif n > 0 and time.monotonic() - since >= settle:
-            return
-        elif n == 0 and time.monotonic() > deadline:
-            raise TimeoutError(f"nothing arrived on {name} within {first_timeout}s")
+def records_written(k: KafkaSettings) -> dict[str, int]:
+    """Records (offsets, with transaction markers) in every topic of the run, inputs aside."""
+    from confluent_kafka.admin import AdminClient
 
-
-async def _records(k: KafkaSettings, name: str):
-    consumer = AIOKafkaConsumer(name, **k.client_kwargs(), group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
-    await consumer.start()
+    admin = AdminClient(k.librdkafka_config())
+    c = Consumer(k.librdkafka_config(**{"group.id": "bench-counter"}))
     try:
-        parts = consumer.assignment()
-        end = await consumer.end_offsets(list(parts))
-        while any([await consumer.position(tp) < end[tp] for tp in parts]):
-            for recs in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
-                for r in recs:
-                    yield r
+        out = {}
+        inputs = {topics.named(k.topic_prefix, t) for t in (topics.MESSAGES, topics.AGENT_STATUS)}
+        for name, md in admin.list_topics(timeout=10).topics.items():
+            if not name.startswith(k.topic_prefix) or name in inputs:
+                continue
+            total = sum(c.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in md.partitions)
+            if total:
+                out[name[len(k.topic_prefix):]] = total
+        return out
     finally:
-        await consumer.stop()
+        c.close()
 
 
-async def _span(k: KafkaSettings, name: str) -> tuple[int, int]:
-    first, last = None, None
-    async for r in _records(k, name):
-        first = r.timestamp if first is None else min(first, r.timestamp)
-        last = r.timestamp if last is None else max(last, r.timestamp)
-    if first is None:
-        raise RuntimeError(f"{name} is empty")
-    return first, last
+def wait_for(k: KafkaSettings, t: topics.Topic, n: int, counts: Any, timeout: float) -> None:
+    """Until ``n`` committed records of ``t`` satisfy ``counts`` (decoded)."""
+    name = topics.named(k.topic_prefix, t)
+    c = Consumer(k.librdkafka_config(**{"group.id": f"bench-wait-{uuid.uuid4().hex[:6]}",
+                                        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                        "isolation.level": "read_committed"}))
+    c.subscribe([name])
+    seen, deadline = 0, time.monotonic() + timeout
+    try:
+        while seen < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{seen}/{n} records on {name} after {timeout}s")
+            for m in c.consume(10_000, 0.5):
+                if m.error() is None and m.value() is not None and counts(CODEC.decode(m.value())):
+                    seen += 1
+    finally:
+        c.close()
 
 
-async def _latencies(k: KafkaSettings, kind: str, sent: set[str]) -> list[float]:
-    codec = Codec()
-    produced: dict[str, int] = {}
-    async for r in _records(k, topics.named(k.topic_prefix, topics.MESSAGES)):
-        produced[codec.decode(r.value)["envelope"]["event_id"]] = r.timestamp
-    done: dict[str, int] = {}
-    async for r in _records(k, topics.named(k.topic_prefix, _final_topic(kind))):
-        env = codec.decode(r.value)["envelope"]
-        cid = env["correlation_id"]
-        if cid in sent:
-            done[cid] = max(done.get(cid, 0), r.timestamp)
-    return [float(done[i] - produced[i]) for i in done if i in produced]
-
-
-def _pct(values: list[float], p: int) -> float:
+def pct(values: list[float], p: int) -> float:
+    """Nearest rank."""
     if not values:
         return 0.0
-    if len(values) < 2:
-        return values[0]
-    return round(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 1)
+    return round(values[max(1, -(-p * len(values) // 100)) - 1], 1)
 
 
-def _agents(tenants: tuple[str, ...], n: int) -> list[dict[str, Any]]:
+def agents(tenants: tuple[str, ...], n: int, at: int = testing.T0 - 3_600_000) -> list[dict[str, Any]]:
     out = []
     for tenant in tenants:
         for i in range(n):
-            env = envelope("AgentStatusChanged", event_id=derive_id(tenant, "bench-agent", i),
-                           occurred_at=testing.T0 - 3_600_000, tenant_id=tenant, partition_key=tenant,
-                           producer="bench")
+            env = envelope("AgentStatusChanged", event_id=derive_id(tenant, "bench-agent", i, at), occurred_at=at,
+                           tenant_id=tenant, partition_key=tenant, producer="bench")
             out.append(make("AgentStatusChanged", env, agent_id=f"agent-{i}", presence="online", capacity=5,
                             skills=["billing", "vip", "escalation"] if i % 4 == 0 else [],
                             languages=["fr", "en"]))
     return out
 
 
-def _print(r: dict[str, Any]) -> None:
-    w, raw = r["worker"], r["raw"]
-    print(f"parley bench streams: {r['messages']} messages, {r['customers']} customers, {r['cpus']} CPUs")
-    print(f"{'':24}{'worker':>12}{'raw loop':>12}{'ratio':>10}")
-    print(f"{'throughput (events/s)':24}{w['events_per_s']:>12}{raw['events_per_s']:>12}{r['throughput_ratio']:>10}")
-    print(f"{'latency p50 (ms)':24}{w['p50_ms']:>12}{raw['p50_ms']:>12}")
-    print(f"{'latency p99 (ms)':24}{w['p99_ms']:>12}{raw['p99_ms']:>12}{r['p99_latency_ratio'] or '-':>10}")
-    print(f"latency at {r['latency_rate_per_s']} messages/s; samples worker {w['latency_samples']} "
-          f"(missing {w['latency_missing']}), raw {raw['latency_samples']} (missing {raw['latency_missing']})")
+# --- printing --------------------------------------------------------------------------------
+
+def print_result(r: dict[str, Any]) -> None:
+    print(f"parley bench streams: {r['messages']} messages, {r['customers']} customers, {r['tenants']} tenant(s), "
+          f"{r['cpus']} CPUs, load {r['loadavg_start']:.2f} -> {r['loadavg_end']:.2f}")
+    base = r["raw_aiokafka"]["events_per_s"]
+    print(f"\n{'throughput':34}{'events/s':>10}{'x aiokafka loop':>17}{'x txn loop':>12}")
+    rows = [("raw aiokafka loop", r["raw_aiokafka"]), ("raw confluent-kafka txn loop", r["raw_confluent_txn"])]
+    rows += [(f"worker, {k[7:].replace('_', '-')}", v) for k, v in r.items() if k.startswith("worker_")]
+    for label, v in rows:
+        print(f"{label:34}{v['events_per_s']:>10}{v['events_per_s'] / base:>17.2f}"
+              f"{v['events_per_s'] / r['raw_confluent_txn']['events_per_s']:>12.3f}")
+    main_w = next(v for k, v in r.items() if k.startswith("worker_"))
+    print(f"\nrecords written per message: {main_w['records_written_per_message']} "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(main_w['records_written'].items()))})")
+    print("kafka hops to the last output: identity -> conversations (threaded message, enrichment: 2 hops); "
+          "-> routing -> conversations (routing decision: 4 hops)")
+    if main_w.get("stage_ceilings"):
+        print(f"\n{'stage ceiling (no Kafka)':34}{'records/s':>10}{'messages/s':>12}{'CPU us/msg':>12}")
+        for name, v in main_w["stage_ceilings"].items():
+            print(f"{name:34}{v['records_per_s']:>10}{v['messages_per_s']:>12}{v['cpu_us_per_message']:>12}")
+    lw, lr = r["latency_worker"], r["latency_raw"]
+    print(f"\nlatency at {r['latency_rate_per_s']} messages/s (event time = time written):")
+    print(f"  worker: own outputs p50 {lw['p50_ms']} ms, p99 {lw['p99_ms']} ms; everything caused "
+          f"p50 {lw['p50_all_ms']} ms, p99 {lw['p99_all_ms']} ms ({lw['samples']}/{lw['messages']} messages)")
+    print(f"  raw confluent-kafka txn loop: p50 {lr['p50_ms']} ms, p99 {lr['p99_ms']} ms")
+    if "peer" in r:
+        print(f"\nQuix Streams peer (same session): {json.dumps(r['peer'])[:2000]}")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def ingress(
 
 @app.command("worker")
 def worker() -> None:
-    """The Faust stream processors: identity, threads, enrichment, routing, KPIs."""
+    """The stream processors: identity, conversations (threads, enrichment), routing, KPIs."""
     from parley.settings import WorkerSettings
     from streams.runtime.worker import run
 
@@ -193,7 +193,8 @@ def _bench(module: str, ctx: typer.Context) -> None:
     importlib.import_module(f"bench.{module}").main(list(ctx.args))
 
 
-_PASS = {"allow_extra_args": True, "ignore_unknown_options": True}
+# every argument, --help included, goes to the benchmark's own parser
+_PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
 @bench_app.command("ingress", context_settings=_PASS)

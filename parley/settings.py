@@ -172,7 +172,7 @@ class WorkerSettings(_Base):
     # once; unique per running worker. None: dynamic membership (a restart rebalances).
     instance_id: str | None = None
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
-    lateness_ms: int = 2000  # how late (event time) a record from outside may come and still be in order
+    lateness_ms: int = 500  # how late (event time) a record from outside may come and still be in order
     idle_ms: int = 1000  # a caught-up source quiet this long no longer holds event time back
     max_batch: int = 5000  # records read per turn
     commit_interval_ms: int = 50  # a transaction (outputs, state, offsets) is committed this often

@@ -2,7 +2,8 @@
 
 Names are lowercase-dotted and never renamed; a breaking change is a new topic. Public topics
 are read by other services, so their schemas are held to FULL_TRANSITIVE compatibility.
-Faust's own internal topics (table changelogs, repartitions) are named by Faust from the app id.
+The stream worker's internal topics are declared at the end (INTERNAL); its changelogs and
+watermarks topic are named by the worker from its app id (streams/runtime/worker.py).
 """
 
 from __future__ import annotations
@@ -64,22 +65,22 @@ MESSAGES = Topic(
 )
 AGENT_STATUS = Topic(
     "parley.agents.status", "tenant", ("AgentStatusChanged",), 3, public=True,
-    producers=("agent API",), consumers=("worker: routing", "worker: kpi", "projections"),
+    producers=("agent API",), consumers=("worker: presence", "projections"),
     doc="Agent presence, capacity and skills (keyed by tenant: routing sees a tenant's agents in order).",
 )
 CUSTOMER_CONTEXT = Topic(
     "parley.customers.context", "tenant|customer", ("CustomerContextUpdated",), 6, public=True,
-    producers=("agent API",), consumers=("worker: routing", "projections"),
+    producers=("agent API",), consumers=("worker: context", "projections"),
     doc="Context about customers from CRMs, shops, billing, posted to the agent API's context route.",
 )
 IDENTITY = Topic(
     "parley.identity.events", "tenant|customer", ("IdentityLinked", "IdentitiesMerged", "IdentityUnlinked"),
-    6, public=True, producers=("worker: identity",), consumers=("projections",),
-    doc="Links, merges and unlinks of channel identities to customers, as the identity processor applied them.",
+    6, public=True, producers=("worker: identity-graph",), consumers=("projections",),
+    doc="Links, merges and unlinks of channel identities to customers, as the identity graph applied them.",
 )
 IDENTITY_COMMANDS = Topic(
     "parley.identity.commands", "tenant", ("IdentityLinked", "IdentityUnlinked", "IdentitiesMerged"), 3,
-    producers=("agent API",), consumers=("worker: identity",),
+    producers=("agent API",), consumers=("worker: identity-graph",),
     doc="Manual link/unlink/merge commands from agents (agent API identities/link, identities/unlink, "
         "customers/merge), applied by the identity processor.",
 )
@@ -87,7 +88,7 @@ CONVERSATION_MESSAGES = Topic(
     "parley.conversation.messages", "tenant|customer",
     ("MessageReceived", "MessageSent", "DeliveryStatusChanged", "ConversationResolved",
      "ConversationTransferred"), 12, public=True,
-    producers=("worker: identity", "agent API"), consumers=("worker: threads",),
+    producers=("worker: identity", "agent API"), consumers=("worker: conversations",),
     doc="Messages with customer_id resolved, keyed by customer (input of threading); "
         "agents' resolve/transfer commands (agent API) on a thread enter here too.",
 )
@@ -97,9 +98,9 @@ CONVERSATIONS = Topic(
      "ConversationAssigned", "ConversationTransferred", "ConversationResolved",
      "ConversationReopened", "MessageEnriched", "RoutingDecided"),
     12, public=True,
-    producers=("worker: threads", "worker: enrich", "worker: routing"),
-    consumers=("worker: kpi", "projections", "other services"),
-    doc="Thread life cycle, threaded messages, enrichment and routing decisions, per customer.",
+    producers=("worker: conversations",), consumers=("projections", "other services"),
+    doc="Thread life cycle, threaded messages, enrichment and routing decisions, per customer (one writer: "
+        "the conversations stage, which republishes routing's decisions).",
 )
 KPI_CONTACTS = Topic(
     "parley.kpi.contacts", "tenant|contact", ("ContactMeasured",), 6, cleanup="compact",

@@ -86,3 +86,23 @@ def describe(stages: list[Stage]) -> list[dict[str, Any]]:
              "inputs": [(i.topic.name, i.topic.key, i.sequenced) for i in s.inputs],
              "outputs": [(t.name, t.key) for t in s.outputs],
              "stores": [st.name for st in s.stores]} for s in stages]
+
+
+def stage_table(stages: list[Stage]) -> str:
+    """The markdown table of docs/STREAMS.md (between its ``stages`` markers)."""
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    rows = ["| stage | partitions | reads (key; sequenced?) | writes (key) | stores |", "|---|---|---|---|---|"]
+    for s in stages:
+        reads = ", ".join(f"`{i.topic.name}` ({esc(i.topic.key)}; {'yes' if i.sequenced else 'no'})" for i in s.inputs)
+        writes = ", ".join(f"`{t.name}` ({esc(t.key)})" for t in s.outputs)
+        stores = ", ".join(st.name for st in s.stores) or "-"
+        rows.append(f"| `{s.name}` | {s.partitions} | {reads} | {writes} | {stores} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    from parley.settings import WorkerSettings
+
+    print(stage_table(build(WorkerSettings(routing_file=None))))
