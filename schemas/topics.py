@@ -98,7 +98,7 @@ CONVERSATIONS = Topic(
      "ConversationAssigned", "ConversationTransferred", "ConversationResolved",
      "ConversationReopened", "MessageEnriched", "RoutingDecided"),
     12, public=True,
-    producers=("worker: conversations",), consumers=("projections", "other services"),
+    producers=("worker: conversations",), consumers=("projections", "egress", "other services"),
     doc="Thread life cycle, threaded messages, enrichment and routing decisions, per customer (one writer: "
         "the conversations stage, which republishes routing's decisions).",
 )
@@ -112,11 +112,24 @@ KPI_INTERVALS = Topic(
     cleanup="compact", producers=("worker: kpi",), consumers=("projections", "dashboards"),
     doc="KPI figures per 15-minute interval and dimension (compacted: latest wins).",
 )
+OUTBOUND = Topic(
+    "parley.outbound", "tenant|customer", ("OutboundAttempted", "OutboundSent", "OutboundFailed"),
+    CONVERSATIONS.partitions, public=True, producers=("egress",), consumers=("egress", "projections", "other services"),
+    doc="Each outbound message's delivery: the attempt (recorded before the provider call), then sent (the "
+        "provider's ids) or failed (code, reason, permanent or not). Co-partitioned with parley.conversations: "
+        "the egress reads a partition's records back to know what it already sent.",
+)
+SERVICE_WINDOWS = Topic(
+    "parley.outbound.windows", "tenant|channel|account|customer identity", ("ServiceWindow",), 6,
+    cleanup="compact,delete", retention_ms=8 * DAY_MS, producers=("egress",), consumers=("egress", "agent API"),
+    doc="The recent times each customer wrote to each channel account (the service windows follow from them); "
+        "compacted, kept 8 days (the longest window, Messenger's human-agent 7 days, plus a day).",
+)
 
 ALL: tuple[Topic, ...] = (
     RAW_INGRESS, INGRESS_CLAIMS, DEAD_LETTER, MESSAGES, AGENT_STATUS, CUSTOMER_CONTEXT, IDENTITY,
     IDENTITY_COMMANDS, CONVERSATION_MESSAGES, CONVERSATIONS, KPI_CONTACTS,
-    KPI_INTERVALS,
+    KPI_INTERVALS, OUTBOUND, SERVICE_WINDOWS,
 )
 BY_NAME = {t.name: t for t in ALL}
 
