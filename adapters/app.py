@@ -40,6 +40,7 @@ Nothing answers 500: an unexpected failure of the service itself answers 503 (no
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -98,7 +99,7 @@ class Ingress:
         self.settings, self.accounts, self.registry = settings, accounts, registry
         self.producer, self.metrics, self.clock_ms, self.dedup = producer, metrics, clock_ms, dedup
         self.codec = Codec()
-        self._encoders: dict[str, FastEncoder] = {}
+        self._encoders: dict[str, Callable[[dict[str, Any], str], bytes]] = {}
         prefix = settings.kafka.topic_prefix
         self.raw_topic = topics.named(prefix, topics.RAW_INGRESS)
         self.messages_topic = topics.named(prefix, topics.MESSAGES)
@@ -297,10 +298,10 @@ class Ingress:
             etype = event["envelope"]["event_type"]
             encoder = self._encoders.get(etype)
             if encoder is None:
-                encoder = self._encoders[etype] = FastEncoder(self.codec, self.codec.catalog.latest(etype))
+                encoder = self._encoders[etype] = _encoder(self.codec, self.codec.catalog.latest(etype))
         except (KeyError, TypeError) as e:
             raise EncodeError(f"record has no known envelope.event_type: {e!r}") from None
-        return encoder.encode(event, topic)
+        return encoder(event, topic)
 
     async def store(self, planned: Sequence[Planned], label: str) -> tuple[dict[str, Stored | None], set[str]]:
         """Claim, produce what is new, await every ack: (event id -> where it is, None for a
@@ -317,7 +318,7 @@ class Ingress:
             raise
         where = {i: s for (i, _), s in zip(todo, acked, strict=True)}
         if self.dedup is not None:
-            self.dedup.stored(outcome, where)
+            self.dedup.stored(outcome, where, keep_places=label == "agent_api")
         if len(todo) < len(planned):
             self.metrics.duplicates.labels(label).inc(len(planned) - len(todo))
         return {**outcome.stored, **where}, set(where)
@@ -346,6 +347,14 @@ class Ingress:
             raise Refusal(413, str(e), "too_large") from None
         self.metrics.child(self.metrics.produce_seconds, "acked").observe(time.perf_counter() - t0)
         return stored
+
+
+def _encoder(codec: Codec, sv: Any) -> Callable[[dict[str, Any], str], bytes]:
+    """The compiled writer of ``sv``, or the codec's when the schema uses what it does not know."""
+    try:
+        return FastEncoder(codec, sv).encode
+    except ValueError:
+        return lambda event, topic: codec.encode_as(sv, event, topic)
 
 
 # -- pure steps ---------------------------------------------------------------------------------
@@ -549,8 +558,19 @@ def _worker(settings: IngressSettings) -> None:
     _serve_one(settings, accounts, registry, reuse_port=True)
 
 
+class _QuietClientErrors(logging.Filter):
+    """aiohttp logs a traceback at ERROR for every malformed HTTP request it answers 400: a
+    client's error, not ours, and a way to flood the logs. Dropped; real server errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HttpProcessingError)
+
+
 def _serve_one(settings: IngressSettings, accounts: Accounts, registry: Registry, *, reuse_port: bool) -> None:
     import gc
+
+    logging.getLogger("aiohttp.server").addFilter(_QuietClientErrors())
 
     app = build_app(settings, accounts=accounts, registry=registry)
     # Requests allocate many short-lived containers and few cycles: collect the youngest

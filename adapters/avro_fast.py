@@ -4,8 +4,9 @@ fastavro's generic writer walks the schema for every record; on the ingress's ho
 walk cost more than the Kafka round trip's share of CPU. ``compile_writer(schema)`` turns one
 (standalone, parsed-canonical) record schema into the source of a Python function that writes
 exactly what fastavro writes (tests hold it to byte equality, for every schema it accepts).
-Supported: records, ``string``, ``bytes``, ``int``, ``long``, ``boolean``, ``null``, unions of
-``null`` and one other type, arrays and maps; anything else raises ``ValueError`` at compile time.
+Supported: records, ``string``, ``bytes``, ``int``, ``long``, ``double``, ``float``, ``boolean``,
+``null``, unions of ``null`` and one other type, arrays and maps; anything else raises
+``ValueError`` at compile time, and the ingress then uses the codec for that type.
 
 It is not a validator: a missing field raises (``KeyError``), a wrong type usually raises
 (``AttributeError``/``TypeError``), but extra fields are ignored. So it is used only for records
@@ -22,7 +23,6 @@ from schemas.catalog import SchemaVersion
 from schemas.codec import Codec, EncodeError
 
 _HEADER = struct.Struct(">bI")
-PRIMITIVES = {"string", "bytes", "int", "long", "boolean", "null"}
 
 
 def _long(out: bytearray, n: int) -> None:
@@ -68,6 +68,8 @@ def _write(src: _Source, schema: Any, expr: str, depth: int, named: dict[str, An
         src.emit(depth, f"_long(out, {expr}.__index__())")
     elif schema == "boolean":
         src.emit(depth, f"out.append(1 if {expr} else 0)")
+    elif schema in ("double", "float"):
+        src.emit(depth, f"out += _{schema}({expr})")
     elif schema == "null":
         src.emit(depth, f"if {expr} is not None: raise TypeError('null expected')")
     else:
@@ -122,7 +124,8 @@ def compile_writer(schema: dict[str, Any]) -> Callable[[dict[str, Any], bytearra
     src = _Source()
     src.emit(0, "def write(record, out):")
     _write(src, schema, "record", 1, {})
-    namespace: dict[str, Any] = {"_long": _long}
+    namespace: dict[str, Any] = {"_long": _long, "_double": struct.Struct("<d").pack,
+                                 "_float": struct.Struct("<f").pack}
     exec(compile("\n".join(src.lines), f"<avro writer {schema.get('name')}>", "exec"), namespace)  # noqa: S102
     return namespace["write"]
 

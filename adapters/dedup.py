@@ -229,14 +229,19 @@ class Dedup:
                 raise Busy(f"{len(held)} other attempt(s) still writing the same ids")
             await self._wait_for(held, left)
 
-    def stored(self, outcome: Outcome, where: dict[str, Stored]) -> None:
-        """After Kafka acknowledged ``outcome.mine``: remember, and tell the other processes."""
+    def stored(self, outcome: Outcome, where: dict[str, Stored], *, keep_places: bool = False) -> None:
+        """After Kafka acknowledged ``outcome.mine``: remember, and tell the other processes.
+
+        ``keep_places``: remember where each record is (the agent API answers a retry with the
+        first one's place); webhooks need not, and an id costs less memory without it.
+        """
         if outcome.owner is None:
             return
         if not outcome.mine:  # every id turned out stored by others: our claim is void
             self.release(outcome)
             return
         now = self.clock_ms()
+        where = where if keep_places else {}
         for i in outcome.mine:
             s = where.get(i.id)
             self.memory.add(i.id, now, s.partition if s else None, s.offset if s else None)

@@ -15,7 +15,8 @@ from schemas.catalog import catalog
 from schemas.codec import Codec, EncodeError
 
 CAT = catalog()
-TYPES = ["RawRequest", "IngressClaim", "MessageReceived", "DeliveryStatusChanged", "DeadLetter", "MessageSent"]
+TYPES = ["RawRequest", "IngressClaim", "MessageReceived", "DeliveryStatusChanged", "DeadLetter", "MessageSent",
+         "AgentStatusChanged", "CustomerContextUpdated", "IdentityLinked", "ConversationResolved"]
 
 
 def records(schema: Any, named: dict[str, Any] | None = None) -> st.SearchStrategy:
@@ -37,6 +38,7 @@ def records(schema: Any, named: dict[str, Any] | None = None) -> st.SearchStrate
     if isinstance(schema, dict):
         return records(schema["type"], named)
     return {"string": st.text(max_size=20), "bytes": st.binary(max_size=20), "boolean": st.booleans(),
+            "double": st.floats(allow_nan=False), "float": st.floats(width=32, allow_nan=False),
             "int": st.integers(-(2**31), 2**31 - 1), "long": st.integers(-(2**63), 2**63 - 1),
             "null": st.none()}[schema]
 
@@ -75,3 +77,13 @@ def test_the_fast_encoder_is_a_codec_record() -> None:
     assert codec.decode(data) == record
     with pytest.raises(EncodeError):
         FastEncoder(codec, sv).encode({**record, "entries": [{"kind": 7}]})
+
+
+def test_a_schema_the_writer_does_not_know_falls_back_to_the_codec() -> None:
+    from adapters.app import _encoder
+
+    with pytest.raises(ValueError):
+        compile_writer({"type": "record", "name": "E", "fields": [{"name": "e", "type": {
+            "type": "enum", "name": "K", "symbols": ["A"]}}]})
+    sv = CAT.latest("MessageSent")
+    assert callable(_encoder(Codec(), sv))
