@@ -122,25 +122,30 @@ CHANNELS = ("whatsapp", "sms", "messenger", "email", "webchat", "telegram")
 
 
 def traffic(n_messages: int, *, customers: int = 200, tenants: Sequence[str] = ("acme",), seed: int = 7,
-            start: int = T0, spacing_ms: int = 1000) -> Iterator[dict[str, Any]]:
+            start: int = T0, spacing_ms: float = 1000, new_subject: float = 0.1) -> Iterator[dict[str, Any]]:
     """A deterministic stream of MessageReceived from ``customers`` people on several channels.
 
     Some customers use two channels with the same phone (WhatsApp and SMS), e-mails carry
     subjects, and texts mention order numbers, so identity, threads and routing all have work.
+    A customer writes about one order for a while: each message moves to a new order (a new
+    thread, a new contact for routing) with probability ``new_subject``.
     """
     rnd = random.Random(seed)
     people = []
     for i in range(customers):
         phone = f"+3361{i:07d}"
         people.append((rnd.choice(tenants), i, phone, rnd.random() < 0.3))
+    subject = [0] * customers
     for n in range(n_messages):
         tenant, i, phone, two_channels = people[rnd.randrange(len(people))]
+        if rnd.random() < new_subject:
+            subject[i] += 1
         channel = rnd.choice(("whatsapp", "sms") if two_channels else CHANNELS)
-        ref = f"{100000 + (i * 7 + n // 50) % 900000}"
+        ref = f"{100000 + (i * 7919 + subject[i] * 104729) % 900000}"
         text = rnd.choice(TEXTS).format(ref=ref)
-        subject = f"Order {ref}" if channel == "email" else None
+        email_subject = f"Order {ref}" if channel == "email" else None
         sender = _sender(channel, i, phone)
-        yield received(tenant, sender, text, start + n * spacing_ms, n=n, subject=subject)
+        yield received(tenant, sender, text, int(start + n * spacing_ms), n=n, subject=email_subject)
 
 
 def _sender(channel: str, i: int, phone: str) -> dict[str, Any]:

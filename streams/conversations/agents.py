@@ -7,17 +7,18 @@ Produces: ``parley.conversations`` (key tenant|customer; this stage is its only 
     life-cycle events, the threaded messages, MessageEnriched, and routing's decisions
     republished byte for byte; ``routing.requests`` (key tenant): only what routing decides on
     (new contacts with their first message, messages of threads not yet with a human,
-    resolutions, transfers); ``kpi.threads`` (key tenant): each changed thread's measure, once
-    per transaction.
+    resolutions, transfers; JSON, a message with its enrichment in one record); ``kpi.threads``
+    (key tenant): each changed thread's measure, once per transaction.
 Key: tenant|customer, co-partitioned inputs: every decision here needs one customer's events.
 State: ``threads`` (tenant|customer -> CustomerThreads), ``replies`` (tenant|customer|message id
     -> thread, for e-mail References and quoted replies), ``kpi`` (tenant|thread|event id -> the
     compact event KPIs read; tenant|thread|~t -> its latest time), ``routes`` (tenant|thread ->
     what routing last decided: whether routing still needs the thread's messages), ``seen``
-    (tenant|event id -> time: what was applied). A timer per customer resolves threads whose
-    customer went silent after the business's last word.
-Idempotency: an event id already seen changes nothing. Replay: the same set of inputs gives the
-    same outputs, ids and order (sequenced; enrichment is deterministic).
+    (tenant|event id -> time: the agent API's commands applied). A timer per customer resolves
+    threads whose customer went silent after the business's last word.
+Idempotency: a command id already seen changes nothing; messages come once from identity (which
+    drops redeliveries) and decisions once from routing (transactions). Replay: the same set of
+    inputs gives the same outputs, ids and order (sequenced; enrichment is deterministic).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from streams.kpi import logic as kpi_logic
 from streams.kpi.engine import measure
 from streams.routing import logic as routing
 from streams.runtime.stage import Input, Stage, StoreSpec
-from streams.runtime.task import Task
+from streams.runtime.task import SEQUENCE_RANK, Task
 from streams.threads import logic
 from streams.threads.logic import CustomerThreads
 
@@ -56,11 +57,15 @@ class ConversationsStage(Stage):
 
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
         env = event["envelope"]
-        seen = ctx.store("seen")
-        skey = f"{env['tenant_id']}|{env['event_id']}"
-        if skey in seen:
-            return  # a redelivery, or a re-read of an applied record
-        seen[skey] = env["occurred_at"]
+        if ctx.record is not None and ctx.record.origin is None:
+            # from outside the runtime (the agent API's commands): a retried request repeats
+            # its id; what identity and routing write is already once (deduplicated upstream,
+            # written in transactions)
+            seen = ctx.store("seen")
+            skey = f"{env['tenant_id']}|{env['event_id']}"
+            if skey in seen:
+                return
+            seen[skey] = env["occurred_at"]
         if ctx.record is not None and ctx.record.topic == topics.ROUTING_DECISIONS.name:
             self._decision(ctx, event)
             return
@@ -91,28 +96,34 @@ class ConversationsStage(Stage):
         """Publish a decided event; enrich a threaded customer message; tell routing and the
         thread's KPIs."""
         kind = e["envelope"]["event_type"]
-        value = ctx.encode(topics.CONVERSATIONS, e)
-        ctx.forward(topics.CONVERSATIONS, e["envelope"]["partition_key"], value)
+        ctx.forward(topics.CONVERSATIONS, e["envelope"]["partition_key"], ctx.encode(topics.CONVERSATIONS, e))
         self._kpi(ctx, e)
-        if kind in ("MessageReceived", "MessageSent") and e.get("thread_id"):
+        threaded = e.get("thread_id")
+        if kind in ("MessageReceived", "MessageSent") and threaded:
             replies = ctx.store("replies")
             for mid in logic.reply_ids(e):
-                replies[f"{ckey}|{mid}"] = e["thread_id"]
-        tkey = f"{e['envelope']['tenant_id']}|{e.get('thread_id')}"
+                replies[f"{ckey}|{mid}"] = threaded
+        request = [e]
+        if kind == "MessageReceived" and threaded:
+            enriched = enriched_event(e, self.enricher.enrich(e.get("text"), e["envelope"]["tenant_id"]))
+            ctx.forward(topics.CONVERSATIONS, enriched["envelope"]["partition_key"],
+                        ctx.encode(topics.CONVERSATIONS, enriched))
+            self._kpi(ctx, enriched)
+            request.append(enriched)  # routing reads a message with its enrichment
+        tkey = f"{e['envelope']['tenant_id']}|{threaded}"
         routes = ctx.store("routes")
         if kind in ("ConversationStarted", "ConversationReopened"):
             routes[tkey] = ["new", e["envelope"]["occurred_at"]]
         if self._routing_needs(e, routes.get(tkey)):
-            ctx.forward(topics.ROUTING_REQUESTS, e["envelope"]["tenant_id"], value)
-        if kind == "MessageReceived" and e.get("thread_id"):
-            enriched = enriched_event(e, self.enricher.enrich(e.get("text"), e["envelope"]["tenant_id"]))
-            self._publish(ctx, ckey, enriched)
+            env = e["envelope"]
+            ctx.send_json(topics.ROUTING_REQUESTS, env["tenant_id"], {
+                "t": env["occurred_at"], "r": SEQUENCE_RANK[kind], "id": env["event_id"], "events": request})
 
     @staticmethod
     def _routing_needs(e: dict[str, Any], route: list[Any] | None) -> bool:
         if not routing.wanted(e):
             return False
-        if e["envelope"]["event_type"] in ("MessageReceived", "MessageEnriched", "MessageSent"):
+        if e["envelope"]["event_type"] in ("MessageReceived", "MessageSent"):
             return route is None or route[0] != HUMAN  # a human has it: routing needs no more
         return True
 

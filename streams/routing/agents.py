@@ -21,13 +21,12 @@ Idempotency and replay: see ``streams.routing.logic``; sequenced, the same input
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from parley import logs
 from schemas import topics
 from streams.routing import config, logic
-from streams.routing.state import CustomerRoute, Desk, ThreadRoute, View, Waiting
+from streams.routing.state import CustomerRoute, Desk, ThreadRoute, View
 from streams.runtime.stage import Input, Stage, StoreSpec
 from streams.runtime.task import Task
 
@@ -46,6 +45,12 @@ class RoutingStage(Stage):
         self.book = _Book(rules)
 
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
+        """A request from conversations (JSON: its events, a message with its enrichment), or
+        presence or a customer's tier (Avro, forwarded)."""
+        for e in event["events"] if "events" in event else (event,):
+            self._step(ctx, e)
+
+    def _step(self, ctx: Task, event: dict[str, Any]) -> None:
         if not logic.wanted(event):
             return
         tenant, thread_id, customer_id = logic.keys(event)
@@ -56,8 +61,7 @@ class RoutingStage(Stage):
         view = View(tenant, desks.get(tenant), threads.get(tkey) if tkey else None,
                     customers.get(ckey) if ckey else None)
         after, out = logic.step(view, event, *self.book(tenant))
-        if after.desk is not view.desk:
-            desks.put(tenant, view.desk, after.desk)
+        desks.save(tenant)
         if after.thread is not None and after.thread != view.thread:
             threads[f"{tenant}|{after.thread.thread_id}"] = after.thread
         if after.customer is not None and after.customer != view.customer:
@@ -111,39 +115,36 @@ class _Book:
 
 
 class _Desks:
-    """The tenants' desks, stored so that a change writes only what changed: the head (agents,
-    wake time) is one entry per tenant and each waiting contact its own entry (tenant|thread).
-    The composed desks are kept per task (the stores are the truth, and only this task writes
-    them)."""
+    """The tenants' desks, kept in memory (the logic changes them in place) and stored so that a
+    change writes only what changed: the head (agents, wake time) is one entry per tenant and
+    each waiting contact its own entry (tenant|thread). Built from the stores on first use:
+    only this task writes them."""
 
     def __init__(self, heads: Any, waiting: Any) -> None:
         self.heads, self.waiting = heads, waiting
-        self._cache: dict[str, Desk] = {}
+        self._desks: dict[str, Desk] = {}
 
     def get(self, tenant: str) -> Desk:
-        desk = self._cache.get(tenant)
+        desk = self._desks.get(tenant)
         if desk is None:
             prefix = f"{tenant}|"
             rows = [row for key, row in self.waiting.items() if key.startswith(prefix)]
-            desk = Desk.from_json({**(self.heads.get(tenant) or {"agents": []}), "waiting": rows})
-            desk = replace(desk, waiting=tuple(sorted(desk.waiting, key=lambda w: w.order)))
-            self._cache[tenant] = desk
+            desk = self._desks[tenant] = Desk.from_json({**(self.heads.get(tenant) or {"agents": []}),
+                                                         "waiting": rows})
         return desk
 
-    def put(self, tenant: str, old: Desk, new: Desk) -> None:
-        if new.agents != old.agents or new.wake_at != old.wake_at:
-            head = new.to_json()
-            del head["waiting"]
-            self.heads[tenant] = head
-        if new.waiting is not old.waiting:
-            before: dict[str, Waiting] = {w.thread_id: w for w in old.waiting}
-            after: dict[str, Waiting] = {w.thread_id: w for w in new.waiting}
-            for tid in before.keys() - after.keys():
-                del self.waiting[f"{tenant}|{tid}"]
-            for tid, w in after.items():
-                if before.get(tid) != w:
-                    self.waiting[f"{tenant}|{tid}"] = w.row()
-        self._cache[tenant] = new
+    def save(self, tenant: str) -> None:
+        """Write what the last event changed."""
+        desk = self._desks[tenant]
+        head, threads = desk.take_changes()
+        if head:
+            self.heads[tenant] = desk.head_json()
+        for tid in threads:
+            w = desk.entry(tid)
+            if w is None:
+                self.waiting.pop(f"{tenant}|{tid}")
+            else:
+                self.waiting[f"{tenant}|{tid}"] = w.row()
 
 
 def _desks(ctx: Task) -> _Desks:

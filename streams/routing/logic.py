@@ -41,7 +41,6 @@ Replay: ids derive from input ids and times from ``occurred_at``, so a re-run em
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -121,8 +120,9 @@ def step(view: View, event: dict[str, Any], rules: TenantRules,
         return view, []  # a human has the thread: its messages decide nothing here (see below)
     if kind == "MessageEnriched" and not _message_seen(view, event):
         return _park(view, event), []
+    version = view.desk.version
     before, view = view, evolve(view, event)
-    if view == before:
+    if view == before and view.desk.version == version:
         return view, []  # a repeated or outdated status/context: nothing changes, nothing is caused
     out: list[dict[str, Any]] = []
     if kind == "MessageEnriched":
@@ -333,13 +333,17 @@ def best_agent(agents: Iterable[Agent], w: Waiting, skills: Iterable[str]) -> Ag
 def dispatch(view: View, cause: dict[str, Any], rules: TenantRules) -> tuple[View, list[dict[str, Any]]]:
     """Assign waiting contacts whose queue is open to available agents, best first."""
     at = cause["envelope"]["occurred_at"]
+    desk = view.desk
     out = []
-    free = {a.agent_id: a for a in view.desk.agents.values() if a.available}
-    is_open = _open_queues(view.desk, rules, at) if free else {}
+    free = {a.agent_id: a for a in desk.agents.values() if a.available}
+    is_open = _open_queues(desk, rules, at) if free else {}
     unfit: set[tuple[str, str | None, str | None]] = set()  # free agents only shrink: stays unfit
-    for w in view.desk.waiting:
+    for key in desk.in_line() if free else ():
         if not free:
             break
+        w = desk.entry(key[2])
+        if w is None:
+            continue
         kind = (w.queue, w.channel, w.language)
         if kind in unfit or not is_open[w.queue][0]:
             continue
@@ -347,13 +351,13 @@ def dispatch(view: View, cause: dict[str, Any], rules: TenantRules) -> tuple[Vie
         if agent is None:
             unfit.add(kind)
             continue
-        env = caused_by(cause, "ConversationAssigned", id_suffix=w.thread_id, producer=PRODUCER,
-                        partition_key=f"{view.tenant}|{w.customer_id}")
+        env = caused_by(cause, "ConversationAssigned", id_suffix=f"{w.thread_id}|{agent.agent_id}",
+                        producer=PRODUCER, partition_key=f"{view.tenant}|{w.customer_id}")
         e = make("ConversationAssigned", env, thread_id=w.thread_id, customer_id=w.customer_id,
                  channel=w.channel, agent_id=agent.agent_id, queue=w.queue)
         view = evolve(view, e)
         out.append(e)
-        now = view.desk.agents[agent.agent_id]
+        now = desk.agents[agent.agent_id]
         if now.available:
             free[agent.agent_id] = now
         else:
@@ -363,13 +367,13 @@ def dispatch(view: View, cause: dict[str, Any], rules: TenantRules) -> tuple[Vie
 
 def _rewake(view: View, rules: TenantRules, at: int) -> View:
     opens = [n for _, n in _open_queues(view.desk, rules, at).values() if n is not None]
-    wake = min(opens, default=None)
-    return view if wake == view.desk.wake_at else replace(view, desk=replace(view.desk, wake_at=wake))
+    view.desk.set_wake(min(opens, default=None))
+    return view
 
 
 def _open_queues(desk: Desk, rules: TenantRules, at: int) -> dict[str, tuple[bool, int | None]]:
     """(open, next opening) of every queue with waiting contacts."""
-    return {name: open_at(rules, _queue(rules, name), at) for name in {w.queue for w in desk.waiting}}
+    return {name: open_at(rules, _queue(rules, name), at) for name in desk.waiting_queues()}
 
 
 def _queue(rules: TenantRules, name: str) -> Queue:
@@ -383,7 +387,8 @@ def evolve(view: View, e: Mapping[str, Any]) -> View:
     """Apply one event (an input or a decision) to the view."""
     kind = e["envelope"]["event_type"]
     if kind == "AgentStatusChanged":
-        return replace(view, desk=_agent_status(view.desk, e))
+        _agent_status(view.desk, e)
+        return view
     if kind == "CustomerContextUpdated":
         return replace(view, customer=_context(view.customer, e))
     if kind not in THREAD_EVENTS or _already(view, e):
@@ -468,22 +473,21 @@ def _on_decided(view: View, e: Mapping[str, Any]) -> View:
 
 def _queued(view: View, e: Mapping[str, Any]) -> View:
     t = view.thread if view.thread and view.thread.thread_id == e["thread_id"] else None
-    desk = _unassign(view.desk, e["thread_id"])
-    existing = next((w for w in view.desk.waiting if w.thread_id == e["thread_id"]), None)
-    w = Waiting(e["thread_id"], e["customer_id"], e["queue"], e["priority"],
-                existing.enqueued_at if existing else e["envelope"]["occurred_at"],
-                e.get("channel") or (t.channel if t else None), t.language if t else None)
-    line = list(desk.waiting)
-    bisect.insort(line, w, key=lambda x: x.order)
-    return replace(view, desk=replace(desk, waiting=tuple(line)))
+    existing = view.desk.entry(e["thread_id"])
+    _unassign(view.desk, e["thread_id"])
+    view.desk.enqueue(Waiting(e["thread_id"], e["customer_id"], e["queue"], e["priority"],
+                              existing.enqueued_at if existing else e["envelope"]["occurred_at"],
+                              e.get("channel") or (t.channel if t else None), t.language if t else None))
+    return view
 
 
 def _assigned(view: View, e: Mapping[str, Any]) -> View:
-    desk = _unassign(view.desk, e["thread_id"])
+    desk = view.desk
+    _unassign(desk, e["thread_id"])
     agent = desk.agents.get(e["agent_id"]) or Agent(e["agent_id"])
-    agent = replace(agent, assigned=tuple(sorted((*agent.assigned, e["thread_id"]))),
-                    last_assigned_at=max(agent.last_assigned_at, e["envelope"]["occurred_at"]))
-    return replace(view, desk=replace(desk, agents={**desk.agents, agent.agent_id: agent}))
+    desk.set_agent(replace(agent, assigned=tuple(sorted((*agent.assigned, e["thread_id"]))),
+                           last_assigned_at=max(agent.last_assigned_at, e["envelope"]["occurred_at"])))
+    return view
 
 
 def _transferred(view: View, e: Mapping[str, Any]) -> View:
@@ -499,35 +503,29 @@ def _transferred(view: View, e: Mapping[str, Any]) -> View:
 
 
 def _resolved(view: View, e: Mapping[str, Any]) -> View:
-    view = replace(view, desk=_unassign(view.desk, e["thread_id"]))
+    _unassign(view.desk, e["thread_id"])
     if view.thread is not None:
         view = replace(view, thread=replace(view.thread, stage="resolved"))
     return view
 
 
-def _unassign(desk: Desk, thread_id: str) -> Desk:
-    """``desk`` without the thread in any agent's hands or any queue."""
+def _unassign(desk: Desk, thread_id: str) -> None:
+    """Take the thread out of its agent's hands and out of the waiting line."""
     holder = desk.holder(thread_id)
-    waits = any(w.thread_id == thread_id for w in desk.waiting)
-    if holder is None and not waits:
-        return desk
-    agents = dict(desk.agents)
     if holder is not None:
-        a = agents[holder]
-        agents[holder] = replace(a, assigned=tuple(x for x in a.assigned if x != thread_id))
-    waiting = tuple(w for w in desk.waiting if w.thread_id != thread_id) if waits else desk.waiting
-    return replace(desk, agents=agents, waiting=waiting)
+        a = desk.agents[holder]
+        desk.set_agent(replace(a, assigned=tuple(x for x in a.assigned if x != thread_id)))
+    desk.dequeue(thread_id)
 
 
-def _agent_status(desk: Desk, e: Mapping[str, Any]) -> Desk:
+def _agent_status(desk: Desk, e: Mapping[str, Any]) -> None:
     version = (e["envelope"]["occurred_at"], e["envelope"]["event_id"])
     agent = desk.agents.get(e["agent_id"]) or Agent(e["agent_id"])
     if version <= agent.version:
-        return desk  # an older or repeated status
-    agent = replace(agent, presence=e["presence"], capacity=e["capacity"], skills=tuple(e["skills"]),
-                    languages=tuple(e["languages"]), channels=tuple(e["channels"]), queues=tuple(e["queues"]),
-                    version=version)
-    return replace(desk, agents={**desk.agents, agent.agent_id: agent})
+        return  # an older or repeated status
+    desk.set_agent(replace(agent, presence=e["presence"], capacity=e["capacity"], skills=tuple(e["skills"]),
+                           languages=tuple(e["languages"]), channels=tuple(e["channels"]),
+                           queues=tuple(e["queues"]), version=version))
 
 
 def _context(c: CustomerRoute | None, e: Mapping[str, Any]) -> CustomerRoute:

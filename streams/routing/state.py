@@ -1,13 +1,14 @@
 """Routing state: the tenant's desk (agents and waiting contacts), threads and customers.
 
-Frozen records with JSON round trips for the Faust tables. ``evolve`` (in logic.py) is the
-only thing that makes a new one from an old one.
+Frozen records with JSON round trips for the stage's stores, and the tenant's :class:`Desk`,
+which ``evolve`` (in logic.py) changes in place. ``evolve`` is the only thing that changes state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -55,21 +56,132 @@ class Waiting:
                 self.language]
 
 
-@dataclass(frozen=True)
 class Desk:
-    """One tenant's agents and waiting contacts: one table entry per tenant."""
+    """One tenant's agents and waiting contacts.
 
-    agents: Mapping[str, Agent] = field(default_factory=dict)
-    waiting: tuple[Waiting, ...] = ()  # by priority, then arrival
-    wake_at: int | None = None  # when a closed queue with waiting contacts opens next
+    The one mutable part of routing's state: a tenant's waiting line can hold thousands of
+    contacts, and copying it on every event would make routing slower the longer the line. So
+    ``evolve`` changes a desk in place, through the methods below, each O(log n) or better; it
+    keeps the line sorted (priority, arrival, thread), indexes who holds which thread and which
+    queues have contacts waiting, and remembers what changed since ``take_changes`` (what the
+    stage writes to its changelog). Decisions read it through queries only.
+    """
+
+    __slots__ = ("agents", "wake_at", "_waiting", "_order", "_holder", "_queues", "version", "_dirty", "_head")
+
+    def __init__(self, agents: Mapping[str, Agent] | None = None, waiting: Iterable[Waiting] = (),
+                 wake_at: int | None = None) -> None:
+        self.agents: dict[str, Agent] = dict(agents or {})
+        self.wake_at = wake_at
+        self._waiting: dict[str, Waiting] = {}
+        self._order: list[tuple[int, int, str]] = []
+        self._holder = {tid: a.agent_id for a in self.agents.values() for tid in a.assigned}
+        self._queues: dict[str, int] = {}
+        self.version = 0  # counts changes: a step that changed nothing leaves it alone
+        self._dirty: set[str] = set()
+        self._head = False
+        for w in waiting:
+            self.enqueue(w)
+        self.take_changes()
+        self.version = 0
+
+    # --- queries ---------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> tuple[Waiting, ...]:
+        """The line, by priority then arrival (a copy: O(n))."""
+        return tuple(self._waiting[k[2]] for k in self._order)
+
+    def in_line(self) -> list[tuple[int, int, str]]:
+        """The line's order keys, a snapshot to walk while the desk changes."""
+        return list(self._order)
+
+    def entry(self, thread_id: str) -> Waiting | None:
+        return self._waiting.get(thread_id)
 
     def holder(self, thread_id: str) -> str | None:
-        return next((a.agent_id for a in self.agents.values() if thread_id in a.assigned), None)
+        return self._holder.get(thread_id)
+
+    def waiting_queues(self) -> list[str]:
+        """The queues with contacts waiting."""
+        return sorted(self._queues)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    # --- changes ---------------------------------------------------------------------------
+
+    def enqueue(self, w: Waiting) -> None:
+        self.dequeue(w.thread_id)
+        self._waiting[w.thread_id] = w
+        bisect.insort(self._order, w.order)
+        self._queues[w.queue] = self._queues.get(w.queue, 0) + 1
+        self._changed(w.thread_id)
+
+    def dequeue(self, thread_id: str) -> None:
+        w = self._waiting.pop(thread_id, None)
+        if w is None:
+            return
+        i = bisect.bisect_left(self._order, w.order)
+        del self._order[i]
+        n = self._queues[w.queue] - 1
+        if n:
+            self._queues[w.queue] = n
+        else:
+            del self._queues[w.queue]
+        self._changed(thread_id)
+
+    def set_agent(self, agent: Agent) -> None:
+        old = self.agents.get(agent.agent_id)
+        if old == agent:
+            return
+        for tid in old.assigned if old else ():
+            self._holder.pop(tid, None)
+        for tid in agent.assigned:
+            self._holder[tid] = agent.agent_id
+        self.agents[agent.agent_id] = agent
+        self._changed(None)
+
+    def set_wake(self, wake_at: int | None) -> None:
+        if wake_at != self.wake_at:
+            self.wake_at = wake_at
+            self._changed(None)
+
+    def _changed(self, thread_id: str | None) -> None:
+        self.version += 1
+        if thread_id is None:
+            self._head = True
+        else:
+            self._dirty.add(thread_id)
+
+    def take_changes(self) -> tuple[bool, list[str]]:
+        """(head changed, thread ids whose waiting entry changed) since the last call."""
+        head, dirty = self._head, sorted(self._dirty)
+        self._head, self._dirty = False, set()
+        return head, dirty
+
+    def copy(self) -> Desk:
+        return Desk(self.agents, self.waiting, self.wake_at)
+
+    # --- equality and JSON -----------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Desk):
+            return NotImplemented
+        return (self.agents, self._waiting, self.wake_at) == (other.agents, other._waiting, other.wake_at)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Desk(agents={len(self.agents)}, waiting={len(self._waiting)}, wake_at={self.wake_at})"
+
+    def head_json(self) -> dict[str, Any]:
+        """Agents and wake time: one changelog value per tenant."""
+        return {"agents": [[getattr(a, f) for f in _AGENT] for a in self.agents.values()], "wake_at": self.wake_at}
 
     def to_json(self) -> dict[str, Any]:
-        # positional rows: the waiting line can be long and is rewritten on every change
-        return {"agents": [[getattr(a, f) for f in _AGENT] for a in self.agents.values()],
-                "waiting": [w.row() for w in self.waiting], "wake_at": self.wake_at}
+        # positional rows: the waiting line can be long
+        return {**self.head_json(), "waiting": [w.row() for w in self.waiting]}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None) -> Desk:
@@ -79,7 +191,7 @@ class Desk:
         for row in d["agents"]:
             a = dict(zip(_AGENT, row))
             agents[a["agent_id"]] = Agent(**{**a, **{k: tuple(a[k]) for k in _TUPLES}})
-        return cls(agents, tuple(Waiting(*row) for row in d["waiting"]), d.get("wake_at"))
+        return cls(agents, (Waiting(*row) for row in d.get("waiting", ())), d.get("wake_at"))
 
 
 _AGENT = tuple(f.name for f in fields(Agent))
@@ -151,9 +263,10 @@ class CustomerRoute:
 
 @dataclass(frozen=True)
 class View:
-    """The state one event needs: its tenant's desk, its thread and its customer."""
+    """The state one event needs: its tenant's desk (changed in place), its thread and its
+    customer (replaced)."""
 
     tenant: str
-    desk: Desk = Desk()
+    desk: Desk
     thread: ThreadRoute | None = None
     customer: CustomerRoute | None = None

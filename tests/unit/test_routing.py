@@ -87,7 +87,7 @@ class Router:
             if not logic.wanted(e):
                 continue
             tenant, tid, cid = logic.keys(e)
-            view = View(tenant, self.desk.get(tenant, Desk()), self.threads.get(f"{tenant}|{tid}"),
+            view = View(tenant, self.desk.setdefault(tenant, Desk()), self.threads.get(f"{tenant}|{tid}"),
                         self.customers.get(f"{tenant}|{cid}"))
             after, produced = logic.step(view, e, self.rules, "v")
             self.desk[tenant] = after.desk
@@ -359,9 +359,10 @@ def test_replayed_inputs_change_nothing() -> None:
     r = Router()
     inputs = [online("a1"), *r.message("c1", "hello", T), *r.message("c2", "refund", T + MIN, intents=[("refund", 0.9)])]
     first = r.feed(*inputs)
-    state = (dict(r.desk), dict(r.threads), dict(r.customers))
+    state = ({k: d.copy() for k, d in r.desk.items()}, dict(r.threads), dict(r.customers))
+    version = r.desk["acme"].version
     assert r.feed(*inputs) == []
-    assert (r.desk, r.threads, r.customers) == state
+    assert (r.desk, r.threads, r.customers) == state and r.desk["acme"].version == version
     fresh = Router()
     assert fresh.feed(*inputs) == first  # a replay decides the same, with the same ids
 
@@ -396,9 +397,12 @@ def test_step_equals_evolve_over_input_and_outputs() -> None:
     *message, enriched = r.message("c1", "refund please", T + MIN, intents=[("refund", 0.9)])
     r.feed(*message)
     tenant, tid, cid = logic.keys(enriched)
-    view = View(tenant, r.desk[tenant], r.threads.get(f"{tenant}|{tid}"), r.customers.get(f"{tenant}|{cid}"))
-    after, out = logic.step(view, enriched, RULES, "v")
-    assert reduce(logic.evolve, [enriched, *out], view) == after
+
+    def view() -> View:  # the desk changes in place: each side gets its own copy
+        return View(tenant, r.desk[tenant].copy(), r.threads.get(f"{tenant}|{tid}"), r.customers.get(f"{tenant}|{cid}"))
+
+    after, out = logic.step(view(), enriched, RULES, "v")
+    assert reduce(logic.evolve, [enriched, *out], view()) == after
 
 
 def test_state_round_trips_json() -> None:
@@ -431,3 +435,30 @@ def test_wanted(event, ok) -> None:
 def test_unknown_tenant_uses_the_fallback_rules() -> None:
     assert CFG.for_tenant("globex") is config.DEFAULT_RULES
     assert config.load(None).for_tenant("x").default_queue == "general"
+
+
+def test_the_desk_keeps_its_line_sorted_and_its_indexes_right_under_any_changes() -> None:
+    """The desk changes in place (a long line must not make each event slower); after any
+    sequence of changes it equals the same line rebuilt from scratch, and reports what changed."""
+    import random as rnd_mod
+
+    rnd = rnd_mod.Random(4)
+    desk, model = Desk(), {}
+    for step in range(600):
+        tid = f"t{rnd.randrange(60)}"
+        if rnd.random() < 0.6:
+            w = Waiting(tid, f"c{tid}", rnd.choice(["general", "billing"]), rnd.choice([0, 5]), rnd.randrange(1000))
+            desk.enqueue(w)
+            model[tid] = w
+        else:
+            desk.dequeue(tid)
+            model.pop(tid, None)
+        if step % 50 == 0:
+            agent = Agent(f"a{step}", presence="online", capacity=2, assigned=(tid,))
+            desk.set_agent(agent)
+            assert desk.holder(tid) == agent.agent_id
+    assert desk.waiting == tuple(sorted(model.values(), key=lambda w: w.order))
+    assert desk.waiting_queues() == sorted({w.queue for w in model.values()})
+    assert Desk.from_json(json.loads(json.dumps(desk.to_json()))) == desk
+    head, changed = desk.take_changes()
+    assert head and set(changed) <= {f"t{i}" for i in range(60)} and desk.take_changes() == (False, [])

@@ -197,8 +197,8 @@ def run_alone(stage: Stage, records: list[tuple[str, bytes | None, bytes]], seed
 
 
 def _message_to_routing(o: Any) -> bool:
-    return o.topic == topics.ROUTING_REQUESTS.name and CODEC.decode(o.value)["envelope"]["event_type"] in (
-        "MessageReceived", "MessageEnriched", "MessageSent")
+    return o.topic == topics.ROUTING_REQUESTS.name and json.loads(o.value)["events"][0]["envelope"][
+        "event_type"] in ("MessageReceived", "MessageSent")
 
 
 def _body(value: bytes) -> Any:
