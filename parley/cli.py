@@ -137,6 +137,39 @@ def worker() -> None:
     run(WorkerSettings())
 
 
+egress_app = typer.Typer(help="Outbound messages to every channel's provider (egress/).")
+app.add_typer(egress_app, name="egress")
+
+
+@egress_app.callback(invoke_without_command=True)
+def egress(ctx: typer.Context) -> None:
+    """Send outbound messages (threaded MessageSent) through each channel's provider API."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from egress.accounts import SendAccountsError
+    from egress.main import run
+    from parley.settings import EgressSettings
+
+    s = EgressSettings()
+    try:
+        run(s)
+    except SendAccountsError as e:
+        _fail(f"accounts file {s.accounts_file}: {e}", 2)
+
+
+@egress_app.command("emulator")
+def egress_emulator(
+    host: str = typer.Option("127.0.0.1", help="Listen address."),
+    port: int = typer.Option(8900, help="HTTP port: every provider's API."),
+    smtp_port: int = typer.Option(8925, help="SMTP port (0: none)."),
+) -> None:
+    """Provider emulators for tests and the demo: point the egress at them with
+    PARLEY_EMULATOR_URL=http://host:port and PARLEY_EMULATOR_SMTP=host:smtp_port."""
+    from egress.emulator import run
+
+    run(host, port, smtp_port or None)
+
+
 @projections_app.command("run")
 def projections_run(names: list[str] = typer.Argument(None, help="Projections (default: all).")) -> None:
     """Keep the projections up to date (until interrupted)."""
@@ -219,6 +252,12 @@ def bench_rebuild(ctx: typer.Context) -> None:
 def bench_e2e(ctx: typer.Context) -> None:
     """Ingress to projection: sustained messages/s and latency (bench/e2e.py)."""
     _bench("e2e", ctx)
+
+
+@bench_app.command("egress", context_settings=_PASS)
+def bench_egress(ctx: typer.Context) -> None:
+    """Sends/s and event-to-provider latency through the egress, beside a raw HTTP loop (bench/egress.py)."""
+    _bench("egress", ctx)
 
 
 def _register_kpi() -> None:

@@ -227,3 +227,34 @@ class DemoSettings(_Base):
     # how long a resolve or context step waits for the projections to show the ids the
     # processors assigned (its customer, its routed thread) before it is counted as skipped
     lookup_wait_s: float = 120.0
+
+
+class EgressSettings(_Base):
+    """`parley egress`: outbound messages to the providers (``egress/``)."""
+
+    accounts_file: Path = Path("config/accounts.toml")
+    group_id: str = "parley-egress"
+    instance_id: str | None = None  # static group membership (a restart takes its partitions back at once)
+    # every provider's base URL replaced by the emulator's (tests, the demo, the benchmark)
+    emulator_url: str | None = None
+    emulator_smtp: str | None = None  # host:port of the emulator's SMTP server
+    call_timeout_s: float = 10.0
+    connections: int = 256  # HTTP connections, every provider together
+    account_concurrency: int = 64  # calls in flight per account
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 60.0
+    # a message read later than this after it was written is not sent (a replay of old traffic);
+    # its delivery events are read back over the same horizon
+    send_horizon_s: int = 24 * 3600
+    max_in_flight: int = 20_000  # messages read and not yet done; reading pauses above it
+    max_batch: int = 1000
+    poll_ms: int = 2
+    fetch_wait_ms: int = 5
+    linger_ms: int = 1
+    commit_interval_ms: int = 200
+    session_timeout_ms: int = 10_000
+    stats_interval_s: float = 10.0
+    host: str = "127.0.0.1"  # web chat push hub (WebSocket, SSE), health and metrics
+    port: int = 8090
+    webchat_keep: int = 100  # messages kept per web chat user while no widget is connected

@@ -1,0 +1,51 @@
+"""The egress process: settings, accounts, the push hub's HTTP server, the runner, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from aiohttp import web
+
+from egress.accounts import load
+from egress.runner import Egress
+from egress.sender import Sender
+from egress.webchat import Hub
+from parley import logs
+
+log = logs.get("egress.main")
+
+
+async def amain(settings, stop: asyncio.Event | None = None) -> None:  # noqa: ANN001
+    stop = stop or asyncio.Event()
+    accounts = load(settings.accounts_file)
+    hub = Hub(keep=settings.webchat_keep, accounts=accounts)
+    app = web.Application()
+    hub.routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    sender = Sender(emulator_url=settings.emulator_url, emulator_smtp=settings.emulator_smtp,
+                    timeout_s=settings.call_timeout_s, connections=settings.connections, hub=hub)
+    egress = Egress(settings, accounts, sender=sender)
+    app["egress"] = egress
+    log.info("egress.started", accounts=len(accounts.all), host=settings.host, port=settings.port)
+    try:
+        stats = await egress.run(stop)
+        log.info("egress.stopped", **stats.__dict__)
+    finally:
+        await runner.cleanup()
+
+
+def run(settings) -> None:  # noqa: ANN001
+    logs.configure(settings.log, service="egress")
+    log.info("egress.settings", **settings.safe_dict())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await amain(settings, stop)
+
+    asyncio.run(main())

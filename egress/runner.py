@@ -1,0 +1,428 @@
+"""``parley egress``: outbound messages from the log to the providers, outcomes back to the log.
+
+Consumes: ``parley.conversations`` (key tenant|customer, read_committed, consumer group
+``<prefix>parley-egress``): threaded MessageSent (every author: agents' replies from the agent
+API, bots, routing's automation notices) and MessageReceived (they open the windows); the rest
+is skipped by its schema id, undecoded. Produces: ``parley.outbound`` (the delivery events,
+keyed like the input, so co-partitioned with it) and ``parley.outbound.windows`` (the customers'
+recent message times per account).
+
+Delivery, at least once towards providers that have no transactions, with no avoidable repeat:
+1. a message whose delivery is final in ``parley.outbound`` is skipped (dedup by event id: the
+   partition's delivery events are read back on assignment, over the send horizon);
+2. ``plan`` decides, purely: refused (unknown account, bad recipient, template, window, media
+   too large) -> OutboundFailed(permanent), or the parts to send;
+3. OutboundAttempted is written and acknowledged *before* the call;
+4. the call (the account's token bucket first; one call at a time per recipient, in order);
+5. OutboundSent (the provider's ids) or OutboundFailed (code, reason; transient ones retried
+   with back-off and jitter, or the provider's Retry-After, which also pauses that account);
+6. the input offset is committed once every record before it is done.
+A kill at any point: attempts without an outcome are *in doubt* and resent, with the same
+idempotency keys where the provider takes one (LINE, RBM: then it does not deliver twice);
+elsewhere a resend may duplicate: at most the calls in flight at the kill.
+Replay: a MessageSent older than the send horizon (by its recorded_at) is not sent (expired).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from egress import events, windows
+from egress.accounts import SendAccounts
+from egress.kafka_io import AsyncProducer, Offsets, partitions_of, read_back
+from egress.limits import Bucket, backoff
+from egress.model import Plan, Refusal, SendAccount
+from egress.plan import plan
+from egress.providers import PROVIDERS
+from egress.providers.base import Call, Result
+from egress.sender import Sender
+from egress.state import Delivery, fold
+from parley import logs
+from schemas import topics
+from schemas.codec import Codec, DecodeError, codec_for
+
+log = logs.get("egress.runner")
+OUTCOMES = frozenset({"OutboundAttempted", "OutboundSent", "OutboundFailed"})
+
+
+@dataclass
+class Job:
+    msg: dict[str, Any]
+    account: SendAccount
+    plan: Plan
+    calls: list[Call]
+    key: bytes
+    done: Delivery
+    offsets: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
+    next_call: int = 0
+    ids: list[str] = field(default_factory=list)
+    duplicate: bool = False
+
+    @property
+    def recipient(self) -> str:
+        return self.plan.recipient
+
+
+class Lane:
+    """One account's queue: its pace, its throttle, one call at a time per recipient."""
+
+    def __init__(self, account: SendAccount, concurrency: int) -> None:
+        self.bucket = Bucket(account.rate_per_s, account.burst)
+        self.queue: deque[Job] = deque()
+        self.busy: set[str] = set()
+        self.slots = asyncio.Semaphore(concurrency)
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def take(self) -> Job | None:
+        for i, job in enumerate(self.queue):
+            if job.recipient not in self.busy:
+                del self.queue[i]
+                return job
+            if i > 2000:
+                break
+        return None
+
+
+@dataclass
+class Stats:
+    read: int = 0
+    planned: int = 0
+    sent: int = 0
+    failed: int = 0
+    refused: int = 0
+    retried: int = 0
+    skipped: int = 0
+    in_doubt: int = 0
+
+
+class Egress:
+    def __init__(self, settings: Any, accounts: SendAccounts, *, sender: Sender | None = None,
+                 codec: Codec | None = None, rand: random.Random | None = None) -> None:
+        self.s, self.accounts = settings, accounts
+        k = settings.kafka
+        self.codec = codec or codec_for(k.schema_registry_url,
+                                        k.schema_registry_auth.get_secret_value() if k.schema_registry_auth else None)
+        self.input = topics.named(k.topic_prefix, topics.CONVERSATIONS)
+        self.outbound = topics.named(k.topic_prefix, topics.OUTBOUND)
+        self.windows_topic = topics.named(k.topic_prefix, topics.SERVICE_WINDOWS)
+        self.sender = sender or Sender(emulator_url=settings.emulator_url, emulator_smtp=settings.emulator_smtp,
+                                       timeout_s=settings.call_timeout_s, connections=settings.connections)
+        self.rand = rand or random.Random()
+        self.deliveries: dict[str, Delivery] = {}
+        self.windows: dict[str, tuple[int, ...]] = {}
+        self.jobs: dict[str, Job] = {}
+        self.lanes: dict[tuple[str, str], Lane] = {}
+        self.offsets: dict[int, Offsets] = {}
+        self.to_load: list[int] = []
+        self.stats = Stats()
+        self.consumer: Consumer | None = None
+        self.producer: AsyncProducer | None = None
+        self.ids = {name: self.codec.catalog.latest(name).local_id for name in ("MessageSent", "MessageReceived")}
+
+    # --- set-up --------------------------------------------------------------------------------
+
+    def _conf(self, **extra: Any) -> dict[str, Any]:
+        return self.s.kafka.librdkafka_config(**extra)
+
+    async def start(self) -> None:
+        await self.sender.start()
+        self.producer = AsyncProducer(self._conf(**{
+            "acks": "all", "enable.idempotence": True, "linger.ms": self.s.linger_ms,
+            "partitioner": "murmur2_random", "compression.type": "lz4"}))
+        self.producer.start()
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        await loop.run_in_executor(None, self._load_windows)
+        log.info("egress.windows_loaded", identities=len(self.windows), seconds=round(time.perf_counter() - t0, 2))
+        self.consumer = Consumer(self._conf(**{
+            "group.id": f"{self.s.kafka.topic_prefix}{self.s.group_id}", "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+            "fetch.wait.max.ms": self.s.fetch_wait_ms, "max.poll.interval.ms": 600_000,
+            "session.timeout.ms": self.s.session_timeout_ms, "partition.assignment.strategy": "range",
+            **({"group.instance.id": self.s.instance_id} if self.s.instance_id else {})}))
+        self.consumer.subscribe([self.input], on_assign=self._assigned, on_revoke=self._revoked)
+
+    def _load_windows(self) -> None:
+        parts = partitions_of(self._conf(), self.windows_topic)
+        for _, e in read_back(self._conf(), self.windows_topic, parts, None, self.codec, frozenset({"ServiceWindow"})):
+            k = windows.key(e["envelope"]["tenant_id"], e["channel"], e["channel_account_id"], e["customer_identity"])
+            merged = self.windows.get(k, ())
+            for t in e["inbound_at"]:
+                merged = windows.remember(merged, t)
+            self.windows[k] = merged
+
+    def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self.to_load += [p.partition for p in parts]
+        for p in parts:
+            self.offsets[p.partition] = Offsets()
+        consumer.assign(parts)
+        consumer.pause(parts)  # read nothing before the partition's deliveries are known
+
+    def _revoked(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._commit(sync=True)
+        for p in parts:
+            self.offsets.pop(p.partition, None)
+
+    def _load_deliveries(self, partitions: list[int]) -> None:
+        since = int(time.time() * 1000) - int(self.s.send_horizon_s * 1000) - 3_600_000
+        n = 0
+        for _, e in read_back(self._conf(), self.outbound, partitions, since, self.codec, OUTCOMES):
+            eid = e["message_event_id"]
+            self.deliveries[eid] = fold(self.deliveries.get(eid), e)
+            n += 1
+        log.info("egress.deliveries_loaded", partitions=partitions, events=n,
+                 in_doubt=sum(1 for d in self.deliveries.values() if d.in_doubt))
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> Stats:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        last_commit = last_log = time.monotonic()
+        try:
+            while not stop.is_set():
+                if self.to_load:
+                    parts, self.to_load = self.to_load, []
+                    await loop.run_in_executor(None, self._load_deliveries, parts)
+                    self.consumer.resume([TopicPartition(self.input, p) for p in parts])
+                msgs = self.consumer.consume(self.s.max_batch, timeout=0) if len(self.jobs) < self.s.max_in_flight else []
+                for m in msgs:
+                    self._record(m)
+                now = time.monotonic()
+                if now - last_commit >= self.s.commit_interval_ms / 1000:
+                    self._commit()
+                    last_commit = now
+                if now - last_log >= self.s.stats_interval_s:
+                    log.info("egress.progress", in_flight=len(self.jobs), **self.stats.__dict__)
+                    last_log = now
+                if not msgs:
+                    await asyncio.sleep(self.s.poll_ms / 1000)
+                else:
+                    await asyncio.sleep(0)
+        finally:
+            await self.stop()
+        return self.stats
+
+    async def stop(self) -> None:
+        for lane in self.lanes.values():
+            if lane.task:
+                lane.task.cancel()
+        if self.producer:
+            await self.producer.close()
+        if self.consumer:
+            self._commit(sync=True)
+            self.consumer.close()
+            self.consumer = None
+        await self.sender.close()
+
+    def _commit(self, sync: bool = False) -> None:
+        if self.consumer is None:
+            return
+        out = []
+        for p, o in self.offsets.items():
+            point = o.point()
+            if point > o.committed and point >= 0:
+                out.append(TopicPartition(self.input, p, point))
+                o.committed = point
+        if out:
+            try:
+                self.consumer.commit(offsets=out, asynchronous=not sync)
+            except Exception as e:  # noqa: BLE001 - a failed commit is retried at the next interval
+                log.warning("egress.commit_failed", error=str(e))
+
+    # --- one input record --------------------------------------------------------------------
+
+    def _record(self, m: Any) -> None:
+        if m.error():
+            return
+        p, off, value = m.partition(), m.offset(), m.value()
+        track = self.offsets.get(p)
+        if track is None:
+            return
+        track.add(off)
+        self.stats.read += 1
+        if value is None or len(value) < 5 or int.from_bytes(value[1:5], "big") not in self.ids.values():
+            track.finish(off)  # not a message: skipped undecoded (schema id in the wire header)
+            return
+        try:
+            event = self.codec.decode(value)
+        except DecodeError as e:
+            log.warning("egress.undecodable", partition=p, offset=off, error=str(e))
+            track.finish(off)
+            return
+        kind = event["envelope"]["event_type"]
+        if kind == "MessageReceived":
+            self._inbound(event, p, off)
+        elif kind == "MessageSent":
+            self._outbound(event, m.key() or event["envelope"]["partition_key"].encode(), p, off)
+        else:
+            track.finish(off)
+
+    def _inbound(self, e: dict[str, Any], p: int, off: int) -> None:
+        tenant, channel = e["envelope"]["tenant_id"], e["channel"]
+        if not windows.has_window(channel):
+            self.offsets[p].finish(off)
+            return
+        k = windows.key(tenant, channel, e["channel_account_id"], e["sender"]["id"])
+        before = self.windows.get(k, ())
+        after = windows.remember(before, e["envelope"]["occurred_at"])
+        self.windows[k] = after
+        if after == before:
+            self.offsets[p].finish(off)
+            return
+        record = events.window(tenant, channel, e["channel_account_id"], e["sender"]["id"], after, e, k)
+        fut = self.producer.send(self.windows_topic, k.encode(), self.codec.encode(record, self.windows_topic))
+        fut.add_done_callback(lambda f: self._finish([(p, off)]) if not f.exception() else self._fatal(f))
+
+    def _outbound(self, msg: dict[str, Any], key: bytes, p: int, off: int) -> None:
+        eid = msg["envelope"]["event_id"]
+        done = self.deliveries.get(eid) or Delivery()
+        if done.final or msg.get("channel_message_id"):
+            self.stats.skipped += 1  # delivered before (dedup), or sent outside Parley (provider id known)
+            self.offsets[p].finish(off)
+            return
+        if eid in self.jobs:
+            self.jobs[eid].offsets.append((p, off))  # the same message again while it is being sent
+            return
+        recorded = msg["envelope"].get("recorded_at")
+        now_ms = int(time.time() * 1000)
+        if recorded and now_ms - recorded > self.s.send_horizon_s * 1000:
+            self._refuse(msg, key, p, off, Refusal("expired", f"not sent: the egress read it {(now_ms - recorded) // 1000} s "
+                                                               f"after it was written, past the send horizon of {self.s.send_horizon_s} s"), done)
+            return
+        account = self.accounts.find(msg["channel"], msg["channel_account_id"])
+        k = windows.key(msg["envelope"]["tenant_id"], msg["channel"], msg["channel_account_id"], str(msg["recipient"].get("id")))
+        decided = plan(msg, account, self.windows.get(k, ()))
+        if isinstance(decided, Refusal):
+            self._refuse(msg, key, p, off, decided, done)
+            return
+        assert account is not None
+        job = Job(msg, account, decided, PROVIDERS[account.provider].requests(account, decided, msg), key, done, [(p, off)])
+        self.jobs[eid] = job
+        self.stats.planned += 1
+        self._lane(account).queue.append(job)
+        self._lane(account).wake.set()
+
+    def _refuse(self, msg: dict[str, Any], key: bytes, p: int, off: int, r: Refusal, done: Delivery) -> None:
+        self.stats.refused += 1
+        log.info("egress.refused", event_id=msg["envelope"]["event_id"], code=r.code, reason=r.reason)
+        e = events.failed(msg, done.attempts, r.code, r.reason, permanent=True, final=True, key=key.decode(),
+                          now_ms=int(time.time() * 1000), decision=r.decision)
+        fut = self._emit(e, key)
+        fut.add_done_callback(lambda f: self._finish([(p, off)]) if not f.exception() else self._fatal(f))
+
+    def _emit(self, event: dict[str, Any], key: bytes) -> asyncio.Future:
+        eid = event["message_event_id"]
+        self.deliveries[eid] = fold(self.deliveries.get(eid), event)
+        return self.producer.send(self.outbound, key, self.codec.encode(event, self.outbound))
+
+    def _finish(self, offsets: list[tuple[int, int]]) -> None:
+        for p, off in offsets:
+            track = self.offsets.get(p)
+            if track is not None:
+                track.finish(off)
+
+    def _fatal(self, fut: asyncio.Future) -> None:
+        # a delivery event not acknowledged: the offset stays uncommitted, so a restart redoes it
+        log.error("egress.produce_failed", error=str(fut.exception()))
+
+    # --- lanes: per-account dispatch ---------------------------------------------------------
+
+    def _lane(self, account: SendAccount) -> Lane:
+        k = (account.provider, account.account_id)
+        lane = self.lanes.get(k)
+        if lane is None:
+            lane = self.lanes[k] = Lane(account, self.s.account_concurrency)
+            lane.task = asyncio.get_running_loop().create_task(self._dispatch(lane))
+        return lane
+
+    async def _dispatch(self, lane: Lane) -> None:
+        while True:
+            job = lane.take()
+            if job is None:
+                lane.wake.clear()
+                await lane.wake.wait()
+                continue
+            lane.busy.add(job.recipient)
+            await lane.bucket.take()
+            await lane.slots.acquire()
+            asyncio.get_running_loop().create_task(self._deliver(lane, job))
+
+    async def _deliver(self, lane: Lane, job: Job) -> None:
+        try:
+            await self._attempts(lane, job)
+        except Exception:  # noqa: BLE001 - one message's bug must not stop the others
+            log.exception("egress.delivery_error", event_id=job.msg["envelope"]["event_id"])
+        finally:
+            lane.busy.discard(job.recipient)
+            lane.slots.release()
+            lane.wake.set()
+            self.jobs.pop(job.msg["envelope"]["event_id"], None)
+
+    async def _attempts(self, lane: Lane, job: Job) -> None:
+        key = job.key.decode()
+        attempt = job.done.attempts
+        in_doubt = job.done.in_doubt
+        if in_doubt:
+            self.stats.in_doubt += 1
+        while True:
+            attempt += 1
+            await self._emit(events.attempted(job.msg, job.plan, attempt, in_doubt, key, _ms()), job.key)
+            result = await self._calls(job)
+            if result.ok:
+                await self._emit(events.sent(job.msg, job.plan, attempt, job.ids, job.duplicate, key, _ms()), job.key)
+                self.stats.sent += 1
+                break
+            final = result.permanent or attempt >= self.s.max_attempts
+            delay = backoff(attempt, result.retry_after_s, self.rand.random(), self.s.backoff_base_s, self.s.backoff_max_s)
+            retry_at = None if final else _ms() + int(delay * 1000)
+            await self._emit(events.failed(job.msg, attempt, result.code, result.reason, permanent=result.permanent,
+                                           final=final, key=key, now_ms=_ms(), http_status=result.http_status,
+                                           retry_at=retry_at, decision=job.plan.decision), job.key)
+            if final:
+                self.stats.failed += 1
+                log.info("egress.failed", event_id=job.msg["envelope"]["event_id"], code=result.code, reason=result.reason)
+                break
+            self.stats.retried += 1
+            in_doubt = False
+            if result.retry_after_s is not None:
+                lane.bucket.block(delay)  # the provider throttles the account: every call of it waits
+            lane.slots.release()
+            try:
+                await asyncio.sleep(delay)
+                await lane.bucket.take()
+            finally:
+                await lane.slots.acquire()
+        self._finish(job.offsets)
+
+    async def _calls(self, job: Job) -> Result:
+        """The job's remaining calls in order; the first failure stops them (a retry resumes there)."""
+        result = Result(True)
+        while job.next_call < len(job.calls):
+            call = job.calls[job.next_call]
+            result = await self.sender.call(job.account, call)
+            if not result.ok:
+                return result
+            job.ids += [i for i in result.ids if i]
+            job.duplicate = job.duplicate or result.duplicate
+            job.next_call += 1
+        return Result(True, tuple(job.ids), duplicate=job.duplicate)
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def arun(settings: Any, accounts: SendAccounts, stop: asyncio.Event, *, hub: Any = None) -> Stats:
+    sender = Sender(emulator_url=settings.emulator_url, emulator_smtp=settings.emulator_smtp,
+                    timeout_s=settings.call_timeout_s, connections=settings.connections, hub=hub)
+    return await Egress(settings, accounts, sender=sender).run(stop)
+
