@@ -459,6 +459,8 @@ class Dedup:
         if now >= self._next_expiry:
             self._next_expiry = now + 60_000
             self.memory.expire(now)
+            for a in [a for a in self.attempts.values() if now - a.at_ms > self.memory.horizon_ms]:
+                self._end(a)  # a claim older than the horizon: its ids may be written again anyway
 
     def _apply_entry(self, e: dict[str, Any]) -> None:
         kind, owner = e["kind"], e["owner"]
