@@ -71,24 +71,39 @@ class Job:
 
 
 class Lane:
-    """One account's queue: its pace, its throttle, one call at a time per recipient."""
+    """One account's queue: its pace, its throttle, one call at a time per recipient (in order)."""
 
     def __init__(self, account: SendAccount, concurrency: int) -> None:
         self.bucket = Bucket(account.rate_per_s, account.burst)
-        self.queue: deque[Job] = deque()
-        self.busy: set[str] = set()
+        self.waiting: dict[str, deque[Job]] = {}  # recipient -> its jobs, oldest first
+        self.ready: deque[str] = deque()  # recipients with a job and none in progress
         self.slots = asyncio.Semaphore(concurrency)
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
 
+    def add(self, job: Job) -> None:
+        jobs = self.waiting.get(job.recipient)
+        if jobs is None:
+            self.waiting[job.recipient] = deque([job])
+            self.ready.append(job.recipient)
+            self.wake.set()
+        else:
+            jobs.append(job)
+
     def take(self) -> Job | None:
-        for i, job in enumerate(self.queue):
-            if job.recipient not in self.busy:
-                del self.queue[i]
-                return job
-            if i > 2000:
-                break
-        return None
+        if not self.ready:
+            return None
+        return self.waiting[self.ready.popleft()][0]
+
+    def done(self, job: Job) -> None:
+        """``job``'s recipient is free: its next job (if any) may go."""
+        jobs = self.waiting[job.recipient]
+        jobs.popleft()
+        if jobs:
+            self.ready.append(job.recipient)
+            self.wake.set()
+        else:
+            del self.waiting[job.recipient]
 
 
 @dataclass
@@ -308,8 +323,7 @@ class Egress:
         job = Job(msg, account, decided, PROVIDERS[account.provider].requests(account, decided, msg), key, done, [(p, off)])
         self.jobs[eid] = job
         self.stats.planned += 1
-        self._lane(account).queue.append(job)
-        self._lane(account).wake.set()
+        self._lane(account).add(job)
 
     def _refuse(self, msg: dict[str, Any], key: bytes, p: int, off: int, r: Refusal, done: Delivery) -> None:
         self.stats.refused += 1
@@ -351,7 +365,6 @@ class Egress:
                 lane.wake.clear()
                 await lane.wake.wait()
                 continue
-            lane.busy.add(job.recipient)
             await lane.bucket.take()
             await lane.slots.acquire()
             asyncio.get_running_loop().create_task(self._deliver(lane, job))
@@ -362,9 +375,8 @@ class Egress:
         except Exception:  # noqa: BLE001 - one message's bug must not stop the others
             log.exception("egress.delivery_error", event_id=job.msg["envelope"]["event_id"])
         finally:
-            lane.busy.discard(job.recipient)
             lane.slots.release()
-            lane.wake.set()
+            lane.done(job)
             self.jobs.pop(job.msg["envelope"]["event_id"], None)
 
     async def _attempts(self, lane: Lane, job: Job) -> None:
