@@ -11,8 +11,8 @@ Produces: ``parley.conversations`` (key tenant|customer; this stage is its only 
     (key tenant): each changed thread's measure, once per transaction.
 Key: tenant|customer, co-partitioned inputs: every decision here needs one customer's events.
 State: ``threads`` (tenant|customer -> CustomerThreads), ``replies`` (tenant|customer|message id
-    -> thread, for e-mail References and quoted replies), ``kpi`` (tenant|thread|event id -> the
-    compact event KPIs read; tenant|thread|~t -> its latest time), ``routes`` (tenant|thread ->
+    -> thread, for e-mail References and quoted replies), ``kpi`` (tenant|thread -> the compact
+    events KPIs read of the thread, and its latest time), ``routes`` (tenant|thread ->
     what routing last decided: whether routing still needs the thread's messages), ``seen``
     (tenant|event id -> time: the agent API's commands applied). A timer per customer resolves
     threads whose customer went silent after the business's last word.
@@ -154,27 +154,24 @@ class ConversationsStage(Stage):
             return
         tenant = e["envelope"]["tenant_id"]
         thread = kpi_logic.thread_of(e)
-        index = _kpi_index(ctx)
-        entry = index.setdefault(f"{tenant}|{thread}", {"items": {}, "t": 0})
-        store = ctx.store("kpi")
-        at = e["envelope"]["occurred_at"]
-        if at > entry["t"]:
-            entry["t"] = at
-            store[f"{tenant}|{thread}|~t"] = at
+        entry = _kpi_index(ctx).setdefault(f"{tenant}|{thread}", {"items": {}, "t": 0})
+        entry["t"] = max(entry["t"], e["envelope"]["occurred_at"])
         item = kpi_logic.compact(e)
         if item is not None and item[2] not in entry["items"]:
             entry["items"][item[2]] = item
-            store[f"{tenant}|{thread}|{item[2]}"] = item
         ctx.cache.setdefault("kpi_dirty", {})[(tenant, thread)] = (e["envelope"]["event_id"],
                                                                   e["envelope"]["correlation_id"])
 
     def end_batch(self, ctx: Task) -> None:
+        """Each thread whose KPI events changed: its measure to the KPI stage, its event set to
+        the store (one record per thread per batch)."""
         dirty = ctx.cache.pop("kpi_dirty", None)
         if not dirty:
             return
-        index = _kpi_index(ctx)
+        index, store = _kpi_index(ctx), ctx.store("kpi")
         for (tenant, thread), cause in sorted(dirty.items()):
             entry = index[f"{tenant}|{thread}"]
+            store[f"{tenant}|{thread}"] = {"items": list(entry["items"].values()), "t": entry["t"]}
             m = measure(tenant, thread, entry["items"].values(), entry["t"])
             ctx.send_json(topics.KPI_THREADS, tenant, {
                 "t": m["t"], "r": 0, "id": f"{tenant}|{thread}", "type": "ThreadMeasured",
@@ -187,14 +184,8 @@ def _kpi_index(ctx: Task) -> dict[str, dict[str, Any]]:
     task from the ``kpi`` store (restored from its changelog)."""
     index = ctx.cache.get("kpi_index")
     if index is None:
-        index = {}
-        for key, value in ctx.store("kpi").items():
-            tt, _, last = key.rpartition("|")
-            entry = index.setdefault(tt, {"items": {}, "t": 0})
-            if last == "~t":
-                entry["t"] = value
-            else:
-                entry["items"][last] = value
+        index = {key: {"items": {item[2]: item for item in v["items"]}, "t": v["t"]}
+                 for key, v in ctx.store("kpi").items()}
         ctx.cache["kpi_index"] = index
     return index
 

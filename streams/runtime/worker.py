@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -115,8 +116,14 @@ class Worker:
         self.published: dict[str, Any] = {}  # task id -> what was last published for it
         self._marks: dict[str, tuple[int, bool]] = {}  # task id -> its latest output watermark
         self._unpublished: set[str] = set()  # own tasks whose committed watermark is not published yet
-        self._offsets: dict[tuple[str, int], int] = {}  # offsets to commit with the open transaction
-        self._open: float | None = None  # when the open transaction began
+        self._offsets: dict[tuple[str, int], int] = {}  # offsets to commit with the next transaction
+        self._pending: list[Any] = []  # batches collected for the next transaction
+        self._dirty = False  # something to commit
+        self._began = 0.0  # when the last transaction began
+        self._inflight: threading.Thread | None = None  # the transaction being committed
+        self._inflight_error: KafkaException | None = None
+        self._inflight_started = 0.0
+        self._txn_marks: dict[str, tuple[int, bool]] = {}
         self.stats = Stats()
         self.stopping = False
         self._delivery_error: KafkaError | None = None
@@ -265,10 +272,8 @@ class Worker:
             task.advance(self.table, now)
         self.stats.records += fed
         try:
-            self._write(fed)
-            if self._open is not None and (self.stopping or poll_s == 0
-                                           or now - self._open >= self.settings.commit_interval_ms / 1000):
-                self._commit()
+            self._collect(fed)
+            self._commit_if_due(force=self.stopping or poll_s == 0)
         except KafkaException as e:
             self._recover(e)
 
@@ -278,53 +283,85 @@ class Worker:
 
     # --- transactions ------------------------------------------------------------------------
 
-    def _write(self, fed: int) -> None:
-        """Take every task's outputs, changelog records and offsets into the open transaction
-        (opened here when there is something to write)."""
+    def _collect(self, fed: int) -> None:
+        """Take every task's outputs, changelog records and offsets since the last turn; they
+        go into the next transaction."""
         batch = [(task, *task.finish()) for task in self.tasks.values()]
         marks = {t.id: t.output_watermark() for t in self.tasks.values()}
-        changed = {tid for tid, mark in marks.items() if self._marks.get(tid) != mark}
-        if not (fed or changed or self._unpublished or any(o or c for _, o, c, _ in batch)):
+        changed = any(self._marks.get(tid) != mark for tid, mark in marks.items())
+        self._marks.update(marks)
+        if fed or changed or any(o or c for _, o, c, _ in batch):
+            self._pending.extend(b for b in batch if b[1] or b[2] or b[3])
+            self._dirty = True
+
+    def _commit_if_due(self, force: bool = False) -> None:
+        """Begin a transaction with what was collected and commit it in the background, so the
+        next batch is read and decided while the broker commits (the commit's round trips are
+        waits, not work). One transaction at a time: while one commits, batches accumulate."""
+        if self._inflight is not None:
+            if self._inflight.is_alive() and not force:
+                return
+            self._finish_commit()
+        if not (self._dirty or self._unpublished):
             return
-        if self._open is None:
-            if self.exactly_once:
-                self.producer.begin_transaction()
-            self._open = time.monotonic()
-            self._publish_watermarks()
-        self._produce(batch)
-        for task, _, _, offsets in batch:
+        now = time.monotonic()
+        if not force and now - self._began < self.settings.commit_interval_ms / 1000:
+            return
+        if self.exactly_once:
+            self.producer.begin_transaction()
+        self._began = now
+        self._publish_watermarks()
+        pending, self._pending, self._dirty = self._pending, [], False
+        self._produce(pending)
+        for task, _, _, offsets in pending:
             for name, off in offsets.items():
                 self._offsets[(self.names.topic(name), task.partition)] = off
-        self._marks.update(marks)
-        self._check_delivery()
-
-    def _commit(self) -> None:
-        """Commit the open transaction with the offsets; then the watermarks computed in it are
-        final for this process's tasks, and go to the other workers with the next one (their
-        end offsets are known once this transaction's data is acknowledged)."""
-        t0 = time.perf_counter()
         offsets = [TopicPartition(t, p, off) for (t, p), off in self._offsets.items()]
-        if self.exactly_once:
-            if offsets:
-                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-            if self.settings.crash_before_commit == self.stats.transactions + 1:
-                self.producer.flush(30)  # written, not committed: what a crash here must not lose
-                os.kill(os.getpid(), signal.SIGKILL)
-            self.producer.commit_transaction(60)
-        else:
-            self.producer.flush(60)
-            self._check_delivery()
-            if offsets:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-        self._check_delivery()
-        self._open = None
         self._offsets.clear()
-        for tid, (w, idle) in self._marks.items():
+        self._txn_marks = {tid: m for tid, m in self._marks.items() if tid in self.tasks}
+        group = self.consumer.consumer_group_metadata() if self.exactly_once else None
+        self._inflight_error = None
+        self._inflight = threading.Thread(target=self._commit, args=(offsets, group), daemon=True)
+        self._inflight_started = time.perf_counter()
+        self._inflight.start()
+        if force:
+            self._finish_commit()
+
+    def _commit(self, offsets: list[TopicPartition], group: Any) -> None:
+        """In the background: commit the transaction with the offsets."""
+        try:
+            if self.exactly_once:
+                if offsets:
+                    self.producer.send_offsets_to_transaction(offsets, group, 30)
+                if self.settings.crash_before_commit == self.stats.transactions + 1:
+                    self.producer.flush(30)  # written, not committed: what a crash here must not lose
+                    os.kill(os.getpid(), signal.SIGKILL)
+                self.producer.commit_transaction(60)
+            else:
+                self.producer.flush(60)
+                self._check_delivery()
+                if offsets:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            self._inflight_error = e
+
+    def _finish_commit(self) -> None:
+        """Once committed: the watermarks computed for its data are final for this process's
+        tasks, and go to the other workers with the next transaction (their end offsets are
+        known now that this one's data is acknowledged)."""
+        assert self._inflight is not None
+        self._inflight.join()
+        self._inflight = None
+        if self._inflight_error is not None:
+            err, self._inflight_error = self._inflight_error, None
+            raise err
+        self._check_delivery()
+        for tid, (w, idle) in self._txn_marks.items():
             if tid in self.tasks:
                 self.table[tid] = Upstream(w, idle, dict(self.ends[tid]))
                 self._unpublished.add(tid)
         self.stats.transactions += 1
-        self.stats.commit_s += time.perf_counter() - t0
+        self.stats.commit_s += time.perf_counter() - self._inflight_started
         for task in self.tasks.values():
             counts = self.stats.per_stage[task.stage.name]
             for k, v in task.counts.items():
@@ -420,8 +457,11 @@ class Worker:
         log.error("worker.transaction_failed", error=str(e))
         if isinstance(err, KafkaError) and err.fatal():
             raise e
-        self._open = None
+        if self._inflight is not None:
+            self._inflight.join()
+            self._inflight, self._inflight_error = None, None
         self._offsets.clear()
+        self._pending, self._dirty = [], False
         self._marks.clear()
         if self.exactly_once:
             try:
@@ -464,6 +504,11 @@ class Worker:
                  restore_s=round(time.monotonic() - t0, 3))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._inflight is not None:  # let the transaction in flight finish first
+            try:
+                self._finish_commit()
+            except KafkaException as e:
+                log.error("worker.commit_failed_on_revoke", error=str(e))
         gone = {f"{self.readers[self.real[tp.topic]].name}/{tp.partition}" for tp in partitions}
         for tid in gone:
             self.tasks.pop(tid, None)
