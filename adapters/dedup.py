@@ -397,7 +397,8 @@ class Dedup:
                 continue
             if msgs:
                 self._apply(msgs)
-            busy = bool(msgs) or bool(self._reading) or bool(self._outbox_waiters) or not self.ready
+            # read again soon only while someone waits to read past its claim (they wake us)
+            busy = bool(self._reading) or not self.ready
             await self._nap(0 if len(msgs) == 2000 else self.BUSY_S if busy else self.IDLE_S)
 
     async def _nap(self, seconds: float) -> None:

@@ -159,7 +159,8 @@ class Ingress:
         self.port = _free_port()
         settings = IngressSettings(host="127.0.0.1", port=self.port, accounts_file=accounts, kafka=kafka,
                                    workers=workers, dedup=dedup, log=LogSettings(level="WARNING", format="json"))
-        self.child = multiprocessing.get_context("spawn").Process(target=_serve, args=(settings,), daemon=True)
+        # not a daemon: with --workers the service starts processes of its own
+        self.child = multiprocessing.get_context("spawn").Process(target=_serve, args=(settings,))
 
     def __enter__(self) -> Ingress:
         self.child.start()
