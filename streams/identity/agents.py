@@ -44,16 +44,33 @@ class IdentityStage(Stage):
         if skey in seen:
             return  # a redelivered webhook: once on the public topics
         seen[skey] = env["occurred_at"]
-        customer = logic.customer_of(event)
-        keys = logic.sighted_keys(event)
+        ident = logic.identity_of(event)
+        customer, keys = _resolved(ctx, tenant, ident)
+        if event.get("customer_id"):  # an agent's reply: the customer the agent API gave it
+            customer, keys = event["customer_id"], []
+        elif env["event_type"] == "DeliveryStatusChanged":
+            keys = []  # a look-up only: receipts never link
         if keys:
-            ident = logic.identity_of(event)
             ikey = f"{tenant}|{ident['channel']}|{ident['id']}"
             known = ctx.store("identities").get(ikey) or []
             if any(k.key not in known for k in keys):
                 ctx.store("identities")[ikey] = sorted({*known, *(k.key for k in keys)})
                 ctx.send_json(topics.IDENTITY_SIGHTINGS, tenant, logic.sighting(event, customer, keys))
         ctx.send(topics.CONVERSATION_MESSAGES, logic.with_customer(event, customer))
+
+
+def _resolved(ctx: Task, tenant: str, ident: dict[str, Any]) -> tuple[str, list[logic.IdentityKey]]:
+    """(intrinsic customer, keys) of a channel identity: a pure function of it, remembered per
+    task (an identity writes many messages)."""
+    memo = ctx.cache.setdefault("identities", {})
+    k = (tenant, ident["channel"], ident["id"], ident.get("phone_e164"), ident.get("email"), ident.get("login_id"))
+    hit = memo.get(k)
+    if hit is None:
+        keys = logic.identity_keys(ident)
+        if len(memo) > 200_000:
+            memo.clear()
+        hit = memo[k] = (logic.new_customer_id(tenant, keys[0].key), keys)
+    return hit
 
 
 class IdentityGraphStage(Stage):

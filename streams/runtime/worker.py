@@ -1,9 +1,10 @@
 """The Kafka side of the stream runtime: one consumer, one transactional producer, one loop.
 
-Each turn of the loop reads a batch from every assigned input partition, feeds the records to
+Each turn of the loop reads a batch from the assigned input partitions, feeds the records to
 their tasks, advances every task to its input watermark (which releases held records and fires
-timers), and commits, in **one Kafka transaction**: the tasks' outputs, their stores' changelog
-records, their published watermarks and the consumer offsets. A crash anywhere aborts the
+timers), and collects what the tasks did. What was collected is written in **one Kafka
+transaction**: the tasks' outputs, their stores' changelog records, their published watermarks
+and the consumer offsets. A crash anywhere aborts the
 transaction: outputs, state changes and offsets are all or nothing (exactly-once; readers of the
 outputs use ``read_committed``). ``processing_guarantee="at_least_once"`` writes the same
 records without a transaction (outputs and changelogs acknowledged, then offsets committed): a
@@ -19,8 +20,9 @@ and, if some of its stores forget keys by age, ``...-recent-changelog`` (compact
 retention); a record's key is ``<store>\0<key>``. Few topics: a transaction's cost grows with
 the partitions it writes (the coordinator writes a commit marker into each).
 
-A transaction spans the turns of ``commit_interval_ms``: the commit's round trips are paid once
-per interval, not per batch. Watermarks go through ``<prefix><app_id>-watermarks`` (one
+A transaction is committed in a background thread while the loop reads and decides the next
+batch (the commit's round trips are waits, not work); one at a time: batches collected while it
+commits go into the next, begun at most every ``commit_interval_ms``. Watermarks go through ``<prefix><app_id>-watermarks`` (one
 partition, compacted, key = task id): each task's watermark, idle flag and the end offsets of
 what it wrote to sequenced topics. A watermark computed in a transaction is published in the
 next one, when the end offsets of the first are known (acknowledged at its commit), so a reader
