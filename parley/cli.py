@@ -1,7 +1,7 @@
 """The `parley` command: one entry point for every process and tool.
 
 Each sub-command builds its own settings object from the environment and imports its
-implementation lazily, so `parley kafka status` does not pay for Faust's import.
+implementation lazily, so `parley kafka status` does not pay for the processors' imports.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ async def apply(k: KafkaSettings, catalogue: tuple[registry.Topic, ...] = regist
 
 async def delete_prefixed(k: KafkaSettings) -> list[str]:
     """Delete every topic whose name starts with ``k.topic_prefix`` (a test's or a demo's own
-    namespace, Faust's changelogs included); return the names. Refuses an empty prefix."""
+    namespace, the worker's changelogs and internal topics included); return the names. Refuses an empty prefix."""
     if not k.topic_prefix:
         raise ValueError("refusing to delete topics without a prefix")
     admin = _admin(k)

@@ -4,7 +4,8 @@
   and shared with the projections' read side (``parley kpi``, the API, the dashboard);
 * ``logic``: the definitions, as pure functions (read its docstring for the exact rules);
 * ``engine``: the order-insensitive, idempotent streaming state over tables, and what to emit;
-* ``agents``: the Faust wiring (``register(app, settings)``).
+* ``agents``: the KPI stage's wiring (``KpiStage``); the thread measures come from the
+  conversations stage (``streams.conversations``).
 
 ``batch/`` at the repository root recomputes the same figures independently from the raw log.
 """

@@ -1,31 +1,33 @@
-"""The streaming KPI state machine: apply events one by one, flush changed figures as KPI events.
+"""The streaming KPI state: thread measures and presence in, changed figures out as KPI events.
 
-Consumes decoded ``parley.conversations`` events and ``AgentStatusChanged`` of one tenant stream
-(any order, with repeats); produces ``ContactMeasured``, ``IntervalStat`` and
-``AgentIntervalStat`` dicts (``schemas.events.make``). The arithmetic lives in ``logic``; this
-module keeps the state and decides what to recompute.
+Where it runs: the ``kpi`` stage (``streams.kpi.agents``, one tenant's state per task). It takes
+each thread's *measure* (``measure()``: episodes, assignment spans, message counters, latest time,
+version), computed by the conversations stage where the thread's events are, and agent presence
+(``AgentStatusChanged``); it produces ``ContactMeasured``, ``IntervalStat`` and
+``AgentIntervalStat`` dicts (``schemas.events.make``). ``apply(event)`` also takes conversation
+events directly, measuring their threads here (one process: tests, the batch comparison). The
+arithmetic lives in ``logic``; this module keeps the state and decides what to recompute.
 
-State (``Stores``: any ``MutableMapping``s; Faust tables in the worker, dicts in tests). Values
-are JSON-shaped and always written back by assignment (Faust logs a change only on ``__setitem__``):
+State (``Stores``: any ``MutableMapping``s; the stage's stores in the worker, dicts in tests).
+Values are JSON-shaped and written back by assignment (a store writes a changelog record on
+``__setitem__`` only):
 
-* ``threads``  ``tenant|thread`` -> ``{"ev": {event_id: compact event}, "eps": {episode_id:
-  summary}, "spans": [[span_id, agent, from, to|None]], "void": {...}, "bk": [...], "ag": {...}}``.
-  The event *set* of the thread is the truth: on each new event the thread is re-measured from
-  the whole set (bounded: one thread), so the result does not depend on arrival order (the
-  out-of-order subtlety). ``void`` keeps the last measure of contacts a late event superseded,
-  ``bk`` the intervals its episodes ever started in, ``ag`` each agent's earliest span start.
+* ``threads``  ``tenant|thread`` -> ``{"eps": {episode_id: summary}, "spans": [[span_id, agent,
+  from, to|None]], "n": {counter: n}, "v": version, "void": {...}, "bk": [...], "ag": {...}}``:
+  the thread's latest measure (a measure older than ``v`` is ignored, so measures may arrive in
+  any order), ``void`` the last measure of contacts a late event superseded, ``bk`` the intervals
+  its episodes ever started in, ``ag`` each agent's earliest span start.
 * ``buckets``  ``tenant|interval`` -> ``{"eps": {episode_id: thread}, "msg": {counter: n},
   "dk": [[dimension, value]]}``: the episodes that started in the interval, the message and
-  sentiment counters of the interval, and every key the interval ever had.
+  sentiment counters of the interval (sums over its threads' counters), and every key the
+  interval ever had.
 * ``agents``   ``tenant|agent`` -> ``{"p": [[t, event_id, online]] sorted, "open": {span_id: from}}``.
 * ``pieces``   ``tenant|agent|interval`` -> ``{span_id: [lo, hi]}``: closed assignment spans cut at
   interval boundaries, so an agent-interval is recomputed from its own pieces only.
 * ``tenants``  ``tenant`` -> ``{"wm": watermark, "agents": [...], "online": [...]}``.
 
-Idempotency: a repeated event id changes no state (the thread's event set, or the agent's
-presence list, already holds it), so counters and figures cannot double. It does mark again what
-its thread or agent ever touched: a worker that restarts on recovered tables and re-reads from
-the last committed offset publishes what its predecessor had not flushed yet.
+Idempotency: a measure already applied (same or older version) changes nothing, and a repeated
+presence event id is recognised, so counters and figures cannot double.
 
 Watermark: the largest event time seen for the tenant. It is the "as of" time of SL(T) (a contact
 still waiting longer than T) and the end of open presence and assignments. When it advances, what
@@ -33,19 +35,20 @@ can change is marked: intervals with contacts started in ``(wm_before - 300 s, w
 intervals of agents online in between (on crossing an interval boundary in ``apply``, and for the
 current interval at each flush).
 
-Emission: ``apply`` only marks what changed; ``flush`` recomputes the marked contacts, agent-
-intervals and intervals (each bounded by its own size) and returns the records whose content
-changed. Event ids derive from the key, the as-of time and a digest of the content, so a replay
-of the same log emits the same ids; the correlation id is the triggering event's, the causation
-id its event id. A key that no longer has data is published once more, empty: a
-``ContactMeasured`` with status ``void`` (a contact superseded by a late event), an
-``IntervalStat`` with no metrics (e.g. a queue the contact left when its routing arrived), an
-``AgentIntervalStat`` with ``online_ms == 0`` (an offline event arrived late).
+Emission: ``apply`` only marks what changed; ``flush`` (once per transaction in the worker)
+recomputes the marked contacts, agent-intervals and intervals (each bounded by its own size) and
+returns the records whose content changed. Event ids derive from the key, the as-of time and a
+digest of the content, so a replay of the same log emits the same ids; the correlation id is the
+triggering event's, the causation id its event id. A key that no longer has data is published
+once more, empty: a ``ContactMeasured`` with status ``void`` (a contact superseded by a late
+event), an ``IntervalStat`` with no metrics (e.g. a queue the contact left when its routing
+arrived), an ``AgentIntervalStat`` with ``online_ms == 0`` (an offline event arrived late).
 
-Memory only: the marks not yet flushed, the digests last published (a restarted worker may
-publish identical figures again: harmless on compacted topics) and cached agent figures. The
-watermark of the last flush is written with the tenant's state, so the first flush of a worker
-re-marks everything since its predecessor's last flush.
+Memory only: the marks not yet flushed (flushed in the same transaction as the state changes),
+the digests last published (a restarted worker may publish identical figures again: harmless on
+compacted topics) and cached agent figures. The watermark of the last flush is written with the
+tenant's state, so the first flush of a worker re-marks everything since its predecessor's last
+flush.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The streaming KPIs equal the independent batch recomputation, exactly, on a generated day.
 
 The day (``parley.simulate``) is delivered out of order with redeliveries; the streaming engine
-runs over stores that copy values in and out as JSON (as Faust tables and their changelogs do),
+runs over stores that copy values in and out as JSON (as the worker's changelogs do),
 flushing every few events or only at the end; the batch (``batch.kpi_batch``, DuckDB) reads the
 same delivery. Every contact, every (interval, dimension, value) and every agent-interval must be
 equal: same keys, same integers to the millisecond, same doubles.
@@ -22,7 +22,7 @@ from streams.kpi.logic import fold_outputs
 
 
 class JsonStore(MutableMapping):
-    """Values stored as JSON text: a mutation not written back is lost, as in a Faust table."""
+    """Values stored as JSON text: a mutation not written back is lost, as it would be from a changelog."""
 
     def __init__(self) -> None:
         self._d: dict[str, str] = {}
