@@ -8,7 +8,7 @@ agentMessages (a repeated ``messageId`` answers 409 ALREADY_EXISTS) and its OAut
 e-mail over SMTP. The official SDKs work against it as clients (tests/unit/test_egress_emulator.py).
 
 Faults (``POST /_emulator/faults``): ``{"provider", "account"?, "kind", "count"? | "ratio"?, ...}``
-with kind ``rate_limit`` (the provider's 429 or in-body equivalent, ``retry_after``), ``status``
+with kind ``slow`` (answers normally after ``delay_s``), ``rate_limit`` (the provider's 429 or in-body equivalent, ``retry_after``), ``status``
 (``status``: an HTTP status, or an SMTP code for e-mail), ``timeout`` (the message is delivered,
 then the answer waits ``delay_s``: the caller times out not knowing), ``garbage`` (200 with a body
 that is no answer), ``error`` (the provider's error ``code``, e.g. 131047). Counters
@@ -104,6 +104,9 @@ class Emulator:
         self.book.counts[(provider, account)]["requests"] += 1
         f = self._fault(provider, account)
         if f is None:
+            return None
+        if f.kind == "slow":  # answers normally, late
+            await asyncio.sleep(f.delay_s)
             return None
         if f.kind == "timeout":
             self._deliver(provider, account, to, text, raw)

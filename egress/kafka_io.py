@@ -98,7 +98,7 @@ def read_back(conf: dict[str, Any], topic: str, partitions: list[int], since_ms:
         left = {p for p in partitions if ends[p] > 0}
         c.assign(tps)
         while left:
-            for m in c.consume(1000, timeout=1.0):
+            for m in c.consume(1000, timeout=0.1):
                 if m.error():
                     if m.error().code() == KafkaError._PARTITION_EOF:
                         left.discard(m.partition())

@@ -263,6 +263,8 @@ class Egress:
         if track is None:
             return
         track.add(off)
+        if not self.stats.read:
+            log.info("egress.first_record", partition=p, offset=off)
         self.stats.read += 1
         if value is None or len(value) < 5 or int.from_bytes(value[1:5], "big") not in self.ids.values():
             track.finish(off)  # not a message: skipped undecoded (schema id in the wire header)
