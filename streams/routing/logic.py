@@ -260,7 +260,8 @@ def _to_human(view: View, cause: dict[str, Any], rules: TenantRules, version: st
         out.append(_thread_event(cause, view, "ConversationTransferred", from_queue=rules.bot.queue,
                                  from_agent_id=None, to_queue=queue.name, to_agent_id=None,
                                  reason=",".join(r for r in reasons if r.startswith("handoff:"))))
-    out.append(_thread_event(cause, view, "ConversationQueued", queue=queue.name, priority=priority))
+    out.append(_thread_event(cause, view, "ConversationQueued", named=f"{queue.name}|{priority}", queue=queue.name,
+                             priority=priority))
     for e in out:
         view = evolve(view, e)
     view, assigned = dispatch(view, cause, rules)
@@ -460,7 +461,8 @@ def _decided(view: View, cause: dict[str, Any], rules: TenantRules, version: str
              priority: int, reasons: list[str], agent_id: str | None = None, bot_id: str | None = None,
              is_open: bool = True, next_open: int | None = None) -> dict[str, Any]:
     message_id = cause.get("message_event_id") or cause["envelope"]["event_id"]
-    return _thread_event(cause, view, "RoutingDecided", message_event_id=message_id, target_kind=kind,
+    return _thread_event(cause, view, "RoutingDecided", named=f"{kind}|{queue}|{agent_id or bot_id or ''}",
+                         message_event_id=message_id, target_kind=kind,
                          queue=queue, agent_id=agent_id, bot_id=bot_id, priority=priority, reasons=reasons,
                          business_hours_open=is_open, next_open_at=next_open, rules_version=version)
 
@@ -546,9 +548,11 @@ _EVOLVE = {
 
 # --- events ----------------------------------------------------------------------------------
 
-def _thread_event(cause: dict[str, Any], view: View, kind: str, **fields: Any) -> dict[str, Any]:
+def _thread_event(cause: dict[str, Any], view: View, kind: str, *, named: str = "", **fields: Any) -> dict[str, Any]:
+    """An event about the cause's thread; ``named``: what the decision was, part of its id (a
+    different decision gets a different id)."""
     t = view.thread
-    env = caused_by(cause, kind, id_suffix=t.thread_id, producer=PRODUCER,
+    env = caused_by(cause, kind, id_suffix=f"{t.thread_id}|{named}" if named else t.thread_id, producer=PRODUCER,
                     partition_key=f"{view.tenant}|{t.customer_id}")
     fields.setdefault("channel", _address(view, cause)[0])
     return make(kind, env, thread_id=t.thread_id, customer_id=t.customer_id, **fields)
