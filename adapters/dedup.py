@@ -28,10 +28,11 @@ attempt; then claims again. That read is the one costly path, and only a crash l
 How long: ``horizon_s`` (8 days by default: the longest documented retry horizon is Meta's and
 Google RBM's 7 days, then e-mail 3 days, Mailgun 8 h, Telegram 24 h, Viber 1 h, Twilio, LINE,
 WeChat and Slack minutes). The topic keeps 9 days. What it costs: one Kafka round trip before the
-request's records are produced (the claim; reading it back is usually immediate), about 150 bytes
-per request on the claim log (the claim and the stored marker share batch records with other
-requests), ~100 bytes of memory per id remembered in every ingress process (``Memory``), and
-reading the log at start.
+request's records are produced (the claim; reading it back is usually immediate), about 300 bytes
+per webhook on the claim log (its claim and stored marker, in batch records shared with the
+requests of the same loop turn), ~100 bytes of memory per id remembered (about 2 per webhook) in
+every ingress process (``Memory``), and reading the log at start (~40 s per million webhooks
+remembered, before the process is ready).
 """
 
 from __future__ import annotations
@@ -322,10 +323,11 @@ class Dedup:
     # -- writing the log: one record per turn of the loop --------------------------------------
 
     def _entry(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> dict[str, Any]:
+        claim = kind == "claimed"  # only a claim needs where each id goes (to settle it after a crash)
         ids = []
         for i in items:
             s = where.get(i.id)
-            ids.append({"id": i.id, "topic": i.topic, "key": i.key,
+            ids.append({"id": i.id, "topic": i.topic if claim else "", "key": i.key if claim else b"",
                         "partition": s.partition if s else None, "offset": s.offset if s else None})
         return {"kind": kind, "owner": owner, "at": self.clock_ms(), "ids": ids}
 
