@@ -37,6 +37,7 @@ from streams.threads import logic
 from streams.threads.logic import CustomerThreads
 
 SEEN_HORIZON_MS = 7 * 24 * 3600 * 1000  # redeliveries later than this are not recognised
+REPLIES_HORIZON_MS = 14 * 24 * 3600 * 1000  # a reply quoting an older message is threaded by subject
 HUMAN = "human"
 
 
@@ -46,8 +47,8 @@ class ConversationsStage(Stage):
     outputs = (topics.CONVERSATIONS, topics.ROUTING_REQUESTS, topics.KPI_THREADS)
     stores = (
         StoreSpec("threads", dump=CustomerThreads.to_json, load=CustomerThreads.from_json),
-        StoreSpec("replies", retention_ms=logic.Rules().reopen_window_ms * 2), StoreSpec("kpi"),
-        StoreSpec("routes"), StoreSpec("seen", retention_ms=SEEN_HORIZON_MS * 2),
+        StoreSpec("replies", retention_ms=REPLIES_HORIZON_MS * 2, log=True), StoreSpec("kpi"),
+        StoreSpec("routes"), StoreSpec("seen", retention_ms=SEEN_HORIZON_MS * 2, log=True),
     )
 
     def __init__(self, rules: logic.Rules, enricher: Enricher) -> None:
@@ -72,7 +73,7 @@ class ConversationsStage(Stage):
         ckey = logic.customer_key(event)
         threads, replies = ctx.store("threads"), ctx.store("replies")
         state = threads.get(ckey) or CustomerThreads()
-        after, out = logic.step(state, event, self.rules, lambda mid: replies.get(f"{ckey}|{mid}"))
+        after, out = logic.step(state, event, self.rules, lambda mid: (replies.get(f"{ckey}|{mid}") or (None,))[0])
         self._save(ctx, ckey, state, after)
         for e in out:
             self._publish(ctx, ckey, e)
@@ -102,7 +103,7 @@ class ConversationsStage(Stage):
         if kind in ("MessageReceived", "MessageSent") and threaded:
             replies = ctx.store("replies")
             for mid in logic.reply_ids(e):
-                replies[f"{ckey}|{mid}"] = threaded
+                replies[f"{ckey}|{mid}"] = [threaded, e["envelope"]["occurred_at"]]
         request = [e]
         if kind == "MessageReceived" and threaded:
             enriched = enriched_event(e, self.enricher.enrich(e.get("text"), e["envelope"]["tenant_id"]))
@@ -191,12 +192,13 @@ def _kpi_index(ctx: Task) -> dict[str, dict[str, Any]]:
 
 
 def _prune_seen(ctx: Task) -> None:
-    """Forget applied ids older than the horizon (memory only: the changelog ages them out),
-    when the store has doubled since the last time (so the cost is amortised)."""
-    seen = ctx.store("seen")
-    if len(seen) < max(50_000, 2 * ctx.cache.get("seen_kept", 0)):
-        return
-    horizon = ctx.watermark - SEEN_HORIZON_MS
-    for key in [k for k, t in seen.items() if t < horizon]:
-        seen.forget(key)
-    ctx.cache["seen_kept"] = len(seen)
+    """Forget applied ids and message ids older than their horizon (memory only: the changelog
+    ages them out), when a store has doubled since the last time (so the cost is amortised)."""
+    for name, horizon, when in (("seen", SEEN_HORIZON_MS, lambda v: v), ("replies", REPLIES_HORIZON_MS, lambda v: v[1])):
+        store = ctx.store(name)
+        if len(store) < max(50_000, 2 * ctx.cache.get(f"{name}_kept", 0)):
+            continue
+        cut = ctx.watermark - horizon
+        for key in [k for k, v in store.items() if when(v) < cut]:
+            store.forget(key)
+        ctx.cache[f"{name}_kept"] = len(store)

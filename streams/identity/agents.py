@@ -31,7 +31,7 @@ class IdentityStage(Stage):
     name = "identity"
     inputs = (Input(topics.MESSAGES),)
     outputs = (topics.CONVERSATION_MESSAGES, topics.IDENTITY_SIGHTINGS)
-    stores = (StoreSpec("identities"), StoreSpec("seen", retention_ms=SEEN_HORIZON_MS * 2))
+    stores = (StoreSpec("identities"), StoreSpec("seen", retention_ms=SEEN_HORIZON_MS * 2, log=True))
 
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
         env = event["envelope"]

@@ -35,12 +35,22 @@ class Input:
 class StoreSpec:
     """A store of the stage's tasks, with how its values go to and from JSON (changelog).
     ``retention_ms``: its changelog also deletes records older than this (a store whose keys
-    the stage forgets by time, e.g. the ids seen within a horizon); None keeps every key."""
+    the stage forgets by time, e.g. the ids seen within a horizon); None keeps every key.
+    ``log``: keys written once, never deleted, forgotten by age: changes are logged as one
+    record per batch (``streams.runtime.store.LogStore``); needs ``retention_ms``."""
 
     name: str
     dump: Callable[[Any], Any] = _same
     load: Callable[[Any], Any] = _same
     retention_ms: int | None = None
+    log: bool = False
+
+    def make(self) -> Any:
+        from streams.runtime.store import LogStore, Store
+
+        if self.log and not self.retention_ms:
+            raise ValueError(f"store {self.name}: a log store needs a retention")
+        return (LogStore if self.log else Store)(self.name, self.dump, self.load)
 
 
 class Stage:

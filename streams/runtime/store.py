@@ -91,3 +91,39 @@ class Store:
     def clear(self) -> None:
         self.data.clear()
         self.dirty.clear()
+
+
+class LogStore(Store):
+    """A store of keys written once and forgotten by age (ids seen, message ids): its changes go
+    to the changelog as one record per batch (``take_changes``), keyed by a sequence number,
+    not one record per key. Its changelog deletes by age (``StoreSpec.retention_ms``), and the
+    stage forgets old keys from memory (``forget``)."""
+
+    __slots__ = ("_batch", "_seq")
+
+    def __init__(self, name: str, dump: Callable[[Any], Any] = _same, load: Callable[[Any], Any] = _same) -> None:
+        super().__init__(name, dump, load)
+        self._batch: dict[str, Any] = {}
+        self._seq = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self._batch[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError(f"{self.name}: a log store forgets keys by age, it does not delete them")
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        raise TypeError(f"{self.name}: a log store forgets keys by age, it does not delete them")
+
+    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
+        if not self._batch:
+            return []
+        self._seq += 1
+        batch, self._batch = self._batch, {}
+        return [(b"%016d" % self._seq, orjson.dumps({k: self._dump(v) for k, v in batch.items()}))]
+
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        self._seq = max(self._seq, int(key))
+        if value is not None:
+            self.data.update((k, self._load(v)) for k, v in orjson.loads(value).items())

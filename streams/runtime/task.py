@@ -106,7 +106,7 @@ class Task:
     def __init__(self, stage: Stage, partition: int, env: Env) -> None:
         self.stage, self.partition, self.env = stage, partition, env
         self.id = f"{stage.name}/{partition}"
-        self.stores = {s.name: Store(s.name, s.dump, s.load) for s in stage.stores}
+        self.stores = {s.name: s.make() for s in stage.stores}
         self.meta = Store(META)
         self.inputs = {i.topic.name: i for i in stage.inputs}
         self.seq = Sequencer()

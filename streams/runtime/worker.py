@@ -126,6 +126,7 @@ class Worker:
         self._inflight_error: KafkaException | None = None
         self._inflight_started = 0.0
         self._txn_marks: dict[str, tuple[int, bool]] = {}
+        self._route: dict[tuple[str, int], Any] = {}  # (topic, partition) -> (name, task, clock)
         self.stats = Stats()
         self.stopping = False
         self._delivery_error: KafkaError | None = None
@@ -249,6 +250,7 @@ class Worker:
         now = time.monotonic()
         self._read_watermarks()
         fed = 0
+        route = self._route
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -261,14 +263,18 @@ class Worker:
                     raise KafkaException(err)
                 log.warning("worker.consume_error", error=str(err))
                 continue
-            name = self.real[m.topic()]
-            task = self.tasks.get(f"{self.readers[name].name}/{m.partition()}")
-            if task is None:
-                continue  # revoked in this very call
-            task.clocks[name].caught_up = False
-            headers = m.headers()
-            origin = next((v.decode() for k, v in headers if k == ORIGIN), None) if headers else None
-            task.feed(Record(name, m.partition(), m.offset(), m.key(), m.value(), origin), now)
+            where = (m.topic(), m.partition())
+            target = route.get(where)
+            if target is None:
+                task = self._task_for(*where)
+                if task is None:
+                    continue  # revoked in this very call
+                target = route[where] = (self.real[where[0]], task, task.clocks[self.real[where[0]]])
+            name, task, clock = target
+            clock.caught_up = False
+            headers = m.headers()  # the runtime sets one: the producing task
+            task.feed(Record(name, where[1], m.offset(), m.key(), m.value(),
+                             headers[0][1].decode() if headers else None), now)
             fed += 1
         for task in self.tasks.values():
             task.advance(self.table, now)
@@ -482,6 +488,7 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         t0 = time.monotonic()
+        self._route.clear()
         wanted: dict[str, list[TopicPartition]] = defaultdict(list)
         for tp in partitions:
             name = self.real[tp.topic]
@@ -511,6 +518,7 @@ class Worker:
                 self._finish_commit()
             except KafkaException as e:
                 log.error("worker.commit_failed_on_revoke", error=str(e))
+        self._route.clear()
         gone = {f"{self.readers[self.real[tp.topic]].name}/{tp.partition}" for tp in partitions}
         for tid in gone:
             self.tasks.pop(tid, None)
