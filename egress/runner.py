@@ -151,7 +151,7 @@ class Egress:
         await self.sender.start()
         self.producer = AsyncProducer(self._conf(**{
             "acks": "all", "enable.idempotence": True, "linger.ms": self.s.linger_ms,
-            "partitioner": "murmur2_random", "compression.type": "lz4"}))
+            "partitioner": "murmur2_random"}))
         self.producer.start()
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
