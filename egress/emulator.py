@@ -211,10 +211,10 @@ class Emulator:
 
     async def viber(self, r: web.Request) -> web.Response:
         raw = await r.read()
-        token = r.headers.get("X-Viber-Auth-Token", "")
+        doc = orjson.loads(raw)
+        token = r.headers.get("X-Viber-Auth-Token") or str(doc.get("auth_token") or "")  # older clients: in the body
         if not token:
             return web.json_response({"status": 2, "status_message": "invalidAuthToken"})
-        doc = orjson.loads(raw)
         to, text = str(doc.get("receiver", "")), str(doc.get("text") or doc.get("media") or "")
         if bad := await self._faulted("viber", token, to, text, raw):
             return bad
@@ -311,6 +311,7 @@ class Emulator:
         add("GET", "/bot{token}/{method}", self.telegram)
         add("POST", "/v2/bot/message/push", self.line)
         add("POST", "/pa/send_message", self.viber)
+        add("POST", "/pa/post", self.viber)
         add("GET", "/cgi-bin/token", self.wechat_token)
         add("POST", "/cgi-bin/message/{kind}/send", self.wechat_send)
         add("POST", "/v1/phones/{phone}/agentMessages", self.rbm)
@@ -351,7 +352,7 @@ def _meta_error(f: Fault) -> web.Response:
     if f.kind == "rate_limit":
         return web.json_response({"error": {"message": "(#130429) Rate limit hit", "type": "OAuthException",
                                             "code": 130429, "fbtrace_id": "EMU"}}, status=429,
-                                 headers={"Retry-After": str(f.retry_after)})
+                                 headers={"Retry-After": f"{f.retry_after:g}"})
     code = f.code or (131000 if f.status >= 500 else 100)
     return web.json_response({"error": {"message": f"(#{code}) emulated error", "type": "OAuthException",
                                         "code": int(code), "fbtrace_id": "EMU"}}, status=f.status if f.kind == "status" else 400)
@@ -360,7 +361,7 @@ def _meta_error(f: Fault) -> web.Response:
 def _twilio_error(f: Fault) -> web.Response:
     if f.kind == "rate_limit":
         return web.json_response({"code": 20429, "message": "Too Many Requests", "status": 429},
-                                 status=429, headers={"Retry-After": str(f.retry_after)})
+                                 status=429, headers={"Retry-After": f"{f.retry_after:g}"})
     return web.json_response({"code": int(f.code or 20500), "message": "emulated error", "status": f.status},
                              status=f.status if f.kind == "status" else 400)
 
@@ -376,7 +377,7 @@ def _telegram_error(f: Fault) -> web.Response:
 def _line_error(f: Fault) -> web.Response:
     if f.kind == "rate_limit":
         return web.json_response({"message": "The API rate limit has been exceeded. Try again later."}, status=429,
-                                 headers={"Retry-After": str(f.retry_after)})
+                                 headers={"Retry-After": f"{f.retry_after:g}"})
     return web.json_response({"message": f"emulated error {f.code or ''}".strip()}, status=f.status if f.kind == "status" else 400)
 
 
@@ -399,7 +400,7 @@ def _wechat_error(f: Fault) -> web.Response:
 def _rbm_error(f: Fault) -> web.Response:
     if f.kind == "rate_limit":
         return web.json_response({"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}, status=429,
-                                 headers={"Retry-After": str(f.retry_after)})
+                                 headers={"Retry-After": f"{f.retry_after:g}"})
     status = f.status if f.kind == "status" else int(f.code or 404)
     name = {404: "NOT_FOUND", 400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED"}.get(status, "INTERNAL")
     return web.json_response({"error": {"code": status, "message": "emulated", "status": name}}, status=status)
