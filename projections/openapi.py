@@ -112,10 +112,16 @@ def _profile_schemas() -> dict[str, Any]:
                          signal=_NS, linked_at=_NI, first_seen_at=_NI, last_seen_at=_NI),
         "Thread": _obj(tenant_id=_S, thread_id=_S, customer_id=_NS, status=_NS, subject=_NS, queue=_NS,
                        assignee=_NS, priority=_I, channels=_array(_S), started_at=_NI,
-                       resolved_at=_NI, message_count=_I, last_sentiment_label=_NS),
+                       resolved_at=_NI, message_count=_I, last_sentiment_label=_NS,
+                       window_channel=_NS, window_account=_NS, window_last_inbound_at=_NI, window_closes_at=_NI,
+                       window_human_agent_closes_at=_NI, delivery_failures=_I,
+                       last_delivery_failure={"type": "object", "nullable": True, "additionalProperties": True}),
         "ThreadList": _listing("threads", "Thread"),
         "Message": _obj(event_id=_S, direction=_S, channel=_S, author_type=_S, author_id=_NS, text=_NS,
-                        occurred_at=_I, sentiment_label=_NS, language=_NS, delivery_status=_NS),
+                        occurred_at=_I, sentiment_label=_NS, language=_NS, delivery_status=_NS,
+                        delivery_status_at=_NI, send_status=_NS, send_attempts=_NI, delivery_error_code=_NS,
+                        delivery_error_reason=_NS, provider_message_id=_NS,
+                        delivery_rendering={"type": "object", "nullable": True, "additionalProperties": True}),
         "ThreadDetail": {"allOf": [_ref("Thread"), _obj(messages=_array(_ref("Message")))]},
     }
 

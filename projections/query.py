@@ -190,7 +190,7 @@ def thread_detail(store: Store, tenant: str, thread_id: str) -> dict[str, Any] |
         "SELECT * FROM thread_messages WHERE tenant_id = ? AND thread_id = ? "
         "ORDER BY occurred_at, event_id", (tenant, thread_id))
     for m in msgs:
-        for c in ("attachments", "rich", "intents"):
+        for c in ("attachments", "rich", "intents", "delivery_rendering"):
             if isinstance(m.get(c), str):
                 m[c] = json.loads(m[c])
         m["occurred"] = iso(m["occurred_at"])

@@ -147,11 +147,12 @@ def _inbound(rnd: random.Random, log: Log, tenant: str, cust: str, ident: dict, 
 def _reply(rnd: random.Random, log: Log, tenant: str, cust: str, ident: dict, thread: str,
            agent: str, mid: str, t: int, cause: dict) -> None:
     ckey, cmid = f"{tenant}|{cust}", f"out.{mid}"
-    log.add(topics.CONVERSATIONS, ckey, make(
+    sent = log.add(topics.CONVERSATIONS, ckey, make(
         "MessageSent", _env("MessageSent", derive_id(tenant, "sent", mid), t, tenant, ckey, cause),
         channel=ident["channel"], channel_account_id="acct-1", recipient=ident, message_id=mid,
         channel_message_id=cmid, author_type="agent", author_id=agent, text="Elle arrive demain.",
         customer_id=cust, thread_id=thread, in_reply_to_event_id=cause["envelope"]["event_id"]))
+    _egress(rnd, log, tenant, ckey, sent, cmid, t)
     mkey = f"{tenant}|{ident['channel']}|{ident['id']}"
     statuses = [("delivered", t + 2000, t + 2000), ("read", t + 30_000, t + 30_000)]
     if rnd.random() < 0.3:  # receipts are not ordered by any channel: "read" comes first
@@ -162,6 +163,24 @@ def _reply(rnd: random.Random, log: Log, tenant: str, cust: str, ident: dict, th
             channel=ident["channel"], channel_account_id="acct-1", recipient=ident,
             channel_message_id=cmid, status=status, raw_event_id=derive_id("raw", cmid, status)),
             emit_at)
+
+
+def _egress(rnd: random.Random, log: Log, tenant: str, ckey: str, sent: dict, cmid: str, t: int) -> None:
+    """The egress's delivery events of a reply: attempted, then sent (or, now and then, failed)."""
+    ids = dict(message_event_id=sent["envelope"]["event_id"], message_id=sent["message_id"], channel=sent["channel"],
+               channel_account_id="acct-1", recipient_id=sent["recipient"]["id"], customer_id=sent["customer_id"],
+               thread_id=sent["thread_id"], attempt=1)
+    rendering = {"asked": ["text"], "sent": ["text"], "reasons": [], "parts": 1, "mode": "response"}
+    log.add(topics.OUTBOUND, ckey, make("OutboundAttempted", _env("OutboundAttempted", derive_id(cmid, "attempted"),
+                                                                  t + 50, tenant, ckey, sent), **ids, rendering=rendering))
+    if rnd.random() < 0.1:
+        log.add(topics.OUTBOUND, ckey, make("OutboundFailed", _env("OutboundFailed", derive_id(cmid, "failed"), t + 90,
+                                                                   tenant, ckey, sent), **ids, code="131047",
+                                            reason="outside the window", permanent=True, final=True))
+    else:
+        log.add(topics.OUTBOUND, ckey, make("OutboundSent", _env("OutboundSent", derive_id(cmid, "sent"), t + 90, tenant,
+                                                                 ckey, sent), **ids, channel_message_id=cmid,
+                                            channel_message_ids=[cmid], rendering=rendering))
 
 
 def _contact(log: Log, tenant: str, cust: str, thread: str, channel: str, queue: str, agent: str,

@@ -1,10 +1,14 @@
 """threads: each thread's state, and every message of it in order across channels.
 
 Consumes: parley.conversations (thread life cycle, threaded MessageReceived/MessageSent,
-MessageEnriched, RoutingDecided) and parley.messages (DeliveryStatusChanged only).
-Tables: ``threads`` (tenant_id, thread_id), ``messages`` (event_id),
+MessageEnriched, RoutingDecided), parley.messages (DeliveryStatusChanged only) and
+parley.outbound (the egress's OutboundAttempted/Sent/Failed).
+Tables: ``threads`` (tenant_id, thread_id; with the customer-service window of its latest
+customer message, and the delivery failures the agent must see), ``messages`` (event_id),
 ``message_enrichments`` (tenant_id, message_event_id),
-``message_deliveries`` (tenant_id, channel, channel_message_id).
+``message_deliveries`` (tenant_id, channel, channel_message_id: provider receipts),
+``outbound_deliveries`` (tenant_id, message_event_id: the egress's send status and the
+provider's ids, which the ``thread_messages`` view joins the receipts on).
 Idempotency: event ids are deduplicated (the counters need it). Life cycle events share the
 customer's partition but come from two producers (threads: started, resolved, reopened;
 routing: queued, assigned, transferred), so their Kafka order is not their order: a routing
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from egress.windows import window_at
 from projections.engine import Event, Key, Projection, Row, Table, newer, stamp, touch
 from schemas import topics
 
@@ -29,11 +34,13 @@ THREADS = Table(
      "last_message_at", "last_inbound_at", "last_outbound_at", "resolved_at", "resolved_by",
      "reopened_count", "transfer_count", "message_count", "inbound_count", "outbound_count",
      "last_sentiment_label", "last_sentiment_score", "last_sentiment_at", "routed_to", "bot_id",
-     "routing_reasons", "business_hours_open", "versions", "updated_at", "last_event_id"),
-    json_columns=frozenset({"channels", "routing_reasons", "versions"}),
+     "routing_reasons", "business_hours_open", "versions", "updated_at", "last_event_id",
+     "window_channel", "window_account", "window_last_inbound_at", "window_closes_at",
+     "window_human_agent_closes_at", "delivery_failures", "last_delivery_failure"),
+    json_columns=frozenset({"channels", "routing_reasons", "versions", "last_delivery_failure"}),
     defaults={"priority": 0, "channels": [], "reopened_count": 0, "transfer_count": 0,
               "message_count": 0, "inbound_count": 0, "outbound_count": 0,
-              "routing_reasons": [], "versions": {}},
+              "routing_reasons": [], "versions": {}, "delivery_failures": 0},
 )
 MESSAGES = Table(
     "messages", ("event_id",),
@@ -61,6 +68,19 @@ DELIVERIES = Table(
     defaults={"history": [], "version": []},
 )
 
+OUTBOUND = Table(
+    "outbound_deliveries", ("tenant_id", "message_event_id"),
+    ("tenant_id", "message_event_id", "thread_id", "customer_id", "channel", "channel_account_id",
+     "message_id", "recipient_id", "status", "attempts", "channel_message_id", "channel_message_ids",
+     "error_code", "error_reason", "permanent", "http_status", "duplicate", "rendering",
+     "first_attempt_at", "updated_at", "version"),
+    json_columns=frozenset({"channel_message_ids", "rendering", "version"}),
+    defaults={"attempts": 0, "channel_message_ids": [], "permanent": 0, "duplicate": 0, "version": []},
+)
+OUTBOUND_TYPES = ("OutboundAttempted", "OutboundSent", "OutboundFailed")
+# The send status moves forward: a final outcome over any attempt, "sent" over a failure.
+SEND_RANK = {"attempting": 0, "retrying": 1, "failed": 2, "sent": 3}
+
 # A delivery status only moves forward; a late "delivered" after "read" changes nothing.
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "seen": 3,
                "undelivered": 4, "failed": 4}
@@ -82,6 +102,10 @@ def route(event: Event) -> list[tuple[Table, Key]]:
         return out + ([(THREADS, (tenant, event["thread_id"]))] if event.get("thread_id") else [])
     if t == "DeliveryStatusChanged":
         return [(DELIVERIES, (tenant, event["channel"], event["channel_message_id"]))]
+    if t in OUTBOUND_TYPES:
+        out = [(OUTBOUND, (tenant, event["message_event_id"]))]
+        failed = t == "OutboundFailed" and event["final"] and event.get("thread_id")
+        return out + ([(THREADS, (tenant, event["thread_id"]))] if failed else [])
     return []
 
 
@@ -93,6 +117,12 @@ def apply(table: Table, row: Row, event: Event) -> Row:
         return apply_enrichment(row, event)
     if table is DELIVERIES:
         return apply_delivery(row, event)
+    if table is OUTBOUND:
+        return apply_outbound(row, event)
+    if event["envelope"]["event_type"] == "OutboundFailed":  # egress time: not the thread's activity
+        row = {**row}
+        _delivery_failed(row, event)
+        return row
     return apply_thread(row, event)
 
 
@@ -180,6 +210,25 @@ def _message(row: Row, e: Event) -> None:
     row[side] = _max(row[side], at)
     if inbound and not row["subject"] and e.get("subject"):
         row["subject"] = e["subject"]
+    if inbound and (row["window_last_inbound_at"] is None or at >= row["window_last_inbound_at"]):
+        _window(row, e["channel"], e["channel_account_id"], at)
+
+
+def _window(row: Row, channel: str, account: str, at: int) -> None:
+    """The thread's window follows its latest customer message (event time)."""
+    w = window_at(channel, (at,), at)
+    row.update(window_channel=channel, window_account=account, window_last_inbound_at=at,
+               window_closes_at=w.closes_at, window_human_agent_closes_at=w.human_agent_closes_at)
+
+
+def _delivery_failed(row: Row, e: Event) -> None:
+    """A message the egress could not deliver (final): counted on its thread, the latest shown."""
+    row["delivery_failures"] += 1
+    at = e["envelope"]["occurred_at"]
+    last = row["last_delivery_failure"]
+    if last is None or [at, e["message_event_id"]] >= [last["at"], last["message_event_id"]]:
+        row["last_delivery_failure"] = {"at": at, "message_event_id": e["message_event_id"], "code": e["code"],
+                                        "reason": e["reason"], "channel": e["channel"]}
 
 
 def _enriched(row: Row, e: Event) -> None:
@@ -252,6 +301,31 @@ def apply_delivery(row: Row, e: Event) -> Row:
     return out
 
 
+def apply_outbound(row: Row, e: Event) -> Row:
+    """The send status of one outbound message: the most advanced outcome (rank, attempt, time, id)
+    sets status and error; attempts count up; the provider's ids stay once known."""
+    t, at, attempt = e["envelope"]["event_type"], e["envelope"]["occurred_at"], e["attempt"]
+    status = {"OutboundAttempted": "attempting", "OutboundSent": "sent"}.get(t) or \
+        ("failed" if e["final"] else "retrying")
+    out = {**row, "thread_id": row["thread_id"] or e.get("thread_id"),
+           "customer_id": row["customer_id"] or e.get("customer_id"), "channel": e["channel"],
+           "channel_account_id": e["channel_account_id"], "message_id": e["message_id"],
+           "recipient_id": e["recipient_id"], "attempts": max(row["attempts"], attempt),
+           "updated_at": max(row["updated_at"] or 0, at)}
+    if t == "OutboundAttempted":
+        out["first_attempt_at"] = _min(row["first_attempt_at"], at)
+    if e.get("rendering") and (row["rendering"] is None or t == "OutboundAttempted"):
+        out["rendering"] = e["rendering"]
+    if t == "OutboundSent":
+        out.update(channel_message_id=e["channel_message_id"], channel_message_ids=list(e["channel_message_ids"]),
+                   duplicate=int(e["duplicate"]))
+    s = [SEND_RANK[status], attempt, at, e["envelope"]["event_id"]]
+    if newer(s, row["version"]):
+        out.update(status=status, version=s, error_code=e.get("code"), error_reason=e.get("reason"),
+                   permanent=int(bool(e.get("permanent"))), http_status=e.get("http_status"))
+    return out
+
+
 def _min(a: Any, b: Any) -> Any:
     return b if a is None else min(a, b)
 
@@ -266,8 +340,9 @@ PROJECTION = Projection(
         (topics.CONVERSATIONS, frozenset({
             "MessageReceived", "MessageSent", "MessageEnriched", *LIFECYCLE})),
         (topics.MESSAGES, frozenset({"DeliveryStatusChanged"})),
+        (topics.OUTBOUND, frozenset(OUTBOUND_TYPES)),
     ),
-    tables=(THREADS, MESSAGES, ENRICHMENTS, DELIVERIES),
+    tables=(THREADS, MESSAGES, ENRICHMENTS, DELIVERIES, OUTBOUND),
     route=route,
     apply=apply,
 )
