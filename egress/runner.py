@@ -50,6 +50,7 @@ from schemas.codec import Codec, DecodeError, codec_for
 
 log = logs.get("egress.runner")
 OUTCOMES = frozenset({"OutboundAttempted", "OutboundSent", "OutboundFailed"})
+MESSAGES = ("MessageSent", "MessageReceived")  # what it reads of parley.conversations
 
 
 @dataclass
@@ -123,8 +124,7 @@ class Egress:
                  codec: Codec | None = None, rand: random.Random | None = None) -> None:
         self.s, self.accounts = settings, accounts
         k = settings.kafka
-        self.codec = codec or codec_for(k.schema_registry_url,
-                                        k.schema_registry_auth.get_secret_value() if k.schema_registry_auth else None)
+        self.codec = codec or codec_for(k)
         self.input = topics.named(k.topic_prefix, topics.CONVERSATIONS)
         self.outbound = topics.named(k.topic_prefix, topics.OUTBOUND)
         self.windows_topic = topics.named(k.topic_prefix, topics.SERVICE_WINDOWS)
@@ -140,7 +140,7 @@ class Egress:
         self.stats = Stats()
         self.consumer: Consumer | None = None
         self.producer: AsyncProducer | None = None
-        self.ids = {name: self.codec.catalog.latest(name).local_id for name in ("MessageSent", "MessageReceived")}
+        self.ids = self.codec.ids_of(MESSAGES)  # schema ids of the records it reads (again after prepare)
 
     # --- set-up --------------------------------------------------------------------------------
 
@@ -148,6 +148,8 @@ class Egress:
         return self.s.kafka.librdkafka_config(**extra)
 
     async def start(self) -> None:
+        await self.codec.aprepare((topics.OUTBOUND, topics.SERVICE_WINDOWS))  # registry ids, once
+        self.ids = self.codec.ids_of(MESSAGES)
         await self.sender.start()
         self.producer = AsyncProducer(self._conf(**{
             "acks": "all", "enable.idempotence": True, "linger.ms": self.s.linger_ms,
@@ -266,7 +268,7 @@ class Egress:
         if not self.stats.read:
             log.info("egress.first_record", partition=p, offset=off)
         self.stats.read += 1
-        if value is None or len(value) < 5 or int.from_bytes(value[1:5], "big") not in self.ids.values():
+        if value is None or len(value) < 5 or int.from_bytes(value[1:5], "big") not in self.ids:
             track.finish(off)  # not a message: skipped undecoded (schema id in the wire header)
             return
         try:

@@ -15,6 +15,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 kafka_app = typer.Typer(no_args_is_help=True, help="A local single-node KRaft broker (Maven jars).")
 topics_app = typer.Typer(no_args_is_help=True, help="The topic catalogue.")
 app.add_typer(kafka_app, name="kafka")
+registry_app = typer.Typer(no_args_is_help=True, help="A local Schema Registry (Apicurio, Confluent API; Maven).")
+app.add_typer(registry_app, name="registry")
 app.add_typer(topics_app, name="topics")
 schemas_app = typer.Typer(no_args_is_help=True, help="The Avro event contract.")
 app.add_typer(schemas_app, name="schemas")
@@ -67,6 +69,50 @@ def kafka_status() -> None:
     s = BrokerSettings()
     ok = kafka_local.answers(s.kafka.bootstrap_servers, 5.0)
     typer.echo(f"kafka at {s.kafka.bootstrap_servers}: {'up' if ok else 'down'}")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _registry_server(port: int):
+    from parley.registry_local import RegistryServer
+    from parley.settings import BrokerSettings
+
+    return RegistryServer(cache_dir=BrokerSettings().cache_dir, port=port)
+
+
+_REGISTRY_PORT = typer.Option(8081, help="HTTP port of the local registry.")
+
+
+@registry_app.command("up")
+def registry_up(port: int = _REGISTRY_PORT) -> None:
+    """Fetch Apicurio Registry if needed, start it (in memory), wait until it answers."""
+    from parley import registry_local
+
+    s = _registry_server(port)
+    try:
+        took = registry_local.up(s)
+    except registry_local.RegistryError as e:
+        _fail(str(e))
+    typer.echo(f"apicurio registry {s.version} answers at {s.url} (start {took:.1f}s); log: {s.log}\n"
+               f"PARLEY_KAFKA__SCHEMA_REGISTRY_URL={s.url}")
+
+
+@registry_app.command("down")
+def registry_down(port: int = _REGISTRY_PORT) -> None:
+    """Stop the local registry (its schemas are in memory: they go with it)."""
+    from parley import registry_local
+
+    stopped = registry_local.down(_registry_server(port))
+    typer.echo("registry stopped" if stopped else "registry was not running")
+
+
+@registry_app.command("status")
+def registry_status(port: int = _REGISTRY_PORT) -> None:
+    """Exit 0 only when the local registry answers."""
+    from parley import registry_local
+
+    s = _registry_server(port)
+    ok = registry_local.answers(s.url, 5.0)
+    typer.echo(f"registry at {s.url}: {'up' if ok else 'down'}")
     raise typer.Exit(0 if ok else 1)
 
 

@@ -3,6 +3,10 @@
 ``0x00`` magic byte, the schema id as a 4-byte big-endian int, then the Avro binary body.
 Without a Schema Registry the id is the local fingerprint id (see ``catalog``), resolved from the
 schemas shipped in this package; with one, ids come from the registry (``registry.py``).
+Every process gets its codec from ``codec_for(kafka_settings)``, once, and calls ``prepare``
+(or ``aprepare``) at start-up: afterwards encoding and decoding are dictionary look-ups, except
+an id no process of this version wrote, which async processes resolve with ``aresolve`` in a
+thread before decoding a batch.
 Encoding is strict: a missing field without default, an unknown field or a wrong type raises
 ``EncodeError``. Decoding resolves the writer's schema to today's reader schema of the same type,
 so records of any released version decode into the current shape.
@@ -10,13 +14,18 @@ so records of any released version decode into the current shape.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
+import threading
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.catalog import Catalog, SchemaVersion, catalog
+from schemas.registry import RegistryClient, RegistryIds
+from schemas.topics import Topic
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -37,12 +46,33 @@ class SchemaIds(Protocol):
 
     def schema_for(self, schema_id: int) -> SchemaVersion: ...
 
+    def known(self, schema_id: int) -> bool: ...
+
+    def ids_of(self, names: Iterable[str]) -> set[int]: ...
+
+
+class RegistryConfig(Protocol):
+    """What ``codec_for`` reads of a process's Kafka settings (``parley.settings.KafkaSettings``)."""
+
+    schema_registry_url: str | None
+    schema_registry_auth: Any  # SecretStr | None: "user:password"
+    topic_prefix: str
+
 
 class LocalIds:
     """Registry-free ids: the fingerprint ids of the schemas shipped in this package."""
 
+    lazy = 0  # never asks anyone
+
     def __init__(self, cat: Catalog) -> None:
         self._cat = cat
+
+    def known(self, schema_id: int) -> bool:
+        return schema_id in self._cat.by_id
+
+    def ids_of(self, names: Iterable[str]) -> set[int]:
+        wanted = set(names)
+        return {sv.local_id for sv in self._cat.all_versions() if sv.name in wanted}
 
     def id_for(self, sv: SchemaVersion, topic: str | None) -> int:
         return sv.local_id
@@ -60,6 +90,40 @@ class Codec:
     def __init__(self, cat: Catalog | None = None, ids: SchemaIds | None = None) -> None:
         self.catalog = cat or catalog()
         self.ids = ids or LocalIds(self.catalog)
+        self._prepared = threading.Lock()
+
+    @property
+    def registry_url(self) -> str | None:
+        """The registry the ids come from; None: local fingerprint ids."""
+        client = getattr(self.ids, "client", None)
+        return client.url if client is not None else None
+
+    def prepare(self, writes: Iterable[Topic] | None = None) -> None:
+        """At start-up (blocking): register the schemas of the topics this process writes
+        (default: every catalogue topic) and learn the ids of all known versions. Nothing to
+        do with local ids. ``RegistryError`` (an ``OSError``) if the registry cannot be reached."""
+        prepare = getattr(self.ids, "prepare", None)
+        if prepare is not None:
+            with self._prepared:
+                prepare(writes)
+
+    async def aprepare(self, writes: Iterable[Topic] | None = None) -> None:
+        """``prepare`` in a thread: for processes with an event loop."""
+        if hasattr(self.ids, "prepare"):
+            await asyncio.to_thread(self.prepare, None if writes is None else list(writes))
+
+    async def aresolve(self, values: Iterable[bytes | None]) -> None:
+        """Learn the ids of these records that are not cached yet, in a thread (an async
+        process calls it before decoding a batch; records of this version's writers are all
+        known since ``prepare``, so this is rarely more than a scan of the headers)."""
+        unknown = {i for v in values if (i := _schema_id(v)) is not None and not self.ids.known(i)}
+        fetch = getattr(self.ids, "fetch", None)
+        if unknown and fetch is not None:
+            await asyncio.to_thread(_fetch_all, fetch, unknown)
+
+    def ids_of(self, names: Iterable[str]) -> set[int]:
+        """The ids (every known version) of event types given by short name."""
+        return self.ids.ids_of(names)
 
     def encode(self, record: dict[str, Any], topic: str | None = None) -> bytes:
         """Encode ``record``; its type comes from ``record['envelope']['event_type']``."""
@@ -97,14 +161,54 @@ class Codec:
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise DecodeError(f"bad magic byte {magic}")
-        return self.ids.schema_for(schema_id)
+        try:
+            return self.ids.schema_for(schema_id)
+        except OSError as e:  # the registry did not answer, or does not know the id
+            raise DecodeError(f"schema id {schema_id}: {e}") from None
 
 
-def codec_for(schema_registry_url: str | None = None, auth: str | None = None) -> Codec:
-    """A codec with local ids, or registry ids when a Schema Registry URL is configured."""
-    if not schema_registry_url:
+def _schema_id(value: bytes | None) -> int | None:
+    if value is None or len(value) < _HEADER.size or value[0] != MAGIC:
+        return None
+    return _HEADER.unpack_from(value)[1]
+
+
+def _fetch_all(fetch: Any, ids: set[int]) -> None:
+    for schema_id in ids:
+        try:
+            fetch(schema_id)
+        except OSError:
+            pass  # decoding that record says why (a dead letter), the others go on
+
+
+_CODECS: dict[tuple[str, str, str], Codec] = {}
+_CODECS_LOCK = threading.Lock()
+
+
+def codec_for(kafka: RegistryConfig | None = None) -> Codec:
+    """The process's codec for these Kafka settings, built once: registry ids when
+    ``schema_registry_url`` is set, local fingerprint ids otherwise. Every process (ingress,
+    worker, projections, egress, benchmarks, demo) gets its codec here."""
+    key = _key(kafka)
+    with _CODECS_LOCK:
+        if key not in _CODECS:
+            _CODECS[key] = new_codec(kafka)
+        return _CODECS[key]
+
+
+def new_codec(kafka: RegistryConfig | None = None) -> Codec:
+    """A codec of its own, with empty caches (what a new process starts with; tests)."""
+    url, auth, prefix = _key(kafka)
+    if not url:
         return Codec()
-    from schemas.registry import RegistryIds
-
     cat = catalog()
-    return Codec(cat, RegistryIds(schema_registry_url, cat, auth))
+    return Codec(cat, RegistryIds(RegistryClient(url, auth or None), cat, prefix))
+
+
+def _key(kafka: RegistryConfig | None) -> tuple[str, str, str]:
+    """(registry url, "user:password", topic prefix); ("", "", "") for local ids."""
+    if kafka is None or not kafka.schema_registry_url:
+        return ("", "", "")
+    auth = kafka.schema_registry_auth
+    secret = auth.get_secret_value() if hasattr(auth, "get_secret_value") else auth
+    return (kafka.schema_registry_url.rstrip("/"), secret or "", kafka.topic_prefix)

@@ -100,8 +100,7 @@ class Worker:
         self.stages = {s.name: s for s in stages}
         k = settings.kafka
         self.names = Names(k.topic_prefix, settings.app_id)
-        self.codec = codec_for(k.schema_registry_url,
-                               k.schema_registry_auth.get_secret_value() if k.schema_registry_auth else None)
+        self.codec = codec_for(k)
         from streams.topology import upstream
 
         self.env = Env(self.codec, upstream(stages), settings.lateness_ms, settings.idle_ms, clock=time.monotonic)
@@ -209,6 +208,7 @@ class Worker:
     def run(self, *, max_seconds: float | None = None) -> None:
         """Run until SIGTERM/SIGINT (or ``max_seconds``); commits what it did, then leaves."""
         self.declare_topics()
+        self.codec.prepare({t for s in self.stages.values() for t in s.outputs})  # registry ids, once
         self.producer = Producer(self._producer_config())
         if self.exactly_once:
             self.producer.init_transactions(60)
