@@ -68,7 +68,7 @@ from adapters.records import (  # noqa: F401 - re-exported: tests and the demo i
 from parley import logs
 from parley.settings import IngressSettings
 from schemas import topics
-from schemas.codec import Codec, EncodeError
+from schemas.codec import Codec, EncodeError, codec_for
 from schemas.events import derive_id
 
 log = logs.get("adapters.app")
@@ -98,7 +98,7 @@ class Ingress:
                  dedup: Dedup | None = None) -> None:
         self.settings, self.accounts, self.registry = settings, accounts, registry
         self.producer, self.metrics, self.clock_ms, self.dedup = producer, metrics, clock_ms, dedup
-        self.codec = Codec()
+        self.codec = codec_for(settings.kafka)  # registry ids when a registry is configured
         self._encoders: dict[str, Callable[[dict[str, Any], str], bytes]] = {}
         prefix = settings.kafka.topic_prefix
         self.raw_topic = topics.named(prefix, topics.RAW_INGRESS)
@@ -500,6 +500,7 @@ async def _on_startup(app: web.Application) -> None:
             ingress.registry.get(adapter)
         except (UnknownAdapter, AdapterUnavailable) as e:
             log.error("ingress.adapter_unavailable", adapter=adapter, error=str(e))
+    await ingress.codec.aprepare(WRITES)  # registry ids before the first request
     await ingress.producer.start()
     if ingress.dedup is not None:
         await ingress.dedup.start()

@@ -53,7 +53,7 @@ from adapters.producer import Producer, Record, Stored, Unavailable
 from parley import logs
 from parley.settings import KafkaSettings
 from schemas.catalog import catalog
-from schemas.codec import Codec, DecodeError
+from schemas.codec import Codec, DecodeError, codec_for
 from schemas.events import envelope, make
 
 log = logs.get("adapters.dedup")
@@ -165,7 +165,7 @@ class Dedup:
         self._reading: list[tuple[int, asyncio.Future]] = []  # (offset, resolved once read past it)
         self._outbox: list[dict[str, Any]] = []
         self._outbox_waiters: list[asyncio.Future] = []
-        self._codec = Codec()
+        self._codec = codec_for(kafka)  # the ingress's codec (prepared at its start)
         self._encoder = FastEncoder(self._codec, catalog().latest("IngressClaim"))
         self._me = f"{os.getpid():x}-{os.urandom(6).hex()}"  # this process: owners and record keys
         self._owners = (f"{self._me}-{n:x}" for n in itertools.count())
@@ -520,15 +520,14 @@ def _scan(kafka: KafkaSettings, items: Sequence[Item], claimed_at_ms: int) -> di
             wanted.setdefault((i.topic, (murmur2(i.key) & 0x7FFFFFFF) % n), set()).add(i.id)
         found: dict[str, Stored] = {}
         for (topic, partition), ids in wanted.items():
-            found.update(_scan_partition(consumer, topic, partition, ids, claimed_at_ms - SKEW_MS))
+            found.update(_scan_partition(consumer, codec_for(kafka), topic, partition, ids, claimed_at_ms - SKEW_MS))
         return found
     finally:
         consumer.close()
 
 
-def _scan_partition(consumer: confluent_kafka.Consumer, topic: str, partition: int, ids: set[str],
+def _scan_partition(consumer: confluent_kafka.Consumer, codec: Codec, topic: str, partition: int, ids: set[str],
                     since_ms: int, chunk: int = 2000) -> dict[str, Stored]:
-    codec = Codec()
     low, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5.0)
     found: dict[str, Stored] = {}
     while end > low and ids - set(found):
