@@ -30,7 +30,7 @@ from parley.settings import ProjectionSettings
 from projections.engine import Batcher, Decoded, Projection, checkpoints, decode_batch, truncate
 from projections.store import Store, open_store
 from schemas import topics
-from schemas.codec import Codec
+from schemas.codec import Codec, codec_for
 from schemas.events import derive_id, envelope, make
 
 log = logs.get("projections.runner")
@@ -68,7 +68,7 @@ class Feeder:
         self.s, self.store, self.p = settings, store, projection
         self.prefix = settings.kafka.topic_prefix
         self.batch_size = batch_size or settings.batch_size
-        self.codec = codec or Codec()
+        self.codec = codec or codec_for(settings.kafka)
         self.batcher = Batcher(store, projection, topic_prefix=self.prefix, fresh=fresh)
         self.stats = Stats(projection.name)
         self.tps: list[TopicPartition] = []
@@ -77,6 +77,7 @@ class Feeder:
 
     async def start(self) -> None:
         """Assign every partition of the projection's topics and seek to the checkpoints."""
+        await self.codec.aprepare((topics.DEAD_LETTER,))  # registry ids, once per process
         self._consumer = AIOKafkaConsumer(
             **self.s.kafka.client_kwargs(), group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed",
@@ -138,6 +139,7 @@ class Feeder:
         if not records:
             return 0
         t0 = time.perf_counter()
+        await self.codec.aresolve(r.value for r in records)  # ids no process of ours wrote: off the loop
         decoded = decode_batch(self.codec, records, self.batcher.wanted)
         before = (self.batcher.applied, self.batcher.duplicates, self.batcher.ignored)
         self.batcher.apply(decoded)
@@ -174,7 +176,7 @@ class Feeder:
                                               enable_idempotence=True)
             await self._producer.start()
         name = topics.named(self.prefix, topics.DEAD_LETTER)
-        sends = [await self._producer.send(name, self.codec.encode(self._dead_letter(d)),
+        sends = [await self._producer.send(name, self.codec.encode(self._dead_letter(d), name),
                                            key=f"projections/{self.p.name}".encode())
                  for d in failed]
         await asyncio.gather(*sends)

@@ -269,14 +269,15 @@ async def produce(kafka: Any, records: list[tuple[Topic, str, dict]], *, codec: 
     """Produce ``records`` under ``kafka.topic_prefix`` (acks=all, idempotent); return the count."""
     from aiokafka import AIOKafkaProducer
 
-    from schemas.codec import Codec
+    from schemas.codec import codec_for
 
-    codec = codec or Codec()
+    codec = codec or codec_for(kafka)
+    await codec.aprepare({t for t, _, _ in records})
     producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=True,
                                 linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
-        futures = [await producer.send(topics.named(kafka.topic_prefix, t), codec.encode(e), key=k.encode())
+        futures = [await producer.send(topics.named(kafka.topic_prefix, t), codec.encode(e, t.name), key=k.encode())
                    for t, k, e in records]
         await producer.flush()
         for f in futures:

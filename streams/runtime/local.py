@@ -28,7 +28,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from schemas import topics
-from schemas.codec import Codec
+from schemas.codec import Codec, codec_for
 from streams.runtime.stage import Stage
 from streams.runtime.task import Env, Record, Task, Upstream
 
@@ -64,7 +64,7 @@ class LocalRunner:
         self.stages = {s.name: s for s in stages}
         for s in self.stages.values():
             s.check()
-        self.codec = codec or Codec()
+        self.codec = codec or codec_for()  # in memory: local ids
         self.rng = random.Random(seed)
         self.max_read = max_read
         self.now = 0.0
