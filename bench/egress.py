@@ -47,7 +47,7 @@ from confluent_kafka import Producer  # noqa: E402
 from parley import logs, topics_admin  # noqa: E402
 from parley.settings import KafkaSettings, LogSettings  # noqa: E402
 from schemas import topics  # noqa: E402
-from schemas.codec import Codec  # noqa: E402
+from schemas.codec import codec_for  # noqa: E402
 from schemas.events import derive_id, envelope, make  # noqa: E402
 
 T0 = 1_764_000_000_000
@@ -77,7 +77,8 @@ class Traffic:
 
     def __init__(self, k: KafkaSettings, accounts: int, recipients: int, run: str) -> None:
         self.k, self.accounts, self.recipients, self.run = k, accounts, recipients, run
-        self.codec = Codec()
+        self.codec = codec_for(k)  # the egress's ids: registry ids when one is configured
+        self.codec.prepare((topics.CONVERSATIONS,))
         self.topic = topics.named(k.topic_prefix, topics.CONVERSATIONS)
         self.producer = Producer(k.librdkafka_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 2,
                                                         "partitioner": "murmur2_random"}))

@@ -57,7 +57,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from parley import logs, topics_admin
 from parley.settings import IngressSettings, KafkaSettings, LogSettings
 from schemas import topics
-from schemas.codec import Codec
+from schemas.codec import Codec, codec_for
 from schemas.events import derive_id, envelope, make
 
 WEB_TOKEN = "bench-webchat-token"
@@ -102,9 +102,10 @@ def whatsapp_request(i: int, run: str) -> tuple[str, bytes, dict[str, str]]:
     return f"/webhooks/whatsapp/{PHONE_ID}", body, {"X-Hub-Signature-256": sig, "Content-Type": "application/json"}
 
 
-def raw_pair(i: int, run: str, raw_topic: str, messages_topic: str) -> list[tuple[str, bytes, bytes]]:
+def raw_pair(i: int, run: str, raw_topic: str, messages_topic: str,
+             codec: Codec | None = None) -> list[tuple[str, bytes, bytes]]:
     """(topic, key, value) of a RawRequest and a MessageReceived like the ingress writes."""
-    codec = Codec()
+    codec = codec or codec_for()
     _, body, headers = webchat_request(i, run)
     now = int(time.time() * 1000)
     raw_id = derive_id("bench", "raw", run, i)
@@ -119,8 +120,8 @@ def raw_pair(i: int, run: str, raw_topic: str, messages_topic: str) -> list[tupl
                sender={"channel": "webchat", "id": f"v-{i % 500}", "display_name": "Client Bench",
                        "phone_e164": None, "email": None, "login_id": None},
                channel_message_id=f"{run}-{i}", text=f"Bonjour, où en est ma commande {i} ?", raw_event_id=raw_id)
-    return [(raw_topic, b"bench|webchat|bench-web", codec.encode(raw)),
-            (messages_topic, key.encode(), codec.encode(msg))]
+    return [(raw_topic, b"bench|webchat|bench-web", codec.encode(raw, raw_topic)),
+            (messages_topic, key.encode(), codec.encode(msg, messages_topic))]
 
 
 # -- the ingress in a child process ------------------------------------------------------------
@@ -331,7 +332,9 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
 async def raw_producer(kafka: KafkaSettings, n: int, concurrency: int, duration_s: float, run: str) -> dict[str, Any]:
     raw_topic = topics.named(kafka.topic_prefix, topics.RAW_INGRESS)
     msg_topic = topics.named(kafka.topic_prefix, topics.MESSAGES)
-    pairs = [raw_pair(i, run, raw_topic, msg_topic) for i in range(n)]
+    codec = codec_for(kafka)  # the ingress's ids: registry ids when one is configured
+    await codec.aprepare((topics.RAW_INGRESS, topics.MESSAGES))
+    pairs = [raw_pair(i, run, raw_topic, msg_topic, codec) for i in range(n)]
     producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=True, linger_ms=0)
     await producer.start()
     try:

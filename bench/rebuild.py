@@ -43,12 +43,13 @@ from projections import runner, sample  # noqa: E402
 from projections.engine import decode_batch  # noqa: E402
 from projections.store import open_store  # noqa: E402
 from schemas import topics  # noqa: E402
-from schemas.codec import Codec  # noqa: E402
+from schemas.codec import codec_for  # noqa: E402
 
 
 async def consume_all(kafka: KafkaSettings, names: list[str], batch: int, decode: bool) -> tuple[int, float]:
     """Read every record of ``names`` from the beginning to the end offsets; (records, seconds)."""
-    codec = Codec()
+    codec = codec_for(kafka)
+    await codec.aprepare(())  # a reader: learns the registry's ids, registers nothing
     t0 = time.perf_counter()
     consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", isolation_level="read_committed")

@@ -40,7 +40,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from parley.settings import KafkaSettings, WorkerSettings
 from schemas import topics
-from schemas.codec import Codec
+from schemas.codec import Codec, codec_for
 from schemas.events import derive_id, envelope, make
 from streams import testing
 
@@ -50,8 +50,14 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_RULES = ROOT / "config" / "routing.example.toml"
 PEER = ROOT.parent / "shared" / "peers" / "run.sh"
 OWN = frozenset({"MessageReceived", "MessageEnriched"})
-CODEC = Codec()
 
+
+
+def _codec(k: KafkaSettings) -> Codec:
+    """The codec of the measured processes: registry ids when ``k`` names a registry."""
+    codec = codec_for(k)
+    codec.prepare()  # once: later calls register nothing new
+    return codec
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
@@ -153,11 +159,12 @@ def latency(args: argparse.Namespace, kind: str, rate: float, tenants: tuple[str
         finally:
             stop(proc)
         sent = {e["envelope"]["event_id"] for e in msgs}
-        produced = {CODEC.decode(v)["envelope"]["event_id"]: ts for ts, v in records(k, topics.MESSAGES, decode=False)}
+        codec = _codec(k)
+        produced = {codec.decode(v)["envelope"]["event_id"]: ts for ts, v in records(k, topics.MESSAGES, decode=False)}
         own: dict[str, int] = {}
         caused: dict[str, int] = {}
         for ts, v in records(k, topics.CONVERSATIONS if kind == "worker" else SINK, decode=False):
-            env = CODEC.decode(v)["envelope"]
+            env = codec.decode(v)["envelope"]
             cid = env["correlation_id"]
             if cid in sent:
                 caused[cid] = max(caused.get(cid, 0), ts)
@@ -191,7 +198,7 @@ def stage_ceilings(k: KafkaSettings, rules: str, n: int) -> dict[str, dict[str, 
                 for off, (key, value) in enumerate(raw_records(k, names.topic(i.topic.name)))]
         if not recs:
             continue
-        task = Task(stage, 0, Env(CODEC, {}, lateness_ms=POS_INF // 4, idle_ms=0))
+        task = Task(stage, 0, Env(codec_for(), {}, lateness_ms=POS_INF // 4, idle_ms=0))
         task.start({})
         t0, c0 = time.perf_counter(), time.process_time()
         for off, rec in enumerate(recs):
@@ -331,6 +338,7 @@ def drop(k: KafkaSettings) -> None:
 def produce(k: KafkaSettings, events: list[dict[str, Any]], rate: float = 0) -> None:
     p = Producer(k.librdkafka_config(**{"linger.ms": 5, "acks": "all", "enable.idempotence": True,
                                         "partitioner": "murmur2_random"}))
+    codec = _codec(k)
     t0 = time.monotonic()
     for i, e in enumerate(events):
         if rate:
@@ -340,7 +348,7 @@ def produce(k: KafkaSettings, events: list[dict[str, Any]], rate: float = 0) -> 
         t = topics.AGENT_STATUS if e["envelope"]["event_type"] == "AgentStatusChanged" else topics.MESSAGES
         while True:
             try:
-                p.produce(topics.named(k.topic_prefix, t), CODEC.encode(e), e["envelope"]["partition_key"].encode())
+                p.produce(topics.named(k.topic_prefix, t), codec.encode(e, t.name), e["envelope"]["partition_key"].encode())
                 break
             except BufferError:
                 p.poll(0.01)
@@ -354,7 +362,8 @@ def raw_records(k: KafkaSettings, name: str) -> list[tuple[bytes | None, bytes]]
 
 def records(k: KafkaSettings, t: topics.Topic, decode: bool = True) -> list[tuple[int, Any]]:
     """(timestamp, value) of every committed record of a catalogue topic."""
-    return [(ts, CODEC.decode(v) if decode else v) for ts, _, v in _read(k, topics.named(k.topic_prefix, t))]
+    codec = _codec(k)
+    return [(ts, codec.decode(v) if decode else v) for ts, _, v in _read(k, topics.named(k.topic_prefix, t))]
 
 
 def _read(k: KafkaSettings, name: str) -> list[tuple[int, bytes | None, bytes]]:
@@ -402,7 +411,7 @@ def records_written(k: KafkaSettings) -> dict[str, int]:
 
 def wait_for(k: KafkaSettings, t: topics.Topic, n: int, counts: Any, timeout: float) -> None:
     """Until ``n`` committed records of ``t`` satisfy ``counts`` (decoded)."""
-    name = topics.named(k.topic_prefix, t)
+    name, codec = topics.named(k.topic_prefix, t), _codec(k)
     c = Consumer(k.librdkafka_config(**{"group.id": f"bench-wait-{uuid.uuid4().hex[:6]}",
                                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
                                         "isolation.level": "read_committed"}))
@@ -413,7 +422,7 @@ def wait_for(k: KafkaSettings, t: topics.Topic, n: int, counts: Any, timeout: fl
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{seen}/{n} records on {name} after {timeout}s")
             for m in c.consume(10_000, 0.5):
-                if m.error() is None and m.value() is not None and counts(CODEC.decode(m.value())):
+                if m.error() is None and m.value() is not None and counts(codec.decode(m.value())):
                     seen += 1
     finally:
         c.close()
