@@ -190,6 +190,8 @@ class RegistryIds:
                     register = t.name in written and sv is current
                     if register or not self._looked_up:
                         jobs.append((register, self.subject(sv, t.name), sv))
+        if not jobs:
+            return
         with ThreadPoolExecutor(self._threads) as pool:
             found = list(pool.map(lambda job: self._ask(*job), jobs))
         for (_, subject, sv), schema_id in zip(jobs, found, strict=True):
