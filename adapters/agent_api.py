@@ -71,7 +71,9 @@ thread, customer [and source], identity key and customer, or the two customers; 
 request_id), so a retried POST is recognised downstream. A command with neither ``occurred_at``
 nor ``request_id`` is dated and identified by its receipt: its retry is a new event (harmless
 for resolve, and for identity commands, which the identity processor skips once in effect).
-Answers 200 ``{"event_id", "topic", "partition", "offset"}`` once Kafka acknowledged (a retry of a
+A free-form reply on WhatsApp, Messenger, Instagram or WeChat outside the customer's service
+window (``adapters/windows.py``) answers 422 with a reason naming the window's end and the
+account's templates. Answers 200 ``{"event_id", "topic", "partition", "offset"}`` once Kafka acknowledged (a retry of a
 request already stored within the dedup horizon is not written again: it answers the first one's
 place, with ``"duplicate": true``; ``partition``/``offset`` are null when that place is unknown); 503 with
 ``Retry-After`` otherwise; 400 with the first validation error for a bad body.
@@ -110,6 +112,7 @@ from adapters.agent_events import (
 from adapters import limits
 from adapters.app import Ingress, Refusal, log, read_body
 from adapters.producer import Record
+from adapters.windows import WindowBook
 
 MAX_BODY = 64 * 1024
 
@@ -118,6 +121,7 @@ class AgentApi:
     def __init__(self, ingress: Ingress) -> None:
         self.ingress = ingress
         self.tokens = tuple(t.get_secret_value() for t in ingress.settings.agent_tokens if t.get_secret_value())
+        self.windows = WindowBook(ingress.settings.kafka, ingress.accounts, ingress.codec)
 
     async def status(self, request: web.Request) -> web.Response:
         return await self._handle(request, "agent_status")
@@ -169,6 +173,8 @@ class AgentApi:
                 raise Refusal(400, f"{name.replace('_', ' ')}: letters, digits and _ . @ : - only", "invalid_body")
         raw = await read_body(request, MAX_BODY)
         event, topic = self._event(route, ids, raw, self.ingress.clock_ms())
+        if route == "agent_reply" and (closed := self.windows.refusal(event)):
+            raise Refusal(422, closed, "window_closed")  # free-form outside the window: a template is needed
         env = event["envelope"]
         env["recorded_at"] = self.ingress.clock_ms()
         record = Record(topic, env["partition_key"].encode(), self.ingress.encode(limits.fit(event, ""), topic),
@@ -233,6 +239,8 @@ def _validate(model: type[_Body], raw: bytes) -> Any:
 def setup(app: web.Application, ingress: Ingress) -> None:
     """Add the agent routes to the ingress application."""
     api = AgentApi(ingress)
+    app.on_startup.append(api.windows.start)
+    app.on_cleanup.append(api.windows.stop)
     app.router.add_post("/agents/{tenant_id}/{agent_id}/status", api.status)
     app.router.add_post("/agents/{tenant_id}/{agent_id}/replies", api.reply)
     app.router.add_post("/agents/{tenant_id}/{agent_id}/threads/{thread_id}/resolve", api.resolve)

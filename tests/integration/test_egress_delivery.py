@@ -286,3 +286,20 @@ async def test_a_restart_sends_nothing_twice(applied_topics: KafkaSettings) -> N
         async with Running(settings_for(k, emu)):
             await asyncio.sleep(3)
         assert emu.count("telegram", "7012345678:AAemu") == 20
+
+
+async def test_the_agent_api_window_book_follows_the_windows_the_egress_writes(applied_topics: KafkaSettings) -> None:
+    from adapters.accounts import Accounts
+    from adapters.windows import WindowBook
+
+    k = applied_topics
+    produce(k, [make_received("whatsapp", 1, at=T0 - 30 * 3_600_000), make_received("messenger", 2, at=T0 - 3_600_000)])
+    async with Emulators() as emu, Running(settings_for(k, emu)):
+        book = WindowBook(k, Accounts([]))
+        await book.start()
+        try:
+            assert await until(lambda: book.loaded and len(book.times) == 2, 30)
+        finally:
+            await book.stop()
+    assert "closed at" in book.refusal(make_sent("whatsapp", 1))
+    assert book.refusal(make_sent("messenger", 2)) is None
