@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.rich_body import RichMessageBody
 from schemas.events import derive_id, envelope, make
 
 CHANNELS = ("whatsapp", "messenger", "instagram", "sms", "telegram", "line", "viber", "wechat", "rbm",
@@ -87,12 +88,13 @@ class ReplyBody(_Body):
     thread_id: str | None = Field(None, max_length=128)
     in_reply_to_event_id: str | None = Field(None, max_length=128)
     occurred_at: _Time | None = None
+    content: RichMessageBody | None = None  # the canonical rich message (adapters/rich_body.py)
 
     @model_validator(mode="after")
     def _content(self) -> ReplyBody:
-        if self.kind == "template" and not self.template_name:
+        if self.kind == "template" and not self.template_name and not (self.content and self.content.template):
             raise ValueError("a template message needs template_name")
-        if not (self.text or self.attachments or self.rich or self.template_name):
+        if not (self.text or self.attachments or self.rich or self.template_name or self.content):
             raise ValueError("a reply needs text, attachments, rich content or a template")
         return self
 
@@ -224,10 +226,14 @@ def reply_event(tenant: str, agent: str, body: ReplyBody, received_ms: int) -> d
                 "data_json": json.dumps(body.rich.data, sort_keys=True, ensure_ascii=False)}
     return make("MessageSent", env, channel=body.channel, channel_account_id=body.channel_account_id,
                 recipient=recipient, message_id=body.message_id, channel_message_id=body.channel_message_id,
-                author_type=body.author_type, author_id=agent, kind=body.kind, template_name=body.template_name,
+                author_type=body.author_type, author_id=agent,
+                kind="template" if body.content and body.content.template else body.kind,
+                template_name=body.template_name or (body.content.template.name if body.content and body.content.template
+                                                     else None),
                 text=body.text, attachments=[a.model_dump() for a in body.attachments], rich=rich,
                 customer_id=body.customer_id, thread_id=body.thread_id,
-                in_reply_to_event_id=body.in_reply_to_event_id)
+                in_reply_to_event_id=body.in_reply_to_event_id,
+                content=body.content.model_dump() if body.content else None)
 
 
 def command_time_and_id(tenant: str, kind: str, subject: tuple[str, ...],

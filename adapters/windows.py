@@ -84,8 +84,8 @@ class WindowBook:
     async def _read(self) -> None:
         c = AIOKafkaConsumer(**self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False,
                              isolation_level="read_committed", auto_offset_reset="earliest")
-        await c.start()
         try:
+            await c.start()
             parts = await _partitions(self.kafka, self.topic)
             tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
             c.assign(tps)

@@ -53,3 +53,27 @@ async def test_inside_the_window_and_before_the_book_is_loaded_replies_go_throug
     telegram = {**REPLY, "message_id": "out-3", "channel": "telegram", "recipient": {"id": "42"}}
     assert (await client.post("/agents/acme/ines/replies", json=telegram, headers=AUTH)).status == 200
     assert len(producer.records) == 3
+
+
+async def test_a_reply_carries_the_canonical_rich_message(client_for) -> None:
+    from schemas import topics
+    from tests.unit.test_ingress_app import topic
+
+    app, producer = make_app(accounts=Accounts([FAKE_ACCOUNT, WA]))
+    client = await client_for(app)
+    book = book_of(app)
+    book.apply(window_record(NOW_MS - 30 * H))
+    book.loaded = True
+    content = {"text": "Which size?", "buttons": [{"id": "s", "title": "S"}, {"id": "m", "title": "M"}],
+               "location": {"latitude": 48.8, "longitude": 2.3, "name": "Shop"}}
+    inside = {**REPLY, "message_id": "out-rich", "text": None, "content": content, "occurred_at": NOW_MS - 29 * H}
+    assert (await client.post("/agents/acme/ines/replies", json=inside, headers=AUTH)).status == 200
+    template = {**REPLY, "message_id": "out-tpl", "text": None,
+                "content": {"template": {"name": "order_update", "language": "fr", "parameters": ["A-1"]}}}
+    assert (await client.post("/agents/acme/ines/replies", json=template, headers=AUTH)).status == 200
+    rich, tpl = producer.decoded(topic(topics.MESSAGES))
+    assert [b["id"] for b in rich["content"]["buttons"]] == ["s", "m"] and rich["content"]["location"]["name"] == "Shop"
+    assert tpl["kind"] == "template" and tpl["template_name"] == "order_update"
+    assert tpl["content"]["template"]["parameters"] == ["A-1"]
+    bad = {**REPLY, "message_id": "out-bad", "text": None, "content": {"buttons": [{"id": "", "title": "x"}]}}
+    assert (await client.post("/agents/acme/ines/replies", json=bad, headers=AUTH)).status == 400

@@ -32,16 +32,21 @@ def emulator() -> Iterator[tuple[str, Emulator]]:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         return runner
 
+    runners: list[web.AppRunner] = []
+
     def serve() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
+        runners.append(loop.run_until_complete(start()))
         ready.set()
         loop.run_forever()
 
-    threading.Thread(target=serve, daemon=True).start()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
     ready.wait(10)
     yield f"http://127.0.0.1:{port}", emu
+    asyncio.run_coroutine_threadsafe(runners[0].cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
 
 
 def test_twilio_sdk_sends_and_reads_the_sid(emulator) -> None:
