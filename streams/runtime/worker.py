@@ -272,9 +272,9 @@ class Worker:
                 target = route[where] = (self.real[where[0]], task, task.clocks[self.real[where[0]]])
             name, task, clock = target
             clock.caught_up = False
-            headers = m.headers()  # the runtime sets one: the producing task
+            headers = m.headers()  # the runtime sets "pt" (the producing task); the ingress sets others
             task.feed(Record(name, where[1], m.offset(), m.key(), m.value(),
-                             headers[0][1].decode() if headers else None), now)
+                             _origin(headers) if headers else None), now)
             fed += 1
         for task in self.tasks.values():
             task.advance(self.table, now)
@@ -584,6 +584,15 @@ class Worker:
 
 _NOT_READY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
               KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
+
+
+def _origin(headers: list[tuple[str, bytes]]) -> str | None:
+    """The producing task of a record of the runtime; None for a record from outside (the
+    ingress's ``event_type`` header is not an origin)."""
+    for name, value in headers:
+        if name == ORIGIN:
+            return value.decode()
+    return None
 
 
 def _watermark_offsets(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
