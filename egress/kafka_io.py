@@ -28,7 +28,7 @@ class AsyncProducer:
     async def _serve(self) -> None:
         while True:
             self.producer.poll(0)
-            await asyncio.sleep(0.0005 if self.in_flight else 0.02)
+            await asyncio.sleep(0.001 if self.in_flight else 0.02)
 
     def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
