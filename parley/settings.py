@@ -217,15 +217,20 @@ class DemoSettings(_Base):
 
     scale: float = 1.0
     seed: int = 7
-    day: str | None = None  # YYYY-MM-DD; default: yesterday (UTC)
-    ingress_port: int = 8080
-    api_port: int = 8000
-    accounts_file: Path = Path("config/accounts.example.toml")
-    routing_file: Path = Path("config/routing.example.toml")
+    day: str | None = None  # YYYY-MM-DD; default: the last weekday before today (UTC)
+    ingress_port: int = 8080  # another free port when taken
+    api_port: int = 8000  # another free port when taken
+    accounts_file: Path | None = None  # None: the packaged example (parley/demo/data)
+    routing_file: Path | None = None  # None: the packaged example (parley/demo/data)
     agent_token: SecretStr = SecretStr("demo-agent-token")
+    slice_s: int = 300  # simulated seconds per slice: actors react to decisions up to a slice late
+    # the demo worker's lateness and idle bounds: the driver sends in event-time order and waits
+    # for the worker between slices, so little slack is needed, and each wait is shorter
+    worker_lateness_ms: int | None = 100
+    worker_idle_ms: int | None = 250
     settle_timeout_s: float = 180.0
-    # how long a resolve or context step waits for the projections to show the ids the
-    # processors assigned (its customer, its routed thread) before it is counted as skipped
+    # unused since the actors act on the worker's decisions slice by slice (kept for the CLI's
+    # --lookup-wait option)
     lookup_wait_s: float = 120.0
 
 

@@ -1,6 +1,10 @@
 """The cast of the synthetic day: customers (with their id on every channel) and the agent roster.
 
-Pure: everything derives from the ``random.Random`` passed in.
+Pure: everything derives from the ``random.Random`` passed in. The roster matches the queues of
+``routing.example.toml`` (packaged in ``parley/demo/data``): each agent serves some of the queues
+``general``, ``orders``, ``english``, ``billing`` (skill ``billing``), ``vip`` (skill ``vip``) and
+``escalation`` (skill ``escalation``), in the languages they speak, with a capacity of 2 to 4
+conversations, shifts and short breaks.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ class Customer:
     key: str
     name: str
     language: str  # fr | en
-    tier: str  # standard | vip
+    tier: str  # standard | gold | platinum (the CRM's tiers; routing's VIP tiers are gold, platinum)
     phone: str  # E.164
     email: str
     channel: str  # the channel they usually write on
@@ -27,6 +31,13 @@ class Customer:
 
     def handle(self, channel: str) -> str:
         return dict(self.handles)[channel]
+
+    @property
+    def vip(self) -> bool:
+        return self.tier in VIP_TIERS
+
+
+VIP_TIERS = ("gold", "platinum")
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,12 @@ class Agent:
     capacity: int
     shifts: tuple[tuple[int, int], ...]  # local minutes of the day: (start, end)
     queues: tuple[str, ...] = ("general",)
+    breaks: tuple[tuple[int, int], ...] = ()  # short pauses inside a shift (presence "away")
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0]
+
 
 FIRST = {
     "fr": ("Camille", "Léa", "Manon", "Chloé", "Inès", "Zoé", "Juliette", "Louise", "Hugo",
@@ -60,26 +77,39 @@ DOMAINS = ("gmail.com", "orange.fr", "free.fr", "outlook.com", "yahoo.fr", "iclo
 _B64 = string.ascii_letters + string.digits + "+/"
 _OPENID = string.ascii_letters + string.digits + "_-"
 
-# The agent roster at scale 1, in the order agents are added: the first three already cover
-# both languages, VIP and escalation. Shifts are local times (minutes after midnight).
+
+def _m(h: int, m: int = 0) -> int:
+    return h * 60 + m
+
+
+# The roster at scale 1, in the order agents are added: the first three already cover every
+# queue in both languages. Shifts and breaks are local times; the office opens 9:00-18:00, the
+# VIP queue always: agents log in a little before the opening, the late shift covers VIPs.
 ROSTER = (
-    ("a-claire", "Claire Morel", ("fr", "en"), ("vip", "refund", "billing"), 3,
-     ((8 * 60, 12 * 60 + 30), (13 * 60 + 30, 17 * 60 + 30))),
-    ("a-sofia", "Sofia Marchand", ("fr", "en"), ("escalation", "complaint"), 2,
-     ((8 * 60 + 30, 13 * 60), (14 * 60, 18 * 60))),
-    ("a-noah", "Noah Bennett", ("en", "fr"), ("billing", "vip"), 3, ((12 * 60, 20 * 60),)),
-    ("a-hugo", "Hugo Perrin", ("fr",), ("delivery_problem", "order_status"), 3,
-     ((8 * 60 + 30, 12 * 60), (13 * 60, 17 * 60 + 30))),
-    ("a-emma", "Emma Collins", ("en",), ("vip", "refund"), 3,
-     ((8 * 60, 12 * 60), (12 * 60 + 45, 16 * 60))),
-    ("a-lucas", "Lucas Renaud", ("fr",), ("cancellation", "order_status"), 3,
-     ((11 * 60, 15 * 60), (15 * 60 + 30, 20 * 60))),
-    ("a-ines", "Inès Haddad", ("fr",), ("refund", "billing"), 2, ((8 * 60, 12 * 60),)),
-    ("a-lea", "Léa Fournier", ("fr",), ("escalation", "complaint"), 2, ((13 * 60, 20 * 60),)),
-    ("a-james", "James Porter", ("en",), ("delivery_problem", "cancellation"), 3,
-     ((14 * 60, 20 * 60 + 30),)),
-    ("a-tom", "Tom Girard", ("fr", "en"), ("order_status", "delivery_problem"), 4,
-     ((9 * 60 + 40, 11 * 60), (14 * 60 + 40, 16 * 60))),  # called in when a burst builds up
+    Agent("a-claire", "Claire Morel", ("fr", "en"), ("vip", "billing"), 3,
+          ((_m(8, 45), _m(12, 30)), (_m(13, 30), _m(17, 45))), ("vip", "billing", "general", "english"),
+          ((_m(10, 45), _m(11)),)),
+    Agent("a-sofia", "Sofia Marchand", ("fr", "en"), ("escalation",), 3,
+          ((_m(8, 45), _m(13)), (_m(14), _m(18, 15))), ("escalation", "general", "orders", "english"),
+          ((_m(16), _m(16, 15)),)),
+    Agent("a-noah", "Noah Bennett", ("en", "fr"), ("vip", "billing"), 3,
+          ((_m(11, 45), _m(20)),), ("vip", "english", "billing", "orders"), ((_m(15, 30), _m(15, 45)),)),
+    Agent("a-hugo", "Hugo Perrin", ("fr",), (), 4,
+          ((_m(8, 45), _m(12)), (_m(13), _m(17, 30))), ("orders", "general"),
+          ((_m(15), _m(15, 15)),)),
+    Agent("a-emma", "Emma Collins", ("en",), (), 3,
+          ((_m(8, 45), _m(12, 15)), (_m(13, 15), _m(16, 45))), ("english", "orders"),
+          ((_m(10, 30), _m(10, 45)),)),
+    Agent("a-lucas", "Lucas Renaud", ("fr",), (), 3,
+          ((_m(10, 45), _m(14, 45)), (_m(15, 15), _m(19))), ("orders", "general")),
+    Agent("a-ines", "Inès Haddad", ("fr",), ("billing",), 2,
+          ((_m(8, 45), _m(12, 30)), (_m(13, 30), _m(16))), ("billing", "general")),
+    Agent("a-lea", "Léa Fournier", ("fr", "en"), ("escalation",), 2,
+          ((_m(12, 45), _m(18, 30)),), ("escalation", "general"), ((_m(16, 30), _m(16, 45)),)),
+    Agent("a-james", "James Porter", ("en",), (), 3, ((_m(13, 15), _m(19)),),
+          ("english", "orders")),
+    Agent("a-tom", "Tom Girard", ("fr", "en"), (), 4,  # called in for the two bursts
+          ((_m(9), _m(11)), (_m(14), _m(16))), ("orders", "general", "english")),
 )
 
 
@@ -88,10 +118,10 @@ def agents_for(scale: float) -> list[Agent]:
     n = max(3, round(len(ROSTER) * scale))
     out = []
     for i in range(n):
-        id_, name, langs, skills, cap, shifts = ROSTER[i % len(ROSTER)]
+        a = ROSTER[i % len(ROSTER)]
         copy = i // len(ROSTER)
-        out.append(Agent(id=f"{id_}{'-' + str(copy + 1) if copy else ''}", name=name,
-                         languages=langs, skills=skills, capacity=cap, shifts=shifts))
+        out.append(a if not copy else Agent(f"{a.id}-{copy + 1}", a.name, a.languages, a.skills,
+                                            a.capacity, a.shifts, a.queues, a.breaks))
     return out
 
 
@@ -119,9 +149,10 @@ def make_customer(rng: random.Random, i: int, mix: Mapping[str, Mapping[str, flo
         ("email", email),
         ("webchat", f"v-{rng.getrandbits(48):012x}"),
     )
-    return Customer(key=f"cust-{i + 1:04d}", name=f"{first} {last}", language=lang,
-                    tier="vip" if rng.random() < vip_rate else "standard", phone=phone,
-                    email=email, channel=channel, handles=handles,
+    roll = rng.random()
+    tier = "platinum" if roll < vip_rate / 4 else "gold" if roll < vip_rate else "standard"
+    return Customer(key=f"cust-{i + 1:04d}", name=f"{first} {last}", language=lang, tier=tier,
+                    phone=phone, email=email, channel=channel, handles=handles,
                     logged_in=rng.random() < 0.7)
 
 

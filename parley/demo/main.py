@@ -1,10 +1,15 @@
-"""`parley demo`: the whole system on one machine, driven by a synthetic day of traffic.
+"""`parley demo`: the whole system on one machine, driven by a synthetic working day.
 
 Starts (or reuses) a broker, applies the topic catalogue under a per-run prefix, starts the
-ingress, the stream worker, the projections and the API as child processes (each logging JSON to
-``<data_dir>/demo-logs/``), drives the day through the real HTTP ingress, waits until the
-projections have settled, then prints the KPI summary and the dashboard's address. The SQLite
-file stays in ``<data_dir>`` for inspection.
+ingress, the stream worker, the projections, the API, and the egress with the providers'
+emulators as child processes (each logging JSON to ``<data_dir>/demo-logs/``), drives the day through the real HTTP ingress slice by slice with the
+actors reacting to the worker's decisions (``driver.py``), waits until the worker and the
+projections have settled, then prints what the pipeline did per feature (``evidence.py``), the
+KPI tables (the same functions as ``parley kpi``, checked against the API and the dashboard's
+data), the worker's late-record count and the dashboard's address. The SQLite file stays in
+``<data_dir>`` for inspection. The accounts file and the routing rules default to the copies
+packaged in ``parley/demo/data`` (the ``config/*.example.toml`` of the checkout), so the
+command runs from any directory.
 """
 
 from __future__ import annotations
@@ -12,14 +17,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from importlib.resources import as_file, files
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -45,6 +54,10 @@ class Demo:
     broker_started: bool = False
 
     @property
+    def app_id(self) -> str:
+        return f"parley-{self.run_id}"
+
+    @property
     def db_path(self) -> Path:
         return self.settings.data_dir / "parley.db"
 
@@ -57,11 +70,29 @@ class Demo:
         return self.settings.data_dir / "demo-logs"
 
 
-def the_day(s: DemoSettings) -> date:
-    """The simulated day: the configured one, else yesterday (UTC)."""
+def packaged(name: str) -> Path:
+    """A file of ``parley/demo/data`` (accounts, routing rules) as a real path."""
+    with as_file(files("parley.demo") / "data" / name) as p:
+        return Path(p).resolve()
+
+
+def accounts_file(s: DemoSettings) -> Path:
+    return s.accounts_file or packaged("accounts.example.toml")
+
+
+def routing_file(s: DemoSettings) -> Path:
+    return s.routing_file or packaged("routing.example.toml")
+
+
+def the_day(s: DemoSettings, today: date | None = None) -> date:
+    """The simulated day: the configured one, else the last weekday before today (UTC): the
+    office keeps weekday hours."""
     if s.day:
         return date.fromisoformat(s.day)
-    return datetime.now(timezone.utc).date() - timedelta(days=1)
+    d = (today or datetime.now(timezone.utc).date()) - timedelta(days=1)
+    while d.weekday() >= 5:
+        d -= timedelta(days=1)
+    return d
 
 
 def broker(s: DemoSettings, console: Console) -> tuple[str, bool]:
@@ -75,6 +106,18 @@ def broker(s: DemoSettings, console: Console) -> tuple[str, bool]:
         took = kafka_local.up(b)
     console.print(f"kafka {b.kafka_version} up on {b.host}:{b.port} in {took:.1f}s")
     return f"{b.host}:{b.port}", True
+
+
+def free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there (another demo may), else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free port")
 
 
 def child_env(d: Demo, **extra: str) -> dict[str, str]:
@@ -104,14 +147,27 @@ def start(d: Demo, name: str, args: list[str], **env: str) -> Child:
 
 def start_all(d: Demo) -> None:
     s = d.settings
+    s.ingress_port, s.api_port = free_port(s.ingress_port), free_port(s.api_port)
     start(d, "ingress", ["ingress"], PARLEY_HOST="127.0.0.1", PARLEY_PORT=str(s.ingress_port),
-          PARLEY_ACCOUNTS_FILE=str(s.accounts_file),
+          PARLEY_ACCOUNTS_FILE=str(accounts_file(s)),
           PARLEY_AGENT_TOKENS=json.dumps([s.agent_token.get_secret_value()]))
-    start(d, "worker", ["worker"], PARLEY_APP_ID=f"parley-{d.run_id}",
-          PARLEY_ROUTING_FILE=str(s.routing_file), PARLEY_WEB_PORT=str(s.api_port + 66))
+    worker = {"PARLEY_APP_ID": d.app_id, "PARLEY_ROUTING_FILE": str(routing_file(s)),
+              "PARLEY_STATS_INTERVAL_S": "1"}
+    if s.worker_lateness_ms is not None:
+        worker["PARLEY_LATENESS_MS"] = str(s.worker_lateness_ms)
+    if s.worker_idle_ms is not None:
+        worker["PARLEY_IDLE_MS"] = str(s.worker_idle_ms)
+    start(d, "worker", ["worker"], **worker)
     start(d, "projections", ["projections", "run"], PARLEY_DATABASE_URL=d.database_url)
     start(d, "api", ["api"], PARLEY_DATABASE_URL=d.database_url, PARLEY_HOST="127.0.0.1",
           PARLEY_PORT=str(s.api_port))
+    # The egress delivers the business's messages (to the providers' emulators here) and keeps
+    # the customer-service windows the agent API checks replies against (parley.outbound.windows)
+    http, smtp = free_port(8900), free_port(8925)
+    start(d, "emulator", ["egress", "emulator", "--port", str(http), "--smtp-port", str(smtp)])
+    start(d, "egress", ["egress"], PARLEY_ACCOUNTS_FILE=str(accounts_file(s)),
+          PARLEY_EMULATOR_URL=f"http://127.0.0.1:{http}", PARLEY_EMULATOR_SMTP=f"127.0.0.1:{smtp}",
+          PARLEY_GROUP_ID=f"egress-{d.run_id}", PARLEY_HOST="127.0.0.1", PARLEY_PORT=str(free_port(8090)))
 
 
 def wait_http(d: Demo, url: str, timeout_s: float = 60.0) -> None:
@@ -126,6 +182,11 @@ def wait_http(d: Demo, url: str, timeout_s: float = 60.0) -> None:
             pass
         time.sleep(0.3)
     raise SystemExit(f"{url} did not answer within {timeout_s:.0f}s; see {d.log_dir}")
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
 
 
 def check_children(d: Demo) -> None:
@@ -147,74 +208,95 @@ def stop_all(d: Demo, keep: tuple[str, ...] = ()) -> None:
                 os.killpg(c.proc.pid, signal.SIGKILL)
 
 
+COUNTS = {
+    "messages_in": "SELECT count(*) AS n FROM messages WHERE direction = 'in'",
+    "messages_out": "SELECT count(*) AS n FROM messages WHERE direction = 'out'",
+    "threads": "SELECT count(*) AS n FROM threads",
+    "customers": "SELECT count(*) AS n FROM customers",
+    "contacts": "SELECT count(*) AS n FROM kpi_contacts",
+    "intervals": "SELECT count(*) AS n FROM kpi_intervals",
+    "agent_intervals": "SELECT count(*) AS n FROM kpi_agent_intervals",
+    "offsets": "SELECT coalesce(sum(next_offset), 0) AS n FROM projection_offsets",
+}
+
+
 def counts(d: Demo) -> dict[str, int]:
     """Rows the projections hold now (read-only, while they write: WAL)."""
     from projections.store import open_store
 
     store = open_store(d.database_url, readonly=True)
     try:
-        q = {
-            "messages_in": "SELECT count(*) AS n FROM messages WHERE direction = 'in'",
-            "threads": "SELECT count(*) AS n FROM threads",
-            "customers": "SELECT count(*) AS n FROM customers",
-            "contacts": "SELECT count(*) AS n FROM kpi_contacts",
-            "intervals": "SELECT count(*) AS n FROM kpi_intervals",
-        }
-        return {k: store.query(sql)[0]["n"] for k, sql in q.items()}
+        return {k: store.query(sql)[0]["n"] for k, sql in COUNTS.items()}
     except Exception:  # tables not migrated yet
         return {}
     finally:
         store.close()
 
 
-def resolved_threads(d: Demo) -> int | None:
-    from projections.store import open_store
-
-    store = open_store(d.database_url, readonly=True)
-    try:
-        return store.query("SELECT count(*) AS n FROM threads WHERE status = 'resolved'")[0]["n"]
-    except Exception:  # tables not migrated yet
-        return None
-    finally:
-        store.close()
-
-
 def settle(d: Demo, expected_in: int) -> dict[str, int]:
-    """Wait until every inbound message is projected and the KPI tables stop changing."""
+    """Wait until every inbound message is projected and the projections stop changing."""
     deadline = time.monotonic() + d.settings.settle_timeout_s
     last, stable_since = None, time.monotonic()
-    with d.console.status("waiting for the processors and projections to catch up") as st:
+    with d.console.status("waiting for the projections to catch up") as st:
         while time.monotonic() < deadline:
             check_children(d)
             now = counts(d)
             st.update(f"projected: {now}")
             if now != last:
                 last, stable_since = now, time.monotonic()
-            elif now.get("messages_in", 0) >= expected_in and time.monotonic() - stable_since > 4:
+            elif now.get("messages_in", 0) >= expected_in and time.monotonic() - stable_since > 3:
                 return now
-            time.sleep(1)
+            time.sleep(0.5)
     d.console.print(f"[yellow]not settled after {d.settings.settle_timeout_s:.0f}s: {last}")
     return last or {}
 
 
-def summary_table(d: Demo) -> tuple[Table, dict]:
-    from projections import query
-    from projections.store import open_store
+def worker_stats(d: Demo, wait_s: float = 2.5) -> dict[str, Any] | None:
+    """The worker's latest ``worker.stats`` log line (logged every second in the demo)."""
+    time.sleep(wait_s)
+    log = d.log_dir / "worker.log"
+    last = None
+    for line in log.read_text(errors="replace").splitlines():
+        if '"worker.stats"' in line:
+            try:
+                last = json.loads(line)
+            except ValueError:
+                continue
+    return last
 
-    store = open_store(d.database_url, readonly=True)
-    try:
-        summary = query.kpi_summary(store, query.KpiFilter())
-    finally:
-        store.close()
-    t = Table(title=f"KPIs of the simulated day (as of {summary['as_of_utc']})")
-    for col in ("channel", "offered", "SL(300)", "90/300", "SL(20)", "80/20", "FRT p50", "FRT p90"):
+
+def late_count(stats: dict[str, Any] | None) -> int | None:
+    if not stats:
+        return None
+    return sum(int(v.get("late", 0)) for v in (stats.get("stages") or {}).values())
+
+
+# --- output ------------------------------------------------------------------------------------
+
+def channels_table(summary: dict[str, Any]) -> Table:
+    t = Table(title=f"KPIs of the simulated day (as of {summary['as_of_utc']}; same figures as `parley kpi`)")
+    for col in ("channel", "offered", "answered", "SL(300)", "90/300", "SL(20)", "80/20", "FRT p50",
+                "FRT p90", "bot containment"):
         t.add_column(col, justify="left" if col == "channel" else "right")
     rows = [*summary["channels"].items(), ("overall", summary["overall"])]
     for name, f in rows:
-        t.add_row(name, str(f["offered"]), _pct(f["sl_300"]["sl"]), _met(f["sl_300"]["met"]),
-                  _pct(f["sl_20"]["sl"]), _met(f["sl_20"]["met"]), _dur(f["frt_p50_ms"]),
-                  _dur(f["frt_p90_ms"]))
-    return t, summary
+        t.add_row(name, str(f["offered"]), str(f["answered"]), _pct(f["sl_300"]["sl"]),
+                  _met(f["sl_300"]["met"]), _pct(f["sl_20"]["sl"]), _met(f["sl_20"]["met"]),
+                  _dur(f["frt_p50_ms"]), _dur(f["frt_p90_ms"]), _pct(f.get("bot_containment")))
+    return t
+
+
+def agents_table(agents: list[dict[str, Any]]) -> Table:
+    t = Table(title="Agents (time-weighted concurrency while online; `parley kpi --table agents`)")
+    for col in ("agent", "online", "idle", "occupancy", "concurrency", "peak", "answered first",
+                "FRT p50", "time at each level"):
+        t.add_column(col, justify="left" if col in ("agent", "time at each level") else "right")
+    for a in agents:
+        levels = " ".join(f"{lv}:{_dur(ms)}" for lv, ms in sorted(a["time_at_level_ms"].items(), key=lambda kv: int(kv[0])))
+        t.add_row(a["agent_id"], _dur(a["online_ms"]), _dur(a["idle_ms"]), _pct(a["occupancy"]),
+                  "-" if a["concurrency"] is None else f"{a['concurrency']:.2f}", str(a["peak_concurrency"]),
+                  str(a["answered"]), _dur(a["frt_p50_ms"]), levels)
+    return t
 
 
 def _pct(v: float | None) -> str:
@@ -226,51 +308,119 @@ def _met(v: bool | None) -> str:
 
 
 def _dur(ms: float | None) -> str:
-    return "-" if ms is None else f"{ms / 1000:.0f} s"
+    from projections.cli_kpi import _duration
 
+    return "-" if ms is None else _duration(ms)
+
+
+def same_figures(d: Demo) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The period's figures as ``parley kpi`` computes them, the agents as the dashboard shows
+    them, and the differences from what the running API and dashboard endpoint serve."""
+    from projections import cli_kpi, dashboard, query
+    from projections.store import open_store
+
+    store = open_store(d.database_url, readonly=True)
+    try:
+        cli = cli_kpi.collect(store, query.KpiFilter(), ("channels", "agents"))
+        summary = query.kpi_summary(store, query.KpiFilter())
+        board_local = dashboard.build(store, query.KpiFilter())
+    finally:
+        store.close()
+    base = f"http://127.0.0.1:{d.settings.api_port}"
+    api = get_json(f"{base}/api/kpi/summary")
+    board = get_json(f"{base}/api/dashboard")
+    api_agents = get_json(f"{base}/api/kpi/agents")["agents"]
+    diffs = []
+    want = json.loads(json.dumps(summary, default=str))
+    for name, got in (("/api/kpi/summary", {k: api[k] for k in ("overall", "channels")}),
+                      ("/api/dashboard", {"overall": board["summary"], "channels": board["channels"]})):
+        if got != {k: want[k] for k in ("overall", "channels")}:
+            diffs.append(f"{name} differs from parley kpi")
+    cli_overall = next(r for r in cli["channels"] if r["channel"] == "(all)")
+    if cli_overall["sl_300"] != summary["overall"]["sl_300"]["sl"]:
+        diffs.append("parley kpi's table differs from its summary")
+    if json.loads(json.dumps(cli["agents"], default=str)) != api_agents:
+        diffs.append("/api/kpi/agents differs from parley kpi --table agents")
+    return summary, board_local["agents"], diffs
+
+
+# --- the main job --------------------------------------------------------------------------------
 
 def run(s: DemoSettings, *, serve: bool) -> int:
-    """The main job. Returns the exit code (0 when every request was answered as expected)."""
+    """The main job. Returns the exit code (0 when every request was answered as expected, the
+    projections hold every message, and the worker processed no record late)."""
+    from parley.demo import evidence
     from parley.demo.driver import drive
+    from parley.demo.pipeline import Pipeline
     from parley.demo.scenario import build_day
+    from projections.store import open_store
 
-    console = Console()
-    run_id = "demo" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    t_start = time.monotonic()
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    run_id = "demo" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     bootstrap, started = broker(s, console)
-    d = Demo(s, console, run_id,
-             KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"{run_id}."),
+    d = Demo(s, console, run_id, KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"{run_id}."),
              broker_started=started)
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    d.db_path.unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm"):
         Path(f"{d.db_path}{suffix}").unlink(missing_ok=True)
     asyncio.run(topics_admin.apply(d.kafka))
     console.print(f"topics applied under prefix [bold]{d.kafka.topic_prefix}[/]")
+    pipeline = None
     try:
         start_all(d)
         wait_http(d, f"http://127.0.0.1:{s.ingress_port}/readyz")
         wait_http(d, f"http://127.0.0.1:{s.api_port}/healthz")
         day = the_day(s)
         scenario = build_day(s.seed, s.scale, day)
-        console.print(f"driving {day} (scale {s.scale}, seed {s.seed}) through http://127.0.0.1:{s.ingress_port}")
-        report = asyncio.run(drive(f"http://127.0.0.1:{s.ingress_port}", scenario, s.accounts_file,
-                                   agent_token=s.agent_token.get_secret_value(), progress=True,
-                                   lookup_db=d.db_path,
-                                   lookup_wait_s=s.lookup_wait_s))
+        plan = scenario.summary()
+        console.print(f"driving {day:%A %Y-%m-%d} (scale {s.scale}, seed {s.seed}): "
+                      f"{plan['conversations']} conversations of {plan['customers']} customers, "
+                      f"{plan['agents']} agents, slices of {s.slice_s // 60} min, through "
+                      f"http://127.0.0.1:{s.ingress_port}")
+        pipeline = Pipeline(d.kafka, d.app_id, alive=lambda: check_children(d))
+        result = asyncio.run(drive(f"http://127.0.0.1:{s.ingress_port}", scenario, accounts_file(s),
+                                   agent_token=s.agent_token.get_secret_value(), pipeline=pipeline,
+                                   slice_s=s.slice_s, progress=console.is_terminal,
+                                   quiet_timeout_s=s.settle_timeout_s,
+                                   log=d.log_dir / "driver.jsonl"))
+        report = result.report
         for line in report.lines():
             console.print(line, markup=False)
+        pipeline.wait_quiet(s.settle_timeout_s)
+        result.view.apply_all(pipeline.read_new())
         projected = settle(d, report.expected_received)
-        console.print(f"projected: {projected}, resolved threads: {resolved_threads(d)}")
-        table, _ = summary_table(d)
-        console.print(table)
-        console.print(f"dashboard: http://127.0.0.1:{s.api_port}/  ·  SQLite: {d.db_path}  ·  "
-                      f"logs: {d.log_dir}")
+        stats = worker_stats(d)
+        late = late_count(stats)
+        store = open_store(d.database_url, readonly=True)
+        try:
+            ids = pipeline.read_all("parley.identity.events")
+            features = evidence.lines(store, result.view, ids, scenario.timezone)
+        finally:
+            store.close()
+        console.print("[bold]What the pipeline did[/]")
+        for name, line in features:
+            console.print(f"  {name:13} {line}", markup=False, highlight=False)
+        summary, agents, diffs = same_figures(d)
+        console.print(channels_table(summary))
+        console.print(agents_table(agents))
+        console.print("parley kpi, the API (/api/kpi/summary, /api/kpi/agents) and the dashboard "
+                      "(/api/dashboard) show " + ("[green]the same figures[/]" if not diffs
+                                                   else "[red]different figures: " + "; ".join(diffs)))
+        console.print(f"worker: {late if late is not None else '?'} records processed late "
+                      f"(event time older than already released; 0 = the run is reproducible), "
+                      f"{(stats or {}).get('records', '?')} records read; projected: {projected}")
+        console.print(f"wall time {time.monotonic() - t_start:.0f} s  ·  dashboard: "
+                      f"http://127.0.0.1:{s.api_port}/dashboard  ·  SQLite: {d.db_path}  ·  logs: {d.log_dir}")
         if serve:
             console.print("serving the dashboard; Ctrl-C to stop")
             stop_all(d, keep=("api",))
             _wait_for_interrupt(d)
-        return 0 if report.ok and projected.get("messages_in", 0) >= report.expected_received else 1
+        ok = report.ok and projected.get("messages_in", 0) >= report.expected_received
+        return 0 if ok and late == 0 and not diffs else 1
     finally:
+        if pipeline is not None:
+            pipeline.close()
         stop_all(d)
         if d.broker_started and not serve:
             console.print("the local broker keeps running (`parley kafka down` stops it)")

@@ -1,36 +1,38 @@
-"""A synthetic day of customer-service traffic for one tenant: pure and seeded.
+"""A synthetic working day of customer-service traffic for one tenant: pure and seeded.
 
-``build_day(seed, scale, day)`` returns a ``Scenario``: the customers, the agents and every step
-of the day (customer messages on ten channels, redelivered webhooks, delivery receipts, agents'
-presence, bot and agent replies, resolutions, a few bad requests), ordered by event time. Nothing
-here does I/O or reads a clock: the same arguments give the same day, step for step.
+``build_day(seed, scale, day)`` returns a ``Scenario``: who is there and what they mean to do.
+Nothing here does I/O or reads a clock: the same arguments give the same day.
 
-How the day is made:
-- Conversations start along an arrival curve over the local day (Europe/Paris) with bursts at
-  9:00 and 14:00, a trickle before opening and after closing. ``scale`` 1.0 is about 300.
-- Routine intents (order status, greetings) get a bot answer first; some customers thank the bot
-  (contained, resolved by the bot), others ask for a human (hand-off).
-- Human work is a small queue simulation: agents with shifts, capacity, languages and skills
-  (VIP, escalation); each request takes the earliest free slot of a qualified online agent, so
-  replies come within 300 s when the floor is calm and later in the bursts. The agent resolves
-  the conversation after a few exchanges; a few customers write again later (a reopen).
-- Some customers switch channel mid-thread (same order number; WhatsApp then e-mail or RBM with
-  the same phone, web chat then e-mail with the same address). A recurring unhappy customer
-  complains several times a day on several channels.
-- Event times are whole seconds (several channels carry seconds only), UTC epoch ms.
+- **The cast**: customers (an id on every channel, French or English, some VIP, a few recurring
+  unhappy ones) and the agent roster of ``cast.py`` (queues, skills, languages, capacity 2-4,
+  shifts and breaks), about 300 conversations and ten agents at scale 1.0.
+- **The agenda**: steps at fixed times: webhook handshakes, agents' presence (online at the
+  start of a shift, away for a break and for the last ten minutes, offline at the end), each
+  conversation's opening message(s) along an arrival curve with bursts at 9:00 and 14:00 and a
+  trickle before opening and after closing, a few redelivered webhooks, a few bad requests.
+- **The conversations**: what each customer will say *in reaction* to what the business
+  answers (``Conversation.to_bot``, ``to_agent``), if kept waiting (``nudge``) and after a
+  resolution (``reopens``). Nobody's answer is scripted here: the bot, the agents and the CRM
+  act on what the pipeline decides (``actors.py``), and so do the customers' reactions.
 
-Twilio SMS is left out of the day: its webhook has no timestamp, so its event time would be the
-receipt time of the compressed replay, not the simulated time.
+Stories the day always tells (at any scale): a recurring unhappy customer who comes back about
+the same order until routing escalates them; a VIP who writes twice; a customer who switches
+from Messenger to WhatsApp (the agent links the identities) and one from LINE to e-mail (the
+agent merges the profiles); a question for billing in an orders conversation (the agent
+transfers it); bot conversations contained or handed off; messages out of business hours.
+
+Event times are whole seconds (several channels carry seconds only), UTC epoch ms. Twilio SMS
+is left out: its webhook has no timestamp, so its event time would be the receipt time of the
+compressed replay, not the simulated time.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
 from parley.demo import texts
@@ -39,7 +41,7 @@ from parley.demo.cast import Agent, Customer, agents_for, make_customer
 TENANT = "acme"
 TIMEZONE = "Europe/Paris"
 CONVERSATIONS_AT_SCALE_1 = 300
-BOT_ID = "bot-acme"
+BOT_ID = "faq-bot"  # routing.example.toml: [tenants.acme.bot] bot_id
 
 CHANNELS = ("whatsapp", "messenger", "instagram", "telegram", "line", "viber", "wechat", "rbm",
             "email", "webchat")
@@ -54,11 +56,6 @@ CHANNEL_MIX = {
 RECEIPTS = {"whatsapp": ("delivered", "read"), "messenger": ("delivered", "read"),
             "viber": ("delivered", "seen"), "rbm": ("delivered", "read"),
             "webchat": ("delivered", "read")}
-# Where a customer goes when switching channel mid-thread, and why it stays the same thread.
-SWITCH_TO = {"whatsapp": ("email", "rbm"), "rbm": ("whatsapp",), "webchat": ("email",),
-             "messenger": ("whatsapp", "email"), "instagram": ("messenger", "email"),
-             "email": ("webchat", "whatsapp"), "telegram": ("email",), "line": ("email",),
-             "viber": ("email", "whatsapp"), "wechat": ("email",)}
 INTENT_MIX = {"order_status": 26, "greeting": 9, "refund": 13, "cancellation": 8, "complaint": 9,
               "billing": 10, "delivery_problem": 17, "human_request": 8}
 # Arrivals per local half hour (weight), bursts at the 9:00 and 14:00 openings.
@@ -76,24 +73,22 @@ BAD_CHANNELS = {"malformed_json": ("whatsapp", "messenger", "instagram", "telegr
                 "oversize": ("webchat", "viber", "wechat", "telegram", "line")}
 PHOTO_CHANNELS = ("whatsapp", "messenger", "telegram", "line", "webchat")
 REDELIVERY_RATE = 0.04  # share of customer messages whose webhook arrives twice
-SWITCH_PER_FOLLOW_UP = 0.24  # a follow-up moves to another channel (about 1 thread in 5)
-REOPEN_RATE = 0.06  # share of human-resolved threads the customer reopens later
 VIP_RATE = 0.08
+# Stories per 300 conversations (at least one each at any scale).
+STORIES = {"transfer": 6, "link": 3, "merge": 3, "same_phone": 6, "auto_merge": 4}
+DAY_START_MIN, DAY_END_MIN = 6 * 60, 22 * 60  # what the driver runs through, local time
+LAST_REOPEN_MIN = 20 * 60 + 30
 
 
 # --- the steps ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
 class Step:
-    """One thing that happens at ``at_ms`` (event time, UTC epoch ms).
-
-    ``lane``: steps of one lane are sent in order, one after the other (a customer's
-    conversations, an agent's presence); lanes run concurrently. ``seq`` orders the whole day.
-    """
+    """One request to the ingress at ``at_ms`` (event time, UTC epoch ms). ``seq`` orders the
+    steps of one time (the driver numbers them as it sends)."""
 
     kind: ClassVar[str] = "step"
     at_ms: int
-    lane: str
     seq: int = 0
 
 
@@ -118,6 +113,7 @@ class Inbound(Step):
     text: str
     language: str
     intent: str
+    label: str = "opening"  # what the customer means: see ``Say.label``
     order: str | None = None
     subject: str | None = None  # e-mail subject
     image: bool = False  # a photo (media reference) with the text as its caption
@@ -142,17 +138,19 @@ class Presence(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class Reply(Step):
-    """A bot's or an agent's message to the customer, posted to the agent API."""
+    """A bot's or an agent's message to the customer of a thread, posted to the agent API."""
 
     kind: ClassVar[str] = "reply"
     number: int
-    conversation: str
-    customer: Customer
+    thread_id: str
+    customer_id: str
     channel: str
+    recipient: Mapping[str, Any]  # the customer's channel identity, as the pipeline saw it
     author_type: str  # agent | bot
     author_id: str
     text: str
-    in_reply_to: int  # the Inbound number it answers
+    in_reply_to: str | None = None  # event id of the customer message it answers
+    template: str | None = None  # template name (the bot's hand-off request)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,18 +165,52 @@ class Receipt(Step):
 @dataclass(frozen=True, kw_only=True)
 class Resolve(Step):
     kind: ClassVar[str] = "resolve"
-    conversation: str
-    customer: Customer
-    channel: str
+    thread_id: str
+    customer_id: str
+    channel: str | None
     resolved_by: str  # agent | bot
-    agent_id: str | None
+    agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transfer(Step):
+    """An agent hands a thread over to a queue."""
+
+    kind: ClassVar[str] = "transfer"
+    thread_id: str
+    customer_id: str
+    agent_id: str
+    to_queue: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Link(Step):
+    """An agent attaches a channel identity to a customer (``/identities/link``)."""
+
+    kind: ClassVar[str] = "link"
+    agent_id: str
+    channel: str
+    identity: str  # the id on that channel
+    customer_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Merge(Step):
+    """An agent merges two profiles of one person (``/customers/merge``)."""
+
+    kind: ClassVar[str] = "merge"
+    agent_id: str
+    customer_id: str  # survives
+    merged_customer_id: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class Context(Step):
-    """What another system (the CRM) knows of a customer: the tier, a churn risk."""
+    """What the CRM knows of a customer: the tier, the lifecycle stage."""
 
     kind: ClassVar[str] = "context"
+    customer_id: str
     customer: Customer
     source: str
     tier: str
@@ -195,6 +227,41 @@ class BadRequest(Step):
     template: Inbound  # a plausible message the flawed request is built from
 
 
+# --- what customers mean to say -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Say:
+    """One thing a customer will write. ``label``: opening, details, greeting, request (the
+    actual question after a greeting), thanks, human (asks the bot for a person), follow_up,
+    transfer_ask (a question for billing), switch (written from another channel, naming the
+    first), nudge, reopen. ``channel`` None: where the customer last wrote."""
+
+    text: str
+    label: str
+    intent: str
+    channel: str | None = None
+    image: bool = False
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One customer request and how the customer will behave along it."""
+
+    key: str
+    customer: Customer
+    intent: str
+    order: str | None
+    channel: str
+    start_ms: int
+    opening: tuple[tuple[int, Say], ...]  # said at fixed times
+    to_bot: tuple[Say | None, ...] = ()  # answers to the bot's successive messages (None: silence)
+    to_agent: tuple[Say | None, ...] = ()  # answers to the agents' successive messages
+    nudge: Say | None = None  # said once when kept waiting ``patience_s`` with no answer
+    patience_s: int = 1200
+    reopens: tuple[tuple[int, Say], ...] = ()  # (not before, what): after each resolution
+    story: str | None = None  # transfer | link | merge | same_phone | auto_merge | unhappy | vip
+
+
 @dataclass(frozen=True)
 class Scenario:
     seed: int
@@ -204,113 +271,82 @@ class Scenario:
     timezone: str
     customers: tuple[Customer, ...]
     agents: tuple[Agent, ...]
-    steps: tuple[Step, ...]
-    conversations: int
+    conversations: tuple[Conversation, ...]
+    agenda: tuple[Step, ...]  # the fixed-time steps, in time order
+
+    def at(self, minute: float) -> int:
+        """Epoch ms of local ``minute`` after midnight of the day."""
+        return local_ms(self.day, minute, self.timezone)
 
     @property
     def start_ms(self) -> int:
-        return _local_ms(self.day, 0, self.timezone)
+        return self.at(DAY_START_MIN)
 
     @property
     def end_ms(self) -> int:
-        return _local_ms(self.day + timedelta(days=1), 0, self.timezone)
+        return self.at(DAY_END_MIN)
 
     def of_kind(self, kind: str) -> list[Step]:
-        return [s for s in self.steps if s.kind == kind]
-
-    def expected_received(self) -> int:
-        """Distinct MessageReceived events the day must produce (redeliveries add none)."""
-        return len({s.number for s in self.steps if isinstance(s, Inbound)})
+        return [s for s in self.agenda if s.kind == kind]
 
     def summary(self) -> dict[str, int]:
-        out: dict[str, int] = {"conversations": self.conversations,
+        out: dict[str, int] = {"conversations": len(self.conversations),
                                "customers": len(self.customers), "agents": len(self.agents)}
-        for s in self.steps:
+        for c in self.conversations:
+            if c.story:
+                out[f"story:{c.story}"] = out.get(f"story:{c.story}", 0) + 1
+        for s in self.agenda:
             out[s.kind] = out.get(s.kind, 0) + 1
         return out
+
+
+def local_ms(day: date, minute: float, tz: str) -> int:
+    """Epoch ms (UTC) of local ``minute`` after midnight of ``day``, whole seconds."""
+    midnight = datetime.combine(day, time(0), ZoneInfo(tz))
+    return (int(midnight.timestamp()) + int(minute * 60)) * 1000
 
 
 # --- building the day -----------------------------------------------------------------------------
 
 def build_day(seed: int, scale: float, day: date, *, tenant: str = TENANT,
               timezone: str = TIMEZONE) -> Scenario:
-    """The day's traffic for ``tenant``: about ``300 * scale`` conversations, seeded by ``seed``."""
+    """The day for ``tenant``: about ``300 * scale`` conversations, seeded by ``seed``."""
     if scale <= 0:
         raise ValueError("scale must be positive")
-    rng = random.Random(seed)
-    b = _Builder(rng, day, timezone, scale)
+    b = _Builder(random.Random(seed), day, timezone, scale)
     b.cast()
-    b.handshakes()
-    b.crm_context()
     b.conversations()
-    b.serve_humans()
-    b.presence()
-    b.bad_requests()
-    steps = _ordered(b.steps)
+    b.stories()
+    b.unhappy()
+    b.vip()
+    convs = sorted(b.convs, key=lambda c: (c.start_ms, c.key))
+    agenda = [*b.handshakes(), *b.presence(), *b.openings(convs)]
+    agenda += b.bad_requests([s for s in agenda if isinstance(s, Inbound)])
     return Scenario(seed=seed, scale=scale, day=day, tenant=tenant, timezone=timezone,
-                    customers=tuple(b.customers), agents=tuple(b.agents), steps=steps,
-                    conversations=b.n_conversations)
+                    customers=tuple(b.customers), agents=tuple(b.agents),
+                    conversations=tuple(convs), agenda=ordered(agenda))
 
 
-def _ordered(steps: Iterable[Step]) -> tuple[Step, ...]:
+def ordered(steps: Iterable[Step]) -> tuple[Step, ...]:
     """Sorted by event time (creation order breaks ties), ``seq`` renumbered."""
     ranked = sorted(enumerate(steps), key=lambda p: (p[1].at_ms, p[0]))
     return tuple(replace(s, seq=i) for i, (_, s) in enumerate(ranked))
 
 
-def _local_ms(day: date, minute: float, tz: str) -> int:
-    """Epoch ms (UTC) of local ``minute`` after midnight of ``day``, whole seconds."""
-    midnight = datetime.combine(day, time(0), ZoneInfo(tz))
-    return (int(midnight.timestamp()) + int(minute * 60)) * 1000
-
-
-@dataclass(order=True)
-class _Need:
-    """A conversation waiting for a human from ``at_ms`` (heap item)."""
-
-    at_ms: int
-    tiebreak: int
-    conv: _Conv = field(compare=False)
-
-
-@dataclass
-class _Conv:
-    key: str
-    customer: Customer
-    intent: str
-    order: str | None
-    channel: str
-    last_in: Inbound | None = None
-    reopened: bool = False
-    switched: bool = False
-
-
-@dataclass
-class _Slot:
-    agent: Agent
-    free_ms: int
-
-
 class _Builder:
     def __init__(self, rng: random.Random, day: date, tz: str, scale: float) -> None:
         self.rng, self.day, self.tz, self.scale = rng, day, tz, scale
-        self.steps: list[Step] = []
         self.customers: list[Customer] = []
         self.agents: list[Agent] = []
-        self.needs: list[_Need] = []
-        self.n_conversations = 0
-        self._numbers = 0
+        self.convs: list[Conversation] = []
         self._orders: set[str] = set()
-        self._busy_until: dict[str, int] = {}  # agent id -> last activity (presence off after it)
+        self._numbers = 0
+        self._times: set[tuple[str, int]] = set()  # (channel, at): one inbound message each
 
     # -- helpers --
 
     def at(self, minute: float) -> int:
-        return _local_ms(self.day, minute, self.tz)
-
-    def number(self) -> int:
-        self._numbers += 1
-        return self._numbers
+        return local_ms(self.day, minute, self.tz)
 
     def order_no(self) -> str:
         while True:
@@ -319,8 +355,8 @@ class _Builder:
                 self._orders.add(o)
                 return o
 
-    def secs(self, lo: float, hi: float) -> int:
-        return int(self.rng.uniform(lo, hi)) * 1000
+    def n(self, per_300: float) -> int:
+        return max(1, round(per_300 * self.scale))
 
     # -- cast --
 
@@ -329,251 +365,233 @@ class _Builder:
         self.n_target = n
         self.agents = agents_for(self.scale)
         n_customers = max(4, round(n * 0.88))  # the rest are second conversations
-        n_unhappy = max(1, round(3 * self.scale))
+        n_unhappy = self.n(2)
         for i in range(n_customers):
             c = make_customer(self.rng, i, CHANNEL_MIX, vip_rate=VIP_RATE)
-            self.customers.append(replace(c, unhappy=True) if i < n_unhappy else c)
-
-    def handshakes(self) -> None:
-        for i, channel in enumerate(("whatsapp", "messenger", "instagram", "wechat", "rbm")):
-            self.steps.append(Handshake(at_ms=self.at(6 * 60 + i), lane=f"setup:{channel}",
-                                        channel=channel, challenge=f"{self.rng.getrandbits(48):x}"))
-
-    def crm_context(self) -> None:
-        """Early in the morning the CRM publishes what it knows of VIP and at-risk customers."""
-        for c in self.customers:
-            if c.tier == "vip" or c.unhappy:
-                self.steps.append(Context(
-                    at_ms=self.at(6 * 60 + 30), lane=f"customer:{c.key}", customer=c,
-                    source="crm", tier=c.tier, lifecycle_stage="at_risk" if c.unhappy else "loyal"))
+            if i < n_unhappy:  # complains on WhatsApp: one customer id for every contact
+                c = replace(c, unhappy=True, tier="standard", channel="whatsapp")
+            self.customers.append(c)
+        if not any(c.vip for c in self.customers):
+            i = n_unhappy
+            self.customers[i] = replace(self.customers[i], tier="gold")
 
     # -- conversations --
 
     def conversations(self) -> None:
-        unhappy = [c for c in self.customers if c.unhappy]
-        every = max(1, self.n_target // (3 * len(unhappy)))  # about 3 complaints each a day
+        regular = [c for c in self.customers if not c.unhappy]
         starts = sorted(self.arrival() for _ in range(self.n_target))
-        plan: list[tuple[int, Customer, str]] = []
         for i, start in enumerate(starts):
-            if i % every == 0:
-                plan.append((start, unhappy[(i // every) % len(unhappy)], "complaint"))
-            else:
-                cust = self.customers[i % len(self.customers)]
-                plan.append((start, cust, _weighted(self.rng, INTENT_MIX)))
-        for i, (start, cust, intent) in enumerate(plan):
-            self.conversation(f"conv-{i + 1:04d}", cust, intent, start)
-        self.n_conversations = len(plan)
+            cust = regular[i % len(regular)]
+            self.convs.append(self.conversation(f"conv-{i + 1:04d}", cust,
+                                                _weighted(self.rng, INTENT_MIX), start))
 
     def arrival(self) -> int:
         half = _weighted(self.rng, ARRIVALS)
         return self.at(half * 60 + self.rng.uniform(0, 30))
 
-    def conversation(self, key: str, cust: Customer, intent: str, start: int) -> None:
-        channel = cust.channel
-        if cust.unhappy:  # a recurring unhappy customer tries whatever channel is at hand
-            channel = self.rng.choice(tuple(CHANNEL_MIX[cust.language]))
-        order = None if intent == "greeting" else self.order_no()
-        conv = _Conv(key, cust, intent, order, channel)
-        t = start
+    def conversation(self, key: str, cust: Customer, intent: str, start: int,
+                     channel: str | None = None) -> Conversation:
+        rng, lang = self.rng, cust.language
+        channel = channel or cust.channel
+        order = self.order_no()
+        request = Say(self.opening_text(intent, lang, order), "request", intent,
+                      image=intent == "delivery_problem" and rng.random() < 0.5)
+        details = Say(_fill(rng, texts.DETAILS[lang], phone=cust.phone), "details", intent)
+        opening: list[tuple[int, Say]]
         if intent == "greeting":
-            lang = cust.language
-            self.inbound(conv, t, texts.pick(self.rng, texts.GREETING[lang]), "greeting")
-            t += self.secs(2, 6)
-            self.reply(conv, t, "bot", BOT_ID, texts.pick(self.rng, texts.BOT["greeting"][lang]))
-            conv.intent = _weighted(self.rng, {k: v for k, v in INTENT_MIX.items()
-                                               if k != "greeting"})
-            conv.order = self.order_no()
-            t += self.secs(15, 90)
-        photo = conv.intent == "delivery_problem" and self.rng.random() < 0.5
-        self.inbound(conv, t, self.opening(conv), conv.intent, image=photo)
-        if conv.intent in texts.ROUTINE:
-            self.bot_first(conv, t)
-            return
-        if self.rng.random() < 0.35:  # a second message before anyone answers
-            self.inbound(conv, t + self.secs(20, 120), self.details(conv), conv.intent)
-        self.need_human(conv, t)
+            opening = [(start, Say(rng.choice(texts.GREETING[lang]), "greeting", "greeting"))]
+        else:
+            opening = [(start, replace(request, label="opening"))]
+            if rng.random() < 0.3:  # a second message before anyone answers
+                opening.append((start + _secs(rng, 20, 120), details))
+        follow = tuple(Say(_fill(rng, texts.FOLLOW_UP[lang], order=order), "follow_up", intent)
+                       for _ in range(rng.choice((0, 1, 1, 2))))
+        thanks = Say(rng.choice(texts.THANKS[lang]), "thanks", "thanks")
+        to_agent: tuple[Say | None, ...] = (*follow, thanks if rng.random() < 0.55 else None)
+        bot_end = rng.random()
+        to_bot: tuple[Say | None, ...] = (
+            Say(rng.choice(texts.BOT_THANKS[lang]), "thanks", "thanks") if bot_end < 0.55
+            else Say(_fill(rng, texts.HANDOFF[lang]), "human", "human_request") if bot_end < 0.9
+            else None,)
+        if intent == "greeting":  # the actual question comes once someone answered
+            to_bot = (request, *to_bot)
+            to_agent = (request, *to_agent)
+        nudge = Say(rng.choice(texts.NUDGE[lang]), "nudge", intent) if rng.random() < 0.6 else None
+        reopens: tuple[tuple[int, Say], ...] = ()
+        if rng.random() < 0.06:
+            reopens = ((0, Say(_fill(rng, texts.REOPEN[lang], order=order), "reopen", intent)),)
+        return Conversation(key, cust, intent, order, channel, start, tuple(opening), to_bot,
+                            to_agent, nudge, rng.randint(15, 35) * 60, reopens)
 
-    def opening(self, conv: _Conv) -> str:
-        lang = conv.customer.language
-        return texts.pick(self.rng, texts.OPENING[conv.intent][lang], order=conv.order,
-                          amount=f"{self.rng.randint(15, 240)},{self.rng.randint(0, 99):02d}")
+    def opening_text(self, intent: str, lang: str, order: str) -> str:
+        if intent == "greeting":
+            intent = _weighted(self.rng, {k: v for k, v in INTENT_MIX.items() if k != "greeting"})
+        return _fill(self.rng, texts.OPENING[intent][lang], order=order,
+                     amount=f"{self.rng.randint(15, 240)},{self.rng.randint(0, 99):02d}")
 
-    def details(self, conv: _Conv) -> str:
-        return texts.pick(self.rng, texts.DETAILS[conv.customer.language],
-                          phone=conv.customer.phone)
+    # -- stories --
 
-    def bot_first(self, conv: _Conv, t: int) -> None:
-        lang = conv.customer.language
-        t += self.secs(2, 6)
-        self.reply(conv, t, "bot", BOT_ID, texts.pick(self.rng, texts.BOT["order_status"][lang],
-                                                      order=conv.order))
-        if self.rng.random() < 0.6:  # contained: thanks, and the bot closes the conversation
-            t += self.secs(30, 240)
-            self.inbound(conv, t, texts.pick(self.rng, texts.THANKS[lang]), "thanks")
-            self.resolve(conv, t + self.secs(3, 10), "bot", None)
-            return
-        t += self.secs(20, 180)
-        self.inbound(conv, t, texts.pick(self.rng, texts.HANDOFF[lang]), "human_request")
-        t += self.secs(2, 5)
-        self.reply(conv, t, "bot", BOT_ID, texts.pick(self.rng, texts.BOT["handoff"][lang]))
-        self.need_human(conv, t)
+    def stories(self) -> None:
+        """Turn some regular conversations into the day's stories (see the module docstring)."""
+        daytime = [i for i, c in enumerate(self.convs)
+                   if self.at(9 * 60 + 30) <= c.start_ms <= self.at(16 * 60) and c.intent != "greeting"]
+        self.rng.shuffle(daytime)
+        taken: set[int] = set()
+        for story, per_300 in STORIES.items():
+            for _ in range(self.n(per_300)):
+                i = next((i for i in daytime if i not in taken and self._fits(story, self.convs[i])), None)
+                if i is None:
+                    break
+                taken.add(i)
+                self.convs[i] = getattr(self, f"_{story}")(self.convs[i])
 
-    def need_human(self, conv: _Conv, at_ms: int) -> None:
-        heapq.heappush(self.needs, _Need(at_ms, len(self.steps), conv))
+    def _fits(self, story: str, c: Conversation) -> bool:
+        if story == "transfer":  # a question for billing in a conversation that is not billing's
+            return c.intent not in ("billing", "refund")
+        named = c.order is not None and c.order in c.opening[0][1].text  # found again by it
+        if story == "auto_merge":
+            return named and c.customer.logged_in
+        return named
 
-    # -- the human floor: a queue simulation over agents' slots --
+    def _transfer(self, c: Conversation) -> Conversation:
+        lang = c.customer.language
+        ask = Say(_fill(self.rng, texts.TRANSFER_ASK[lang], order=c.order), "transfer_ask", "refund")
+        thanks = Say(self.rng.choice(texts.THANKS[lang]), "thanks", "thanks")
+        return replace(c, to_agent=(ask, None, thanks), story="transfer")
 
-    def serve_humans(self) -> None:
-        slots = [_Slot(a, 0) for a in self.agents for _ in range(a.capacity)]
-        while self.needs:
-            need = heapq.heappop(self.needs)
-            pick = self.allocate(slots, need)
-            if pick is None:
-                continue  # after closing: the message waits for tomorrow's team
-            slot, start = pick
-            slot.free_ms = self.dialogue(need.conv, slot.agent, start)
+    def _switch(self, c: Conversation, first: str, then: str, story: str) -> Conversation:
+        lang = c.customer.language
+        note = texts.fill(texts.SWITCH_NOTE[lang], previous=_CHANNEL_NAMES[first], order=c.order)
+        body = _fill(self.rng, texts.FOLLOW_UP[lang], order=c.order)
+        switch = Say(note + body, "switch", c.intent, channel=then)
+        thanks = Say(self.rng.choice(texts.THANKS[lang]), "thanks", "thanks")
+        opening = tuple((t, replace(s, image=s.image and first in PHOTO_CHANNELS))
+                        for t, s in c.opening)
+        return replace(c, channel=first, opening=opening, to_agent=(switch, thanks),
+                       nudge=None, story=story)
 
-    def allocate(self, slots: list[_Slot], need: _Need) -> tuple[_Slot, int] | None:
-        cust = need.conv.customer
-        wanted = ("vip",) if cust.tier == "vip" else ("escalation",) if cust.unhappy else ()
-        for must in (wanted, ()):
-            best: tuple[int, int, str, _Slot] | None = None
-            for slot in slots:
-                a = slot.agent
-                if cust.language not in a.languages or any(s not in a.skills for s in must):
-                    continue
-                for begin, end in a.shifts:
-                    start = max(need.at_ms, slot.free_ms, self.at(begin))
-                    if start <= self.at(end - 15):
-                        load = sum(1 for s in slots if s.agent is a and s.free_ms > start)
-                        cand = (start, load, a.id, slot)
-                        if best is None or cand[:3] < best[:3]:
-                            best = cand
-                        break
-            if best is not None:
-                return best[3], best[0]
-        return None
+    def _link(self, c: Conversation) -> Conversation:
+        return self._switch(c, "messenger", "whatsapp", "link")
 
-    def dialogue(self, conv: _Conv, agent: Agent, start: int) -> int:
-        """The agent's side of the conversation from ``start``; returns when the slot frees."""
-        rng, lang = self.rng, conv.customer.language
-        slow = rng.random() < 0.1
-        t = start + (self.secs(300, 900) if slow else self.secs(15, 150))
-        t = max(t, (conv.last_in.at_ms if conv.last_in else 0) + 5000)
-        self.reply(conv, t, "agent", agent.id, texts.pick(
-            rng, texts.AGENT_FIRST[lang], agent=agent.name.split()[0], order=conv.order or ""))
-        for _ in range(rng.choice((0, 1, 1, 2))):
-            t += self.secs(30, 600)
-            self.follow_up(conv, t)
-            t += self.secs(20, 400) if rng.random() < 0.15 else self.secs(15, 200)
-            self.reply(conv, t, "agent", agent.id, texts.pick(
-                rng, texts.AGENT_NEXT[lang], order=conv.order or "",
-                amount=f"{rng.randint(15, 240)},00"))
-        if rng.random() < 0.5:
-            t += self.secs(30, 300)
-            self.inbound(conv, t, texts.pick(rng, texts.THANKS[lang]), "thanks")
-        t += self.secs(30, 240)
-        self.resolve(conv, t, "agent", agent.id)
-        self._busy_until[agent.id] = max(self._busy_until.get(agent.id, 0), t)
-        if not conv.reopened and (rng.random() < REOPEN_RATE or conv.customer.unhappy
-                                  and rng.random() < 0.5):
-            self.reopen(conv, t)
-        return t
+    def _merge(self, c: Conversation) -> Conversation:
+        return self._switch(c, "line", "email", "merge")
 
-    def follow_up(self, conv: _Conv, t: int) -> None:
-        cust = conv.customer
-        body = texts.pick(self.rng, texts.FOLLOW_UP[cust.language], order=conv.order or "")
-        if not conv.switched and self.rng.random() < SWITCH_PER_FOLLOW_UP:
-            previous, conv.channel = conv.channel, self.rng.choice(SWITCH_TO[conv.channel])
-            conv.switched = True
-            note = texts.fill(texts.SWITCH_NOTE[cust.language], previous=previous,
-                              order=conv.order or "")
-            body = note + body
-        self.inbound(conv, t, body, conv.intent)
+    def _same_phone(self, c: Conversation) -> Conversation:
+        first, then = ("whatsapp", "rbm") if self.rng.random() < 0.5 else ("rbm", "whatsapp")
+        return self._switch(c, first, then, "same_phone")
 
-    def reopen(self, conv: _Conv, resolved_ms: int) -> None:
-        t = resolved_ms + self.secs(30 * 60, 180 * 60)
-        if t > self.at(21 * 60 + 30):
-            return
-        conv.reopened = True
-        lang = conv.customer.language
-        self.inbound(conv, t, texts.pick(self.rng, texts.REOPEN[lang], order=conv.order or ""),
-                     conv.intent)
-        self.need_human(conv, t)
+    def _auto_merge(self, c: Conversation) -> Conversation:
+        return self._switch(c, "webchat", "email", "auto_merge")
 
-    # -- step makers --
+    def unhappy(self) -> None:
+        """Each unhappy customer complains about one order before opening, again late in the
+        morning and again in the afternoon: three contacts, all negative (an escalation)."""
+        for j, cust in enumerate(c for c in self.customers if c.unhappy):
+            lang, order = cust.language, self.order_no()
+            start = self.at(8 * 60 + 15 + self.rng.uniform(0, 35))
+            first = Say(_fill(self.rng, texts.OPENING["complaint"][lang], order=order), "opening",
+                        "complaint")
+            again = [Say(texts.fill(t, order=order), "reopen", "complaint")
+                     for t in texts.UNHAPPY_AGAIN[lang]]
+            follow = Say(_fill(self.rng, texts.FOLLOW_UP[lang], order=order), "follow_up", "complaint")
+            thanks = Say(self.rng.choice(texts.THANKS[lang]), "thanks", "thanks")
+            self.convs.append(Conversation(
+                f"unhappy-{j + 1:02d}", cust, "complaint", order, "whatsapp", start,
+                ((start, first),), (), (follow, None, None, thanks), None, 1800,
+                ((self.at(11 * 60 + self.rng.uniform(0, 40)), again[0]),
+                 (self.at(15 * 60 + self.rng.uniform(0, 40)), again[1])), "unhappy"))
 
-    def inbound(self, conv: _Conv, t: int, body: str, intent: str, *,
-                image: bool = False) -> None:
-        cust = conv.customer
-        subject = None
-        if conv.channel == "email":
-            subjects = texts.SUBJECT.get(conv.intent, texts.SUBJECT["greeting"])
-            subject = texts.fill(subjects[cust.language], order=conv.order or "")
-            body += texts.fill(texts.SIGNATURE[cust.language], name=cust.name, phone=cust.phone)
-            if conv.last_in is not None and conv.last_in.channel == "email":
-                subject = "Re: " + subject
-        reply_to = conv.last_in.number if conv.last_in is not None else None
-        msg = Inbound(at_ms=t, lane=f"customer:{cust.key}", number=self.number(),
-                      conversation=conv.key, customer=cust, channel=conv.channel, text=body,
-                      language=cust.language, intent=intent, order=conv.order, subject=subject,
-                      image=image and conv.channel in PHOTO_CHANNELS,
-                      reply_to=reply_to)
-        conv.last_in = msg
-        self.steps.append(msg)
-        if self.rng.random() < REDELIVERY_RATE:
-            self.steps.append(Redelivery(at_ms=t + self.secs(1, 45), lane=msg.lane, original=msg))
+    def vip(self) -> None:
+        """The first VIP writes in the morning (the CRM then sends the tier) and again in the
+        afternoon, when routing gives them the VIP queue and priority."""
+        cust = next(c for c in self.customers if c.vip)
+        for k, (lo, hi) in enumerate(((8 * 60 + 30, 10 * 60), (14 * 60, 15 * 60 + 30))):
+            start = self.at(self.rng.uniform(lo, hi))
+            intent = self.rng.choice(("refund", "delivery_problem", "billing"))
+            c = self.conversation(f"vip-{k + 1:02d}", cust, intent, start)
+            self.convs.append(replace(c, story="vip", to_bot=()))
 
-    def reply(self, conv: _Conv, t: int, author_type: str, author_id: str, body: str) -> None:
-        cust = conv.customer
-        last = conv.last_in
-        r = Reply(at_ms=t, lane=f"customer:{cust.key}", number=self.number(),
-                  conversation=conv.key, customer=cust, channel=conv.channel,
-                  author_type=author_type, author_id=author_id, text=body,
-                  in_reply_to=last.number if last else 0)
-        self.steps.append(r)
-        for i, status in enumerate(RECEIPTS.get(conv.channel, ())):
-            self.steps.append(Receipt(at_ms=t + self.secs(1, 4) + i * self.secs(5, 90),
-                                      lane=r.lane, reply=r, status=status))
+    # -- the agenda --
 
-    def resolve(self, conv: _Conv, t: int, by: str, agent_id: str | None) -> None:
-        self.steps.append(Resolve(at_ms=t, lane=f"customer:{conv.customer.key}",
-                                  conversation=conv.key, customer=conv.customer,
-                                  channel=conv.channel, resolved_by=by, agent_id=agent_id))
+    def handshakes(self) -> list[Step]:
+        return [Handshake(at_ms=self.at(6 * 60 + i), channel=ch, challenge=f"{self.rng.getrandbits(48):x}")
+                for i, ch in enumerate(("whatsapp", "messenger", "instagram", "wechat", "rbm"))]
 
-    # -- agents' presence --
-
-    def presence(self) -> None:
+    def presence(self) -> list[Step]:
+        out: list[Step] = []
         for a in self.agents:
-            lane = f"agent:{a.id}"
-            shifts = list(a.shifts)
-            for i, (begin, end) in enumerate(shifts):
-                self.steps.append(Presence(at_ms=self.at(begin) - 60_000, lane=lane, agent=a,
-                                           presence="online", capacity=a.capacity))
-                off = self.at(end)
-                if i == len(shifts) - 1:  # stays until the last conversation is closed
-                    off = max(off, self._busy_until.get(a.id, 0) + 60_000)
-                    state = "offline"
-                else:
-                    state = "away" if shifts[i + 1][0] - end <= 120 else "offline"
-                self.steps.append(Presence(at_ms=off, lane=lane, agent=a, presence=state,
-                                           capacity=a.capacity))
+            def status(minute: int, presence: str, a: Agent = a) -> Presence:
+                return Presence(at_ms=self.at(minute), agent=a, presence=presence, capacity=a.capacity)
+            for begin, end in a.shifts:
+                out.append(status(begin, "online"))
+                for b0, b1 in a.breaks:
+                    if begin < b0 < b1 < end:
+                        out += [status(b0, "away"), status(b1, "online")]
+                out += [status(end - 10, "away"), status(end, "offline")]
+        return out
 
-    # -- bad requests --
+    def openings(self, convs: list[Conversation]) -> list[Step]:
+        out: list[Step] = []
+        for c in convs:
+            previous: Inbound | None = None
+            for at, say in c.opening:
+                msg = self.inbound(c, say, at, previous)
+                previous = msg
+                out.append(msg)
+                if self.rng.random() < REDELIVERY_RATE:
+                    out.append(Redelivery(at_ms=msg.at_ms, original=msg))
+        return out
 
-    def bad_requests(self) -> None:
-        pool = [s for s in self.steps if isinstance(s, Inbound)]
+    def inbound(self, c: Conversation, say: Say, at: int, previous: Inbound | None) -> Inbound:
+        channel = say.channel or c.channel
+        while (channel, at) in self._times:
+            at += 1000
+        self._times.add((channel, at))
+        self._numbers += 1
+        return make_inbound(c, say, channel, at, self._numbers, previous)
+
+    def bad_requests(self, pool: list[Inbound]) -> list[Step]:
+        out: list[Step] = []
         for flaw, n in BAD_AT_SCALE_1.items():
-            for j in range(max(1, round(n * self.scale))):
+            for _ in range(max(1, round(n * self.scale))):
                 template = self.rng.choice(pool)
-                channel = template.channel
                 allowed = BAD_CHANNELS.get(flaw)
-                if allowed and channel not in allowed:
-                    channel = self.rng.choice(allowed)
-                    template = replace(template, channel=channel)
+                if allowed and template.channel not in allowed:
+                    template = replace(template, channel=self.rng.choice(allowed), image=False)
                 t = self.at(self.rng.uniform(8 * 60, 19 * 60))
-                self.steps.append(BadRequest(at_ms=t, lane=f"bad:{flaw}:{j}", channel=channel,
-                                             flaw=flaw, template=template))
+                out.append(BadRequest(at_ms=t, channel=template.channel, flaw=flaw, template=template))
+        return out
+
+
+_CHANNEL_NAMES = {"whatsapp": "WhatsApp", "messenger": "Messenger", "instagram": "Instagram",
+                  "telegram": "Telegram", "line": "LINE", "viber": "Viber", "wechat": "WeChat",
+                  "rbm": "RCS", "email": "e-mail", "webchat": "le chat du site"}
+
+
+def make_inbound(c: Conversation, say: Say, channel: str, at: int, number: int,
+                 previous: Inbound | None) -> Inbound:
+    """The message ``say`` of conversation ``c`` on ``channel`` at ``at`` (e-mail: a subject,
+    a signature, and In-Reply-To the previous e-mail of the conversation)."""
+    cust, body, subject = c.customer, say.text, None
+    if channel == "email":
+        subjects = texts.SUBJECT.get(c.intent, texts.SUBJECT["greeting"])
+        subject = texts.fill(subjects[cust.language], order=c.order or "")
+        body += texts.fill(texts.SIGNATURE[cust.language], name=cust.name, phone=cust.phone)
+        if previous is not None and previous.channel == "email":
+            subject = "Re: " + subject
+    reply_to = previous.number if previous is not None and previous.channel == "email" else None
+    return Inbound(at_ms=at, number=number, conversation=c.key, customer=cust, channel=channel,
+                   text=body, language=cust.language, intent=say.intent, label=say.label,
+                   order=c.order, subject=subject, image=say.image and channel in PHOTO_CHANNELS,
+                   reply_to=reply_to if channel == "email" else None)
+
+
+def _secs(rng: random.Random, lo: float, hi: float) -> int:
+    return int(rng.uniform(lo, hi)) * 1000
+
+
+def _fill(rng: random.Random, options: tuple[str, ...], **slots: object) -> str:
+    return texts.pick(rng, options, **slots)
 
 
 K = TypeVar("K")

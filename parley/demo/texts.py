@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 
-# Intents of the day. Routine ones are answered by the bot first.
-ROUTINE = ("order_status",)
+# Intents of the day. Routine ones are answered by the bot first (when the enrichment is sure).
+ROUTINE = ("order_status", "greeting")
 HUMAN = ("refund", "cancellation", "complaint", "billing", "delivery_problem", "human_request")
 
 OPENING: dict[str, dict[str, tuple[str, ...]]] = {
@@ -22,7 +22,7 @@ OPENING: dict[str, dict[str, tuple[str, ...]]] = {
         "en": ("Hi, where is my order {order}?",
                "Hello, can you tell me the status of order {order} please?",
                "When will my order {order} be delivered?",
-               "Hi there, I'd like a tracking update for {order}.",
+               "Hi there, I'd like a tracking update for order {order}.",
                "Has my order {order} shipped yet?"),
     },
     "refund": {
@@ -68,11 +68,11 @@ OPENING: dict[str, dict[str, tuple[str, ...]]] = {
         "fr": ("Le colis de la commande {order} est marqué livré mais je ne l'ai jamais reçu.",
                "Le livreur a laissé mon colis {order} devant la porte et il a disparu.",
                "Ma commande {order} est arrivée endommagée, voici une photo.",
-               "Le suivi de {order} n'a pas bougé depuis 5 jours, colis perdu ?"),
+               "Le suivi de la commande {order} n'a pas bougé depuis 5 jours, colis perdu ?"),
         "en": ("The parcel for order {order} says delivered but I never got it.",
                "The courier left my parcel {order} at the door and it's gone.",
                "My order {order} arrived damaged, here is a photo.",
-               "Tracking for {order} hasn't moved in 5 days, is it lost?"),
+               "Tracking for order {order} hasn't moved in 5 days, is it lost?"),
     },
     "human_request": {
         "fr": ("Bonjour, je voudrais parler à un conseiller s'il vous plaît.",
@@ -84,7 +84,7 @@ OPENING: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
-GREETING = {"fr": ("Bonjour", "Bonjour !", "Salut", "Bonsoir"),
+GREETING = {"fr": ("Bonjour", "Bonjour !", "Salut", "Bonjour ? Il y a quelqu'un ?"),
             "en": ("Hello", "Hi", "Hi there", "Good morning")}
 
 DETAILS = {
@@ -96,13 +96,13 @@ DETAILS = {
 
 FOLLOW_UP = {
     "fr": ("D'accord, et pour la commande {order} il faut faire quoi exactement ?",
-           "Je vous renvoie les infos pour {order} par ici, c'est plus simple.",
-           "Ok mais dans combien de temps ?", "Toujours rien reçu pour {order}…",
-           "Je viens de vérifier, le numéro est bien {order}."),
-    "en": ("OK, and what exactly do I need to do for {order}?",
-           "Sending you the details for {order} here, it's easier.",
-           "OK but how long will it take?", "Still nothing received for {order}...",
-           "Just checked, the number is definitely {order}."),
+           "Je vous renvoie les infos de la commande {order} par ici, c'est plus simple.",
+           "Ok mais dans combien de temps ?", "Toujours rien reçu pour la commande {order}…",
+           "Je viens de vérifier, c'est bien la commande {order}."),
+    "en": ("OK, and what exactly do I need to do for order {order}?",
+           "Sending you the details of order {order} here, it's easier.",
+           "OK but how long will it take?", "Still nothing received for order {order}...",
+           "Just checked, it's definitely order {order}."),
 }
 
 HANDOFF = {
@@ -117,29 +117,56 @@ THANKS = {
     "en": ("Thanks a lot!", "Perfect, thank you.", "Great, thanks for your help.", "Cheers, have a nice day"),
 }
 
+# Said to the bot to close the conversation: phrasings the enrichment reads as thanks for sure
+# (an unsure one would look like an unknown intent, and the bot would hand the thread off).
+BOT_THANKS = {
+    "fr": ("Merci beaucoup !", "Parfait, merci.", "Super, merci pour votre aide.", "Merci, c'est parfait !"),
+    "en": ("Perfect, thank you.", "Great, thanks for your help.", "Thanks a lot!",
+           "Thank you, that's all I needed."),
+}
+
+NUDGE = {  # a customer still waiting for an answer
+    "fr": ("Alors, des nouvelles ?", "Je patiente toujours…", "Bonjour ? Il y a quelqu'un ?"),
+    "en": ("Any news?", "Still waiting for an answer…", "Hello? Is anyone there?"),
+}
+
+TRANSFER_ASK = {  # mid-conversation, a question for another team (billing): the agent transfers
+    "fr": ("Et au fait, je voudrais aussi être remboursé des frais de port de la commande {order}.",
+           "Par ailleurs, la facture de la commande {order} comporte une erreur."),
+    "en": ("By the way, I'd also like a refund of the shipping costs for order {order}.",
+           "Also, the invoice for order {order} is wrong."),
+}
+
+UNHAPPY_AGAIN = {  # the recurring unhappy customer, back about the same order
+    "fr": ("Encore moi. La commande {order} toujours bloquée, je suis furieux.",
+           "C'est la troisième fois que je vous écris pour la commande {order}, toujours rien. Inadmissible !"),
+    "en": ("Me again. Order {order} is still stuck, I'm furious.",
+           "Still nothing for order {order}. This is unacceptable, I'm furious."),
+}
+
 REOPEN = {
-    "fr": ("Re-bonjour, finalement toujours pas de nouvelles pour {order}.",
-           "Je reviens vers vous : le problème avec {order} n'est pas réglé.",
-           "Désolé de vous relancer, {order} n'est toujours pas arrivée."),
-    "en": ("Hi again, still no news about {order}.",
-           "Coming back to you: the problem with {order} isn't solved.",
-           "Sorry to chase, {order} still hasn't arrived."),
+    "fr": ("Re-bonjour, finalement toujours pas de nouvelles de la commande {order}.",
+           "Je reviens vers vous : le problème avec la commande {order} n'est pas réglé.",
+           "Désolé de vous relancer, la commande {order} n'est toujours pas arrivée."),
+    "en": ("Hi again, still no news about order {order}.",
+           "Coming back to you: the problem with order {order} isn't solved.",
+           "Sorry to chase, order {order} still hasn't arrived."),
 }
 
 SWITCH_NOTE = {  # appended when a customer moves to another channel mid-thread
-    "fr": "(je vous écrivais sur {previous} au sujet de {order}) ",
-    "en": "(I was writing to you on {previous} about {order}) ",
+    "fr": "(je vous écrivais sur {previous} au sujet de la commande {order}) ",
+    "en": "(I was writing to you on {previous} about order {order}) ",
 }
 
 SIGNATURE = {"fr": "\n\nCordialement,\n{name}\n{phone}", "en": "\n\nBest regards,\n{name}\n{phone}"}
 
 SUBJECT = {
     "order_status": {"fr": "Suivi de commande {order}", "en": "Order {order} status"},
-    "refund": {"fr": "Demande de remboursement {order}", "en": "Refund request {order}"},
+    "refund": {"fr": "Remboursement commande {order}", "en": "Refund for order {order}"},
     "cancellation": {"fr": "Annulation commande {order}", "en": "Cancel order {order}"},
     "complaint": {"fr": "Réclamation commande {order}", "en": "Complaint about order {order}"},
-    "billing": {"fr": "Problème de facturation {order}", "en": "Billing issue {order}"},
-    "delivery_problem": {"fr": "Problème de livraison {order}", "en": "Delivery problem {order}"},
+    "billing": {"fr": "Facturation commande {order}", "en": "Billing issue, order {order}"},
+    "delivery_problem": {"fr": "Livraison commande {order}", "en": "Delivery problem, order {order}"},
     "human_request": {"fr": "Demande de contact", "en": "Contact request"},
     "greeting": {"fr": "Question", "en": "Question"},
 }
@@ -155,6 +182,18 @@ BOT = {
     },
     "handoff": {"fr": ("Je vous mets en relation avec un conseiller, merci de patienter.",),
                 "en": ("I'm connecting you with an agent, please hold on.",)},
+    "other": {"fr": ("Pouvez-vous me donner votre numéro de commande ?",),
+              "en": ("Could you give me your order number?",)},
+}
+
+AGENT_TRANSFER = {  # before handing the thread to the billing team
+    "fr": ("Je transmets votre demande à notre service facturation, qui vous répond ici.",),
+    "en": ("I'm passing your request to our billing team, they will answer you here.",),
+}
+
+AGENT_LINKED = {  # after linking or merging the customer's profiles
+    "fr": ("J'ai bien retrouvé votre échange précédent au sujet de {order}, je regroupe vos dossiers.",),
+    "en": ("I found your earlier conversation about {order}, I've joined your profiles.",),
 }
 
 AGENT_FIRST = {

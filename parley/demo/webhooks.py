@@ -7,8 +7,9 @@ expected), or ``None`` for a step it does not render yet (see ``SKIPPED``).
   channel's real payload shape, signed the channel's way with the account's current secret from
   the accounts file the ingress loads (``adapters/accounts.py``). The payload's own timestamp
   carries the simulated event time.
-- Agents' presence, agents' and bots' replies: the agent API (``adapters/agent_api.py``),
-  ``POST /agents/<tenant>/<agent>/status|replies`` with ``occurred_at`` = the simulated time.
+- Agents' presence, agents' and bots' replies, resolutions, transfers, identity links and
+  merges, and the CRM's customer context: the agent API (``adapters/agent_api.py``), with
+  ``occurred_at`` = the simulated time and the thread and customer ids the pipeline assigned.
 - Bad requests are built from a real message and then broken (wrong or missing signature,
   truncated JSON, a body over the adapter's limit, an account nobody configured).
 
@@ -33,18 +34,9 @@ from adapters.accounts import Accounts
 from adapters.base import Account
 from adapters.channels import Registry
 from parley.demo.scenario import (
-    BadRequest, Context, Handshake, Inbound, Presence, Receipt, Redelivery, Reply, Resolve, Scenario,
-    Step,
+    BadRequest, Context, Handshake, Inbound, Link, Merge, Presence, Receipt, Redelivery, Reply, Resolve,
+    Scenario, Step, Transfer,
 )
-
-# Steps ``render`` leaves out (the driver counts them by reason unless it can look their ids
-# up). The agent API routes (``/agents/<tenant>/<agent>/threads/<thread>/resolve``,
-# ``/customers/<tenant>/<customer>/context``) take the customer id and thread id the stream
-# processors assign, which a rendering made before sending cannot know: with the projections'
-# database the driver looks them up at send time (``parley.demo.lookup``) and renders them with
-# ``resolve_request`` / ``context_request``.
-SKIPPED = {"resolve": "resolve needs the thread and customer ids the processors assign (no projection database to look them up)",
-           "context": "customer context needs the customer id the processors assign (no projection database to look it up)"}
 
 # Channels whose adapter keeps the payload's timestamp as the event time: all the day's channels
 # (e-mail from its Date header; web chat from the SDK's sent_at, as the demo account lifts the
@@ -110,29 +102,13 @@ class RenderContext:
 
 
 def render(step: Step, cx: RenderContext) -> HttpRequest | None:
-    """The request for ``step``, or None if the ingress cannot express it (see ``SKIPPED``)."""
-    if isinstance(step, Inbound):
-        return inbound(step, cx)
-    if isinstance(step, Reply):
-        return reply(step, cx)
-    if isinstance(step, Presence):
-        return presence(step, cx)
-    if isinstance(step, Receipt):
-        return receipt(step, cx)
-    if isinstance(step, BadRequest):
-        return bad(step, cx)
-    if isinstance(step, Handshake):
-        return handshake(step, cx)
-    if isinstance(step, Resolve | Context):
-        return None  # their ids are assigned downstream: SKIPPED
+    """The request for ``step`` (None: a handshake the account cannot answer)."""
     if isinstance(step, Redelivery):
         return inbound(step.original, cx, redelivery=True)
+    for kind, fn in RENDERERS.items():
+        if isinstance(step, kind):
+            return fn(step, cx)
     raise TypeError(f"no rendering for {type(step).__name__}")
-
-
-def skip_reason(step: Step) -> str | None:
-    """Why ``render`` returns None for ``step`` (None when it renders)."""
-    return SKIPPED.get(step.kind)
 
 
 # --- customer messages ------------------------------------------------------------------------------
@@ -469,12 +445,12 @@ def reply_message_id(r: Reply, cx: RenderContext) -> str:
 # --- receipts -----------------------------------------------------------------------------------
 
 def receipt(st: Receipt, cx: RenderContext) -> HttpRequest:
-    r, c = st.reply, st.reply.customer
+    r, who = st.reply, st.reply.recipient["id"]
     a = cx.account(r.channel)
     if r.channel == "whatsapp":
         status = {"id": outbound_channel_id(r, cx), "status": st.status,
-                  "timestamp": str(_secs(st.at_ms)), "recipient_id": c.handle("whatsapp"),
-                  "conversation": {"id": cx.token("wa-conv", r.conversation, n=16),
+                  "timestamp": str(_secs(st.at_ms)), "recipient_id": who,
+                  "conversation": {"id": cx.token("wa-conv", r.thread_id, n=16),
                                    "origin": {"type": "service"}},
                   "pricing": {"billable": False, "pricing_model": "PMP", "category": "service"}}
         value = {"messaging_product": "whatsapp",
@@ -486,23 +462,24 @@ def receipt(st: Receipt, cx: RenderContext) -> HttpRequest:
         detail: dict[str, Any] = {"watermark": st.at_ms}
         if key == "delivery":
             detail["mids"] = [outbound_channel_id(r, cx)]
-        event = {"sender": {"id": c.handle("messenger")}, "recipient": {"id": a.account_id},
+        event = {"sender": {"id": who}, "recipient": {"id": a.account_id},
                  "timestamp": st.at_ms, key: detail}
         body = _json({"object": "page", "entry": [{"id": a.account_id, "time": st.at_ms,
                                                    "messaging": [event]}]})
     elif r.channel == "viber":
         body = _json({"event": st.status, "timestamp": st.at_ms, "chat_hostname": "SN-CHAT-07_",
                       "message_token": viber_token(cx, "out", r.number),
-                      "user_id": c.handle("viber")})
+                      "user_id": who})
     elif r.channel == "rbm":
-        inner = {"senderPhoneNumber": c.phone, "eventType": st.status.upper(),
+        inner = {"senderPhoneNumber": r.recipient.get("phone_e164") or who,
+                 "eventType": st.status.upper(),
                  "eventId": cx.token("rbm-ev", r.number, st.status),
                  "messageId": outbound_channel_id(r, cx), "sendTime": _rfc3339(st.at_ms),
                  "agentId": a.account_id}
         body = _rbm_push(cx, a, inner, st.at_ms, f"{r.number}-{st.status}")
     elif r.channel == "webchat":
         body = _json({"type": "status", "message_id": reply_message_id(r, cx),
-                      "visitor_id": c.handle("webchat"), "status": st.status, "at": st.at_ms})
+                      "visitor_id": who, "status": st.status, "at": st.at_ms})
     else:
         raise ValueError(f"no receipts on {r.channel}")
     return signed(r.channel, a, body)
@@ -582,34 +559,62 @@ def presence(p: Presence, cx: RenderContext) -> HttpRequest:
 
 
 def reply(r: Reply, cx: RenderContext) -> HttpRequest:
-    c = r.customer
-    recipient: dict[str, Any] = {"id": c.handle(r.channel), "display_name": c.name}
-    if r.channel in ("whatsapp", "rbm"):
-        recipient["phone_e164"] = c.phone
-    if r.channel == "email":
-        recipient["email"] = c.email
+    """A bot's or an agent's message on the thread, to the identity the customer wrote from."""
     doc = {"message_id": reply_message_id(r, cx), "channel": r.channel,
-           "channel_account_id": cx.account(r.channel).account_id, "recipient": recipient,
-           "text": r.text, "author_type": r.author_type,
-           "channel_message_id": outbound_channel_id(r, cx), "occurred_at": r.at_ms}
+           "channel_account_id": cx.account(r.channel).account_id, "recipient": dict(r.recipient),
+           "text": r.text, "author_type": r.author_type, "channel_message_id": outbound_channel_id(r, cx),
+           "customer_id": r.customer_id, "thread_id": r.thread_id,
+           "in_reply_to_event_id": r.in_reply_to, "occurred_at": r.at_ms}
+    if r.template:
+        doc["template_name"] = r.template
     return _agent_post(cx, r.author_id, "replies", doc)
 
 
-# --- steps sent once the projections show their ids (the driver looks them up) -----------------
+def _request_id(cx: RenderContext, *parts: object) -> str:
+    return f"demo-{cx.token(*parts, n=12)}"
 
-def resolve_request(r: Resolve, cx: RenderContext, customer_id: str, thread_id: str) -> HttpRequest:
+
+def resolve(r: Resolve, cx: RenderContext) -> HttpRequest:
     """``POST /agents/<tenant>/<agent>/threads/<thread>/resolve`` at the step's event time."""
-    doc = {"customer_id": customer_id, "channel": r.channel, "resolved_by": r.resolved_by,
-           "occurred_at": r.at_ms, "request_id": f"demo-{cx.token('resolve', r.seq, n=12)}"}
-    agent = r.agent_id or "bot"  # a bot's resolution: the path still names someone
-    return _agent_post(cx, agent, f"threads/{quote(thread_id)}/resolve", doc)
+    doc = {"customer_id": r.customer_id, "channel": r.channel, "resolved_by": r.resolved_by,
+           "occurred_at": r.at_ms, "request_id": _request_id(cx, "resolve", r.thread_id, r.at_ms)}
+    return _agent_post(cx, r.agent_id, f"threads/{quote(r.thread_id)}/resolve", doc)
 
 
-def context_request(c: Context, cx: RenderContext, customer_id: str) -> HttpRequest:
+def transfer(t: Transfer, cx: RenderContext) -> HttpRequest:
+    """``POST /agents/<tenant>/<agent>/threads/<thread>/transfer`` to a queue."""
+    doc = {"customer_id": t.customer_id, "to_queue": t.to_queue, "reason": t.reason,
+           "occurred_at": t.at_ms, "request_id": _request_id(cx, "transfer", t.thread_id, t.at_ms)}
+    return _agent_post(cx, t.agent_id, f"threads/{quote(t.thread_id)}/transfer", doc)
+
+
+def link(k: Link, cx: RenderContext) -> HttpRequest:
+    """``POST /agents/<tenant>/<agent>/identities/link``: the channel identity to the customer."""
+    doc = {"channel": k.channel, "id": k.identity, "customer_id": k.customer_id,
+           "occurred_at": k.at_ms, "request_id": _request_id(cx, "link", k.channel, k.identity)}
+    return _agent_post(cx, k.agent_id, "identities/link", doc)
+
+
+def merge(m: Merge, cx: RenderContext) -> HttpRequest:
+    """``POST /agents/<tenant>/<agent>/customers/merge``: the second profile into the first."""
+    doc = {"customer_id": m.customer_id, "merged_customer_id": m.merged_customer_id,
+           "occurred_at": m.at_ms, "request_id": _request_id(cx, "merge", m.merged_customer_id)}
+    return _agent_post(cx, m.agent_id, "customers/merge", doc)
+
+
+def context(c: Context, cx: RenderContext) -> HttpRequest:
     """``POST /customers/<tenant>/<customer>/context``: what the CRM knows, at the step's time."""
-    doc: dict[str, Any] = {"source": c.source, "tier": c.tier, "occurred_at": c.at_ms}
+    doc: dict[str, Any] = {"source": c.source, "name": c.customer.name, "tier": c.tier,
+                           "occurred_at": c.at_ms, "request_id": _request_id(cx, "context", c.customer_id)}
     if c.lifecycle_stage:
         doc["lifecycle_stage"] = c.lifecycle_stage
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {cx.agent_token}"}
-    return HttpRequest("POST", f"/customers/{quote(cx.tenant)}/{quote(customer_id)}/context",
+    return HttpRequest("POST", f"/customers/{quote(cx.tenant)}/{quote(c.customer_id)}/context",
                        headers, _json(doc), "agent_api")
+
+
+RENDERERS: dict[type, Callable[[Any, RenderContext], HttpRequest | None]] = {
+    Inbound: inbound, Reply: reply, Presence: presence, Receipt: receipt, BadRequest: bad,
+    Handshake: handshake, Resolve: resolve, Transfer: transfer, Link: link, Merge: merge,
+    Context: context,
+}
