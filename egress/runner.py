@@ -67,6 +67,7 @@ class Job:
     next_call: int = 0
     ids: list[str] = field(default_factory=list)
     duplicate: bool = False
+    in_call: bool = False  # between its OutboundAttempted and the outcome
 
     @property
     def recipient(self) -> str:
@@ -144,6 +145,8 @@ class Egress:
         self.producer: AsyncProducer | None = None
         self.ids = self.codec.ids_of(MESSAGES)  # schema ids of the records it reads (again after prepare)
         self._encoders: dict[str, Any] = {}
+        self.failure: BaseException | None = None
+        self.draining = False
 
     # --- set-up --------------------------------------------------------------------------------
 
@@ -227,9 +230,22 @@ class Egress:
                     await asyncio.sleep(self.s.poll_ms / 1000)
                 else:
                     await asyncio.sleep(0)
+                if self.failure is not None:
+                    raise self.failure
+            await self._drain()
         finally:
             await self.stop()
         return self.stats
+
+    async def _drain(self) -> None:
+        """On a stop: let the calls in progress finish (their outcomes written, their offsets
+        committed) for up to ``drain_s``; what is still waiting is read again by the next run."""
+        deadline = time.monotonic() + self.s.drain_s
+        self.draining = True  # start no new call
+        while any(j.in_call for j in self.jobs.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self._commit(sync=True)
+        log.info("egress.drained", left=len(self.jobs), in_call=sum(j.in_call for j in self.jobs.values()))
 
     async def stop(self) -> None:
         for lane in self.lanes.values():
@@ -281,12 +297,21 @@ class Egress:
             track.finish(off)
             return
         kind = event["envelope"]["event_type"]
-        if kind == "MessageReceived":
-            self._inbound(event, p, off)
-        elif kind == "MessageSent":
-            self._outbound(event, m.key() or event["envelope"]["partition_key"].encode(), p, off)
-        else:
-            track.finish(off)
+        key = m.key() or event["envelope"]["partition_key"].encode()
+        try:
+            if kind == "MessageReceived":
+                self._inbound(event, p, off)
+            elif kind == "MessageSent":
+                self._outbound(event, key, p, off)
+            else:
+                track.finish(off)
+        except Exception as e:  # noqa: BLE001 - a message that breaks the egress fails alone, visibly
+            log.exception("egress.poison", partition=p, offset=off, event_id=event["envelope"]["event_id"])
+            if kind == "MessageSent" and event["envelope"]["event_id"] not in self.jobs:
+                self._refuse(event, key, p, off, Refusal("internal_error", f"the egress could not handle this "
+                                                                           f"message ({type(e).__name__}: {e})"), Delivery())
+            else:
+                track.finish(off)
 
     def _inbound(self, e: dict[str, Any], p: int, off: int) -> None:
         tenant, channel = e["envelope"]["tenant_id"], e["channel"]
@@ -365,9 +390,11 @@ class Egress:
             if track is not None:
                 track.finish(off)
 
-    def _fatal(self, fut: asyncio.Future) -> None:
-        # a delivery event not acknowledged: the offset stays uncommitted, so a restart redoes it
-        log.error("egress.produce_failed", error=str(fut.exception()))
+    def _fatal(self, fut: asyncio.Future | None = None, error: BaseException | None = None) -> None:
+        """A record Kafka did not take (librdkafka retried it for message.timeout.ms) or a bug:
+        the process stops; its uncommitted offsets are read again by the next run."""
+        self.failure = self.failure or error or (fut.exception() if fut is not None else None) or RuntimeError("fatal")
+        log.error("egress.fatal", error=str(self.failure))
 
     # --- lanes: per-account dispatch ---------------------------------------------------------
 
@@ -381,7 +408,7 @@ class Egress:
 
     async def _dispatch(self, lane: Lane) -> None:
         while True:
-            job = lane.take()
+            job = lane.take() if not self.draining else None
             if job is None:
                 lane.wake.clear()
                 await lane.wake.wait()
@@ -393,8 +420,11 @@ class Egress:
     async def _deliver(self, lane: Lane, job: Job) -> None:
         try:
             await self._attempts(lane, job)
-        except Exception:  # noqa: BLE001 - one message's bug must not stop the others
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - Kafka refused a delivery event: stop, a restart redoes it
             log.exception("egress.delivery_error", event_id=job.msg["envelope"]["event_id"])
+            self._fatal(error=e)
         finally:
             lane.slots.release()
             lane.done(job)
@@ -408,10 +438,12 @@ class Egress:
             self.stats.in_doubt += 1
         while True:
             attempt += 1
+            job.in_call = True
             await self._emit(events.attempted(job.msg, job.plan, attempt, in_doubt, key, _ms()), job.key)
             result = await self._calls(job)
             if result.ok:
                 await self._emit(events.sent(job.msg, job.plan, attempt, job.ids, job.duplicate, key, _ms()), job.key)
+                job.in_call = False
                 self.stats.sent += 1
                 break
             final = result.permanent or attempt >= self.s.max_attempts
@@ -420,6 +452,7 @@ class Egress:
             await self._emit(events.failed(job.msg, attempt, result.code, result.reason, permanent=result.permanent,
                                            final=final, key=key, now_ms=_ms(), http_status=result.http_status,
                                            retry_at=retry_at, decision=job.plan.decision), job.key)
+            job.in_call = False
             if final:
                 self.stats.failed += 1
                 log.info("egress.failed", event_id=job.msg["envelope"]["event_id"], code=result.code, reason=result.reason)
@@ -432,6 +465,8 @@ class Egress:
             try:
                 await asyncio.sleep(delay)
                 await lane.bucket.take()
+                while self.draining:  # a stop: the next run retries it (its attempts are on the log)
+                    await asyncio.sleep(3600)
             finally:
                 await lane.slots.acquire()
         self._finish(job.offsets)

@@ -40,6 +40,8 @@ ACCOUNTS = {"accounts": [
      "options": {"send": {"account_sid": "ACemu", "auth_token": "tw", "rate_per_s": 500}}},
     {"tenant": "acme", "adapter": "telegram", "account_id": "7012345678",
      "options": {"send": {"bot_token": "7012345678:AAemu", "rate_per_s": 500}}},
+    {"tenant": "acme", "adapter": "telegram", "account_id": "7099999999",
+     "options": {"send": {"bot_token": "7099999999:AAother", "rate_per_s": 500}}},
     {"tenant": "acme", "adapter": "line", "account_id": "U4af4980629abcdef0123456789abcdef",
      "options": {"send": {"channel_access_token": "line-token", "rate_per_s": 500}}},
     {"tenant": "acme", "adapter": "viber", "account_id": "acmesupport",
@@ -303,3 +305,45 @@ async def test_the_agent_api_window_book_follows_the_windows_the_egress_writes(a
             await book.stop()
     assert "closed at" in book.refusal(make_sent("whatsapp", 1))
     assert book.refusal(make_sent("messenger", 2)) is None
+
+
+async def test_a_throttled_account_does_not_slow_the_others(applied_topics: KafkaSettings) -> None:
+    k = applied_topics
+    throttled = [make_sent("telegram", n, customer=f"t{n}", recipient=identity("telegram", str(1000 + n)))
+                 for n in range(40)]
+    others = [make_sent("telegram", 100 + n, customer=f"o{n}", channel_account_id="7099999999",
+                        recipient=identity("telegram", str(2000 + n))) for n in range(40)]
+    async with Emulators() as emu:
+        await emu.fault(provider="telegram", account="7012345678:AAemu", kind="rate_limit", retry_after=2.0, count=5)
+        mixed = [m for pair in zip(throttled, others, strict=True) for m in pair]
+        produce(k, mixed)
+        async with Running(settings_for(k, emu)):
+            t0 = time.time()
+            await until(lambda: emu.count("telegram", "7099999999:AAother") == 40, 20)
+            others_done = time.time() - t0
+            await until(lambda: emu.count("telegram", "7012345678:AAemu") == 40, 30)
+            throttled_done = time.time() - t0
+        arrivals = {m["text"]: m["at"] for m in emu.emu.book.messages}
+    assert emu.count("telegram", "7099999999:AAother") == 40 and emu.count("telegram", "7012345678:AAemu") == 40
+    first = min(arrivals.values())
+    other_last = max(arrivals[m["text"]] for m in others) - first
+    throttled_last = max(arrivals[m["text"]] for m in throttled) - first
+    # the other bot's 40 messages went out at once; the throttled one waited out its Retry-Afters
+    assert other_last < 1.0 and throttled_last >= 2.0, (other_last, throttled_last, others_done, throttled_done)
+    evs = [e for e in outcomes(k) if e["envelope"]["event_type"] == "OutboundFailed"]
+    assert evs and all(e["channel_account_id"] == "7012345678" and not e["final"] for e in evs)
+
+
+async def test_a_stop_lets_calls_in_progress_finish(applied_topics: KafkaSettings) -> None:
+    k = applied_topics
+    async with Emulators() as emu:
+        await emu.fault(provider="telegram", kind="slow", delay_s=1.0)
+        produce(k, [make_sent("telegram", n, customer=f"s{n}") for n in range(5)])
+        async with Running(settings_for(k, emu)):
+            await until(lambda: emu.emu.book.counts[("telegram", "7012345678:AAemu")]["requests"] == 5, 20)
+        # the block ended (a stop) while the five calls were in progress: each finished and was recorded
+        done = final(outcomes(k))
+        assert len(done) == 5 and all(e["envelope"]["event_type"] == "OutboundSent" for e in done.values())
+        async with Running(settings_for(k, emu)):
+            await asyncio.sleep(2)
+        assert emu.count("telegram", "7012345678:AAemu") == 5  # nothing sent again by the next run
