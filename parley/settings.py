@@ -260,6 +260,7 @@ class EgressSettings(_Base):
     commit_interval_ms: int = 200
     session_timeout_ms: int = 10_000
     stats_interval_s: float = 10.0
+    drain_s: float = 10.0  # on SIGTERM: how long the calls in progress may take to finish
     host: str = "127.0.0.1"  # web chat push hub (WebSocket, SSE), health and metrics
     port: int = 8090
     webchat_keep: int = 100  # messages kept per web chat user while no widget is connected
