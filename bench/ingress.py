@@ -52,7 +52,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from parley import logs, topics_admin
 from parley.settings import IngressSettings, KafkaSettings, LogSettings
@@ -426,15 +425,6 @@ async def _confluent_pairs(kafka: KafkaSettings, pairs: list, concurrency: int, 
 
 # -- the run ------------------------------------------------------------------------------------
 
-async def _delete_topics(kafka: KafkaSettings) -> None:
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
-    await admin.start()
-    try:
-        await admin.delete_topics([topics.named(kafka.topic_prefix, t) for t in topics.ALL])
-    finally:
-        await admin.close()
-
-
 def _phases(args: argparse.Namespace, ingress: Ingress, run: str, phases: list[str]) -> dict[str, Any]:
     out = {}
     builds = {"webchat": webchat_request, "whatsapp": whatsapp_request}
@@ -465,20 +455,22 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                                          "duration_s": args.duration, "rate": args.rate, "workers": args.workers,
                                          "bootstrap": args.bootstrap, "cpus": multiprocessing.cpu_count(),
                                          "load_before": os.getloadavg()[0]}, "ingress": {}}
-    with Ingress(kafka, tmp / "accounts.toml", args.workers, dedup=True) as ingress:
-        report["ingress"].update(_phases(args, ingress, run, ["webchat", "whatsapp", "whatsapp at rate"]))
-    with Ingress(kafka, tmp / "accounts.toml", args.workers, dedup=False) as ingress:
-        found = _phases(args, ingress, run + "n", ["whatsapp", "whatsapp at rate"])
-        report["ingress"].update({f"{k} (no dedup)": v for k, v in found.items()})
-    report["raw_producer"] = asyncio.run(raw_producer(kafka, args.requests, args.concurrency, args.duration, run))
+    try:
+        with Ingress(kafka, tmp / "accounts.toml", args.workers, dedup=True) as ingress:
+            report["ingress"].update(_phases(args, ingress, run, ["webchat", "whatsapp", "whatsapp at rate"]))
+        with Ingress(kafka, tmp / "accounts.toml", args.workers, dedup=False) as ingress:
+            found = _phases(args, ingress, run + "n", ["whatsapp", "whatsapp at rate"])
+            report["ingress"].update({f"{k} (no dedup)": v for k, v in found.items()})
+        report["raw_producer"] = asyncio.run(raw_producer(kafka, args.requests, args.concurrency, args.duration, run))
+    finally:
+        if not args.keep:  # whatever happened: a shared broker does not pile up partitions
+            asyncio.run(topics_admin.delete_prefixed(kafka))
     ceiling = report["raw_producer"]["pairs"]
     report["ratios"] = {name: {"per_s_vs_pairs": round(r["per_s"] / ceiling["per_s"], 3),
                                "p50_vs_pairs": round(r["p50_ms"] / ceiling["p50_ms"], 2),
                                "p99_vs_pairs": round(r["p99_ms"] / ceiling["p99_ms"], 2),
                                "cpu_vs_pairs": round(r["cpu_us_per_req"] / ceiling["cpu_us_per_req"], 2)}
                         for name, r in report["ingress"].items() if "rate" not in name}
-    if not args.keep:
-        asyncio.run(_delete_topics(kafka))
     return report
 
 
