@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.catalog import HISTORY_DIR, SchemaVersion, catalog
-from schemas.codec import Codec
+from schemas.codec import codec_for
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "contract" / "golden"
 
@@ -85,7 +85,8 @@ def freeze(sv: SchemaVersion) -> str:
     gold = GOLDEN_DIR / sv.fullname
     gold.mkdir(parents=True, exist_ok=True)
     (gold / f"v{sv.version}.json").write_text(json.dumps(to_json(record), indent=1, sort_keys=True) + "\n")
-    (gold / f"v{sv.version}.bin").write_bytes(Codec().encode_as(sv, record))
+    # local fingerprint ids, whatever registry the environment names: golden files are registry-free
+    (gold / f"v{sv.version}.bin").write_bytes(codec_for(None).encode_as(sv, record))
     return f"released {sv.fullname} v{sv.version}"
 
 
