@@ -24,7 +24,7 @@ from egress import windows
 from parley import logs
 from parley.settings import KafkaSettings
 from schemas import topics
-from schemas.codec import Codec, DecodeError
+from schemas.codec import Codec, DecodeError, codec_for
 
 log = logs.get("adapters.windows")
 
@@ -32,7 +32,7 @@ log = logs.get("adapters.windows")
 class WindowBook:
     def __init__(self, kafka: KafkaSettings, accounts: Any, codec: Codec | None = None) -> None:
         self.kafka, self.accounts = kafka, accounts
-        self.codec = codec or Codec()
+        self.codec = codec or codec_for(kafka)  # the ingress's codec: registry ids when configured
         self.topic = topics.named(kafka.topic_prefix, topics.SERVICE_WINDOWS)
         self.times: dict[str, tuple[int, ...]] = {}
         self.loaded = False
@@ -93,6 +93,7 @@ class WindowBook:
             end = await c.end_offsets(tps)
             while True:
                 for batch in (await c.getmany(timeout_ms=500, max_records=5000)).values():
+                    await self.codec.aresolve(r.value for r in batch)  # ids written since start-up: off the loop
                     for r in batch:
                         try:
                             self.apply(self.codec.decode(r.value))
