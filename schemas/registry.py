@@ -65,11 +65,15 @@ class RegistryClient:
         """The schema registered under ``schema_id`` (parsed JSON)."""
         return json.loads(self._call("GET", f"/schemas/ids/{schema_id}")["schema"])
 
+    def subjects(self) -> list[str]:
+        return list(self._call("GET", "/subjects"))
+
     def versions(self, subject: str) -> list[int]:
         return list(self._call("GET", f"/subjects/{subject}/versions"))
 
-    def latest_id(self, subject: str) -> int:
-        return int(self._call("GET", f"/subjects/{subject}/versions/latest")["id"])
+    def version_id(self, subject: str, version: int | str = "latest") -> int:
+        """The schema id of one version of a subject."""
+        return int(self._call("GET", f"/subjects/{subject}/versions/{version}")["id"])
 
     def set_compatibility(self, subject: str, level: str) -> None:
         """``BACKWARD_TRANSITIVE``, ``FULL_TRANSITIVE``... for one subject."""

@@ -13,16 +13,8 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   fi
   export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${PARLEY_BROKER_PORT:-9092}"
 fi
-# The registry tests start the local Schema Registry themselves (tests/schema_registry.py: Apicurio
-# from Maven Central, cached; a few seconds once cached) unless SCHEMA_REGISTRY_URL names one;
-# CI=true fails them if it cannot start. What this run started is stopped at the end.
-registry_was_up=""
-if [ -n "${SCHEMA_REGISTRY_URL:-}" ] || .venv/bin/parley registry status >/dev/null 2>&1; then
-  registry_was_up=1
-fi
-cleanup() {
-  if [ -z "$registry_was_up" ]; then .venv/bin/parley registry down >/dev/null 2>&1 || true; fi
-  if [ -n "$started" ]; then .venv/bin/parley kafka down || true; fi
-}
-trap cleanup EXIT
+# The registry tests start a private Schema Registry themselves (tests/schema_registry.py: Apicurio
+# from Maven Central, cached; a few seconds once cached) unless SCHEMA_REGISTRY_URL names one, and
+# stop it when they end; CI=true fails them if it cannot start.
+trap '[ -n "$started" ] && .venv/bin/parley kafka down || true' EXIT
 .venv/bin/python -m pytest "$@"

@@ -67,7 +67,7 @@ def test_prepare_registers_every_subject_of_the_catalogue(schema_registry_url) -
     client = RegistryClient(schema_registry_url)
     want = subjects(config.topic_prefix)
     with ThreadPoolExecutor(8) as pool:
-        latest = dict(zip(want, pool.map(client.latest_id, want), strict=True))
+        latest = dict(zip(want, pool.map(client.version_id, want), strict=True))
     for subject, name in want.items():
         topic = subject[len(config.topic_prefix):subject.index(f"-{CAT.by_short[name].fullname}")]
         assert codec.ids.id_for(CAT.latest(name), topic) == latest[subject], subject
@@ -79,7 +79,7 @@ def test_records_carry_registry_ids_that_a_new_process_reads(schema_registry_url
     writer.prepare([topics.MESSAGES])
     data = writer.encode(make_message(), topics.named(config.topic_prefix, topics.MESSAGES))
     subject = f"{config.topic_prefix}parley.messages-{CAT.latest('MessageReceived').fullname}"
-    assert header_id(data) == RegistryClient(schema_registry_url).latest_id(subject)
+    assert header_id(data) == RegistryClient(schema_registry_url).version_id(subject)
     assert header_id(data) != CAT.latest("MessageReceived").local_id
     reader = new_codec(config)
     reader.prepare([])  # a reader registers nothing, and learns every id the catalogue knows

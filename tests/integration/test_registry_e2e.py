@@ -28,7 +28,7 @@ from schemas import topics
 from schemas.catalog import catalog
 from schemas.codec import new_codec
 from schemas.events import derive_id
-from schemas.registry import RegistryClient
+from schemas.registry import RegistryClient, RegistryError
 from tests.schema_registry import schema_registry_url  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -129,10 +129,17 @@ def raw_values(k: KafkaSettings, t: topics.Topic) -> list[bytes]:
 
 
 def registry_ids(url: str, prefix: str) -> set[int]:
-    """The ids of every version registered under this run's subjects."""
-    client = RegistryClient(url)
-    subjects = [s for s in client._call("GET", "/subjects") if s.startswith(prefix)]
-    return {int(client._call("GET", f"/subjects/{s}/versions/{v}")["id"]) for s in subjects for v in client.versions(s)}
+    """The ids of every version registered under this run's subjects (``<prefix><topic>-<type>``)."""
+    client, cat, out = RegistryClient(url), catalog(), set()
+    for t in topics.ALL + topics.INTERNAL:
+        for name in (n for n in t.value_types if n in cat.by_short):
+            subject = f"{prefix}{t.name}-{cat.by_short[name].fullname}"
+            try:
+                out |= {client.version_id(subject, v) for v in client.versions(subject)}
+            except RegistryError as e:
+                if e.status != 404:  # a subject no process of this run registered
+                    raise
+    return out
 
 
 def test_ingress_worker_and_projections_agree_on_registry_ids(applied_topics, schema_registry_url,  # noqa: F811
