@@ -161,10 +161,6 @@ class Egress:
             "acks": "all", "enable.idempotence": True, "linger.ms": self.s.linger_ms,
             "partitioner": "murmur2_random"}))
         self.producer.start()
-        loop = asyncio.get_running_loop()
-        t0 = time.perf_counter()
-        await loop.run_in_executor(None, self._load_windows)
-        log.info("egress.windows_loaded", identities=len(self.windows), seconds=round(time.perf_counter() - t0, 2))
         self.consumer = Consumer(self._conf(**{
             "group.id": f"{self.s.kafka.topic_prefix}{self.s.group_id}", "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
@@ -195,6 +191,11 @@ class Egress:
             self.offsets.pop(p.partition, None)
 
     def _load_deliveries(self, partitions: list[int]) -> None:
+        """On an assignment: the partitions' delivery events, and the windows again (the previous
+        owner of a partition wrote its customers' windows before committing their offsets)."""
+        t0 = time.perf_counter()
+        self._load_windows()
+        log.info("egress.windows_loaded", identities=len(self.windows), seconds=round(time.perf_counter() - t0, 2))
         since = int(time.time() * 1000) - int(self.s.send_horizon_s * 1000) - 3_600_000
         n = 0
         for _, e in read_back(self._conf(), self.outbound, partitions, since, self.codec, OUTCOMES):
