@@ -116,9 +116,11 @@ class Codec:
         """Learn the ids of these records that are not cached yet, in a thread (an async
         process calls it before decoding a batch; records of this version's writers are all
         known since ``prepare``, so this is rarely more than a scan of the headers)."""
-        unknown = {i for v in values if (i := _schema_id(v)) is not None and not self.ids.known(i)}
         fetch = getattr(self.ids, "fetch", None)
-        if unknown and fetch is not None:
+        if fetch is None:
+            return  # local ids: nothing to ask anyone
+        unknown = {i for v in values if (i := _schema_id(v)) is not None and not self.ids.known(i)}
+        if unknown:
             await asyncio.to_thread(_fetch_all, fetch, unknown)
 
     def ids_of(self, names: Iterable[str]) -> set[int]:
