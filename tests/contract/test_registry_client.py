@@ -86,6 +86,7 @@ def test_records_carry_registry_ids_that_a_new_process_reads(schema_registry_url
     calls = reader.ids.client.calls
     assert reader.decode(data) == make_message()
     assert reader.ids.client.calls == calls and reader.ids.lazy == 0
+    assert header_id(data) in reader.ids_of(["MessageReceived"])  # the egress's filter of its input
 
 
 def test_after_prepare_no_record_asks_the_registry(schema_registry_url) -> None:  # noqa: F811
