@@ -51,7 +51,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 from adapters import accounts as accounts_mod
 from adapters import limits
 from adapters.accounts import Accounts
-from adapters.avro_fast import FastEncoder
 from adapters.base import Account, Adapter, Rejected, Reply, Request, Unmappable
 from adapters.channels import AdapterUnavailable, Registry, UnknownAdapter
 from adapters.dedup import Busy, Dedup, Item, Outcome
@@ -68,7 +67,7 @@ from adapters.records import (  # noqa: F401 - re-exported: tests and the demo i
 from parley import logs
 from parley.settings import IngressSettings
 from schemas import topics
-from schemas.codec import Codec, EncodeError, codec_for
+from schemas.codec import EncodeError, codec_for
 from schemas.events import derive_id
 
 log = logs.get("adapters.app")
@@ -99,7 +98,6 @@ class Ingress:
         self.settings, self.accounts, self.registry = settings, accounts, registry
         self.producer, self.metrics, self.clock_ms, self.dedup = producer, metrics, clock_ms, dedup
         self.codec = codec_for(settings.kafka)  # registry ids when a registry is configured
-        self._encoders: dict[str, Callable[[dict[str, Any], str], bytes]] = {}
         prefix = settings.kafka.topic_prefix
         self.raw_topic = topics.named(prefix, topics.RAW_INGRESS)
         self.messages_topic = topics.named(prefix, topics.MESSAGES)
@@ -290,18 +288,9 @@ class Ingress:
         return out
 
     def encode(self, event: dict[str, Any], topic: str) -> bytes:
-        """Wire bytes of an event (``EncodeError`` if it does not fit its schema): the compiled
-        writer of ``adapters.avro_fast``, byte for byte what the codec writes. Events come from
-        ``schemas.events.make``, which refuses unknown fields; the writer refuses missing ones
-        and values of the wrong type."""
-        try:
-            etype = event["envelope"]["event_type"]
-            encoder = self._encoders.get(etype)
-            if encoder is None:
-                encoder = self._encoders[etype] = _encoder(self.codec, self.codec.catalog.latest(etype))
-        except (KeyError, TypeError) as e:
-            raise EncodeError(f"record has no known envelope.event_type: {e!r}") from None
-        return encoder(event, topic)
+        """Wire bytes of an event (``EncodeError`` if it does not fit its schema; the codec's
+        compiled writers, ``schemas.writer``)."""
+        return self.codec.encode(event, topic)
 
     async def store(self, planned: Sequence[Planned], label: str) -> tuple[dict[str, Stored | None], set[str]]:
         """Claim, produce what is new, await every ack: (event id -> where it is, None for a
@@ -347,14 +336,6 @@ class Ingress:
             raise Refusal(413, str(e), "too_large") from None
         self.metrics.child(self.metrics.produce_seconds, "acked").observe(time.perf_counter() - t0)
         return stored
-
-
-def _encoder(codec: Codec, sv: Any) -> Callable[[dict[str, Any], str], bytes]:
-    """The compiled writer of ``sv``, or the codec's when the schema uses what it does not know."""
-    try:
-        return FastEncoder(codec, sv).encode
-    except ValueError:
-        return lambda event, topic: codec.encode_as(sv, event, topic)
 
 
 # -- pure steps ---------------------------------------------------------------------------------

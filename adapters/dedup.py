@@ -48,7 +48,6 @@ from typing import Any, NamedTuple
 import confluent_kafka
 from confluent_kafka import TopicPartition
 
-from adapters.avro_fast import FastEncoder
 from adapters.producer import Producer, Record, Stored, Unavailable
 from parley import logs
 from parley.settings import KafkaSettings
@@ -166,7 +165,7 @@ class Dedup:
         self._outbox: list[dict[str, Any]] = []
         self._outbox_waiters: list[asyncio.Future] = []
         self._codec = codec_for(kafka)  # the ingress's codec (prepared at its start)
-        self._encoder = FastEncoder(self._codec, catalog().latest("IngressClaim"))
+        self._claim_schema = catalog().latest("IngressClaim")
         self._me = f"{os.getpid():x}-{os.urandom(6).hex()}"  # this process: owners and record keys
         self._owners = (f"{self._me}-{n:x}" for n in itertools.count())
         self._batches = itertools.count()
@@ -359,7 +358,7 @@ class Dedup:
         first = entries[0]["owner"]
         env = envelope("IngressClaim", event_id=f"claims:{first}:{entries[0]['kind']}",
                        occurred_at=now, tenant_id="", partition_key="", producer="ingress", recorded_at=now)
-        value = self._encoder.encode(make("IngressClaim", env, entries=entries), self.topic)
+        value = self._codec.encode_as(self._claim_schema, make("IngressClaim", env, entries=entries), self.topic)
         return Record(self.topic, f"{self._me}:{next(self._batches):x}".encode(), value, timestamp_ms=now)
 
     async def _send(self, entries: list[dict[str, Any]], waiters: list[asyncio.Future]) -> None:
