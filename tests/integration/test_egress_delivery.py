@@ -89,11 +89,13 @@ def make_sent(channel: str, n: int, *, at: int = T0, customer: str = "c1", recor
     return make("MessageSent", env, **fields)
 
 
-def make_received(channel: str, n: int, *, at: int = T0 - 3_600_000, customer: str = "c1") -> dict[str, Any]:
+def make_received(channel: str, n: int, *, at: int = T0 - 3_600_000, customer: str = "c1",
+                  sender: dict[str, Any] | None = None) -> dict[str, Any]:
     account, rid = ROUTES[channel][:2]
     env = envelope("MessageReceived", event_id=derive_id("acme", "in", channel, n, customer), occurred_at=at,
                    tenant_id="acme", partition_key=f"acme|{customer}")
-    return make("MessageReceived", env, channel=channel, channel_account_id=account, sender=identity(channel, rid),
+    return make("MessageReceived", env, channel=channel, channel_account_id=account,
+                sender=sender or identity(channel, rid),
                 channel_message_id=f"in-{channel}-{n}", text="hello", raw_event_id="raw", customer_id=customer,
                 thread_id=f"th-{customer}")
 
@@ -347,3 +349,26 @@ async def test_a_stop_lets_calls_in_progress_finish(applied_topics: KafkaSetting
         async with Running(settings_for(k, emu)):
             await asyncio.sleep(2)
         assert emu.count("telegram", "7012345678:AAemu") == 5  # nothing sent again by the next run
+
+
+async def test_a_partition_moved_between_egresses_keeps_its_windows(applied_topics: KafkaSettings) -> None:
+    """Two egresses split the partitions; the customers write (each egress writes the windows of
+    its partitions); the first stops, the second takes every partition: it must know the windows
+    the first wrote after it had started, or it would refuse in-window replies."""
+    k = applied_topics
+    customers = [(f"w{i}", str(33600000000 + i)) for i in range(24)]
+    async with Emulators() as emu:
+        async with Running(settings_for(k, emu, instance_id="e-2")) as two:
+            async with Running(settings_for(k, emu, instance_id="e-1")) as one:
+                await until(lambda: bool(one.offsets) and len(two.offsets) < 12, 30)  # the group split
+                produce(k, [make_received("whatsapp", n, customer=c, sender=identity("whatsapp", rid))
+                            for n, (c, rid) in enumerate(customers)])
+                await until(lambda: one.stats.read + two.stats.read >= 24, 20)
+            await until(lambda: len(two.offsets) == 12 and not two.to_load, 30)  # the second has them all
+            produce(k, [make_sent("whatsapp", 500 + n, customer=c, recipient=identity("whatsapp", rid))
+                        for n, (c, rid) in enumerate(customers)])
+            await until(lambda: len(final(outcomes(k))) == 24, 30)
+        done = final(outcomes(k))
+    assert sorted(e["envelope"]["event_type"] for e in done.values()) == ["OutboundSent"] * 24, \
+        {e.get("code") for e in done.values()}
+    assert emu.count("whatsapp", "106540352242922") == 24 and emu.count("whatsapp", "106540352242922", "duplicates") == 0
