@@ -118,6 +118,10 @@ async def kpi_contacts(request: web.Request) -> web.Response:
     return _json({"contacts": rows})
 
 
+async def deliveries(request: web.Request) -> web.Response:
+    return _json({"channels": await _run(request, query.delivery_summary, _filter(request))})
+
+
 async def dashboard_data(request: web.Request) -> web.Response:
     return _json(await _run(request, dashboard.build, _filter(request)))
 
@@ -167,7 +171,7 @@ ROUTES = [
     ("/api/threads", threads), ("/api/threads/{tenant}/{thread_id}", thread),
     ("/api/kpi/intervals", kpi_intervals), ("/api/kpi/summary", kpi_summary),
     ("/api/kpi/agents", kpi_agents), ("/api/kpi/contacts", kpi_contacts),
-    ("/api/dashboard", dashboard_data), ("/healthz", health), ("/openapi.json", openapi),
+    ("/api/deliveries", deliveries), ("/api/dashboard", dashboard_data), ("/healthz", health), ("/openapi.json", openapi),
     ("/dashboard", dashboard_page), ("/", index),
 ]
 

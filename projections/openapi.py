@@ -93,6 +93,10 @@ def paths() -> dict[str, Any]:
         "/api/kpi/contacts": _get("Contact measures (one row per contact).",
                                   [*KPI_FILTER, _int_param("limit", "At most this many (default 1000).", 100_000)],
                                   "ContactList", "kpi"),
+        "/api/deliveries": _get("Outbound messages per channel by delivery status (receipt, else the egress's "
+                                "send status) and failure code, for messages sent in the period.",
+                                [p for p in KPI_FILTER if p["name"] in ("from", "to", "tenant", "channel")],
+                                "DeliverySummary", "threads"),
         "/api/dashboard": _get("Everything the dashboard draws.", KPI_FILTER, "Dashboard", "kpi"),
         "/healthz": _get("Liveness, and the schema migrations applied.", [], "Health", "ops"),
     }
@@ -171,6 +175,10 @@ def openapi_spec() -> dict[str, Any]:
     """The whole description."""
     schemas = {"Error": {"type": "object", "required": ["error"], "properties": {"error": _S}},
                "Health": _obj(status=_S, migrations=_array(_I)),
+               "DeliverySummary": _listing("channels", "ChannelDelivery"),
+               "ChannelDelivery": _obj(channel=_S, total=_I,
+                                       statuses={"type": "object", "additionalProperties": _I},
+                                       failures={"type": "object", "additionalProperties": _I}),
                **_profile_schemas(), **_kpi_schemas()}
     return {
         "openapi": "3.0.3",

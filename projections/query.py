@@ -198,6 +198,31 @@ def thread_detail(store: Store, tenant: str, thread_id: str) -> dict[str, Any] |
     return t
 
 
+def delivery_summary(store: Store, f: KpiFilter) -> list[dict[str, Any]]:
+    """Per channel: outbound messages by delivery status (the provider's receipt when there is
+    one, else the egress's send status; ``unsent``: no delivery event yet) and the commonest
+    failure codes, for the messages sent in the period (event time)."""
+    where, args = f.where("occurred_at", contacts=False)
+    if f.channel:
+        where, args = f"{where} AND channel = ?", [*args, f.channel]
+    rows = store.query(
+        "SELECT channel, COALESCE(delivery_status, 'unsent') AS status, COUNT(*) AS n FROM thread_messages "
+        f"WHERE direction = 'out' AND {where} GROUP BY channel, COALESCE(delivery_status, 'unsent') "
+        "ORDER BY channel, status", args)
+    codes = store.query(
+        "SELECT channel, delivery_error_code AS code, COUNT(*) AS n FROM thread_messages "
+        f"WHERE direction = 'out' AND delivery_status IN ('failed', 'undelivered') AND {where} "
+        "GROUP BY channel, delivery_error_code ORDER BY channel, n DESC", args)
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        c = out.setdefault(r["channel"], {"channel": r["channel"], "total": 0, "statuses": {}, "failures": {}})
+        c["statuses"][r["status"]] = int(r["n"])
+        c["total"] += int(r["n"])
+    for r in codes:
+        out[r["channel"]]["failures"][r["code"] or "unknown"] = int(r["n"])
+    return list(out.values())
+
+
 # -- KPI rows ----------------------------------------------------------------------------------
 def kpi_contacts(store: Store, f: KpiFilter, limit: int = 10_000) -> list[dict[str, Any]]:
     where, args = f.where()

@@ -91,3 +91,26 @@ def test_receipts_join_the_message_through_the_provider_id(tmp_path) -> None:
     assert (row["delivery_status"], row["send_status"], row["send_attempts"], row["provider_message_id"]) == \
         ("read", "sent", 2, "wamid.1")
     store.close()
+
+
+async def test_the_api_sums_deliveries_per_channel(tmp_path, client_for) -> None:
+    from projections import api
+    from parley.settings import ApiSettings
+
+    url = f"sqlite:///{tmp_path}/d.db"
+    store = open_store(url)
+    store.migrate()
+    ok, refused = make_sent(1), make_sent(2)
+    failed = events.failed(refused, 0, "window_closed", "closed", permanent=True, final=True, key="acme|c1", now_ms=T)
+    records = [(topics.CONVERSATIONS, ok), (topics.CONVERSATIONS, refused), (topics.OUTBOUND, failed),
+               *[(topics.OUTBOUND, e) for e in outcome_chain(ok)]]
+    b = Batcher(store, thr.PROJECTION)
+    b.apply([Decoded(t.name, 0, i, e) for i, (t, e) in enumerate(records)])
+    b.commit()
+    store.close()
+    client = await client_for(api.make_app(ApiSettings(database_url=url)))
+    resp = await client.get("/api/deliveries?tenant=acme")
+    assert resp.status == 200
+    [wa] = (await resp.json())["channels"]
+    assert wa == {"channel": "whatsapp", "total": 2, "statuses": {"failed": 1, "sent": 1},
+                  "failures": {"window_closed": 1}}
