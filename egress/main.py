@@ -23,6 +23,7 @@ async def amain(settings, stop: asyncio.Event | None = None) -> None:  # noqa: A
     hub = Hub(keep=settings.webchat_keep, accounts=accounts)
     app = web.Application()
     hub.routes(app)
+    app.router.add_get("/metrics", _metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -40,6 +41,19 @@ async def amain(settings, stop: asyncio.Event | None = None) -> None:  # noqa: A
         log.info("egress.stopped", **stats.__dict__)
     finally:
         await runner.cleanup()
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Counters since start, in the Prometheus text format."""
+    egress = request.app.get("egress")
+    if egress is None:
+        return web.Response(status=503, text="starting")
+    lines = ["# TYPE parley_egress_messages_total counter"]
+    lines += [f'parley_egress_messages_total{{outcome="{k}"}} {v}' for k, v in egress.stats.__dict__.items()]
+    lines += ["# TYPE parley_egress_in_flight gauge", f"parley_egress_in_flight {len(egress.jobs)}",
+              "# TYPE parley_egress_webchat_pushed_total counter",
+              f"parley_egress_webchat_pushed_total {egress.sender.hub.pushed if egress.sender.hub else 0}"]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
 def run(settings) -> None:  # noqa: ANN001
