@@ -59,9 +59,10 @@ DEAD_LETTER = Topic(
 )
 MESSAGES = Topic(
     "parley.messages", "tenant|channel|channel identity",
-    ("MessageReceived", "MessageSent", "DeliveryStatusChanged"), 12, public=True,
-    producers=("ingress", "agent API"), consumers=("worker: identity",),
-    doc="Normalised inbound/outbound messages and delivery statuses, per channel identity.",
+    ("MessageReceived", "MessageSent", "DeliveryStatusChanged", "SubjectErased"), 12, public=True,
+    producers=("ingress", "agent API", "privacy erase"), consumers=("worker: identity",),
+    doc="Normalised inbound/outbound messages and delivery statuses, per channel identity (its id a token when "
+        "sealed: docs/PRIVACY.md); an erasure's SubjectErased per channel identity.",
 )
 AGENT_STATUS = Topic(
     "parley.agents.status", "tenant", ("AgentStatusChanged",), 3, public=True,
@@ -79,16 +80,16 @@ IDENTITY = Topic(
     doc="Links, merges and unlinks of channel identities to customers, as the identity graph applied them.",
 )
 IDENTITY_COMMANDS = Topic(
-    "parley.identity.commands", "tenant", ("IdentityLinked", "IdentityUnlinked", "IdentitiesMerged"), 3,
-    producers=("agent API",), consumers=("worker: identity-graph",),
+    "parley.identity.commands", "tenant", ("IdentityLinked", "IdentityUnlinked", "IdentitiesMerged", "SubjectErased"),
+    3, producers=("agent API", "privacy erase"), consumers=("worker: identity-graph",),
     doc="Manual link/unlink/merge commands from agents (agent API identities/link, identities/unlink, "
         "customers/merge), applied by the identity processor.",
 )
 CONVERSATION_MESSAGES = Topic(
     "parley.conversation.messages", "tenant|customer",
     ("MessageReceived", "MessageSent", "DeliveryStatusChanged", "ConversationResolved",
-     "ConversationTransferred"), 12, public=True,
-    producers=("worker: identity", "agent API"), consumers=("worker: conversations",),
+     "ConversationTransferred", "SubjectErased"), 12, public=True,
+    producers=("worker: identity", "agent API", "privacy erase"), consumers=("worker: conversations",),
     doc="Messages with customer_id resolved, keyed by customer (input of threading); "
         "agents' resolve/transfer commands (agent API) on a thread enter here too.",
 )
@@ -126,10 +127,17 @@ SERVICE_WINDOWS = Topic(
         "compacted, kept 8 days (the longest window, Messenger's human-agent 7 days, plus a day).",
 )
 
+PRIVACY_ERASURES = Topic(
+    "parley.privacy.erasures", "tenant|customer", ("ErasureCompleted",), 3, public=True,
+    producers=("privacy erase",), consumers=("audit", "other services"),
+    doc="Evidence of each erasure (what was done and when, no personal data): other services holding "
+        "copies of a customer's data erase theirs when they read it.",
+)
+
 ALL: tuple[Topic, ...] = (
     RAW_INGRESS, INGRESS_CLAIMS, DEAD_LETTER, MESSAGES, AGENT_STATUS, CUSTOMER_CONTEXT, IDENTITY,
     IDENTITY_COMMANDS, CONVERSATION_MESSAGES, CONVERSATIONS, KPI_CONTACTS,
-    KPI_INTERVALS, OUTBOUND, SERVICE_WINDOWS,
+    KPI_INTERVALS, OUTBOUND, SERVICE_WINDOWS, PRIVACY_ERASURES,
 )
 BY_NAME = {t.name: t for t in ALL}
 

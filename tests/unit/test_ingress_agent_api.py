@@ -186,7 +186,7 @@ async def test_customer_context_becomes_customer_context_updated(client_for) -> 
     assert env["event_id"] == derive_id("acme", "CustomerContextUpdated", "cust-7", "crm", NOW_MS - 3000, 0)
     assert {k: v for k, v in event.items() if k != "envelope"} == {
         "customer_id": "cust-7", "source": "crm", "name": "Zoé Martin", "tier": "vip",
-        "lifecycle_stage": "customer", "attributes": {"orders": "12", "last_cart": "abandoned"}}
+        "lifecycle_stage": "customer", "attributes": {"orders": "12", "last_cart": "abandoned"}, "privacy": None}
 
 
 async def test_without_occurred_at_a_command_is_dated_by_its_receipt(client_for) -> None:
