@@ -38,7 +38,9 @@ from parley.demo.view import ORDER_REF, Message, Thread, View
 S = 1000
 MIN = 60 * S
 WIND_DOWN_MS = 10 * MIN  # agents go "away" this long before the end of a shift
-WRAP_MS = (15 * MIN, 25 * MIN)  # an agent resolves after the customer stayed silent this long
+# An agent resolves after the customer stayed silent this long: longer than a customer takes to
+# answer (at most 5 min after seeing the message, seen up to a slice later)
+WRAP_MS = (14 * MIN, 20 * MIN)
 TRANSFER_QUEUE = "billing"
 HANDOFF = "handoff"  # routing.example.toml: [tenants.acme.bot] handoff_template
 
@@ -133,7 +135,7 @@ class Actors:
         while i < len(lines) and lines[i] is not None and lines[i].label == "request" and "request" in said:
             i += 1  # the question was already asked (to the bot)
         r = self.rng("react", c.key, who, i)
-        delay = r.randint(15, 90) if to_bot else r.randint(30, 420)
+        delay = r.randint(15, 90) if to_bot else r.randint(30, 300)
         at = max(m.at + delay * S, start + r.randint(5, 50) * S)
         if at >= end:
             return []  # later: the same reckoning next slice

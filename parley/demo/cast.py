@@ -110,11 +110,16 @@ ROSTER = (
           ("english", "orders")),
     Agent("a-tom", "Tom Girard", ("fr", "en"), (), 4,  # called in for the two bursts
           ((_m(9), _m(11)), (_m(14), _m(16))), ("orders", "general", "english")),
+    Agent("a-chloe", "Chloé Lambert", ("fr", "en"), (), 3,
+          ((_m(8, 45), _m(13)), (_m(14), _m(17))), ("orders", "general", "english"),
+          ((_m(11), _m(11, 15)),)),
+    Agent("a-omar", "Omar Benali", ("fr",), ("billing",), 3,
+          ((_m(10), _m(14)), (_m(15), _m(19))), ("billing", "orders", "general")),
 )
 
 
 def agents_for(scale: float) -> list[Agent]:
-    """About ten agents per 300 conversations (at least three), copied beyond the roster."""
+    """Twelve agents per 300 conversations (at least three), copied beyond the roster."""
     n = max(3, round(len(ROSTER) * scale))
     out = []
     for i in range(n):

@@ -5,8 +5,10 @@
 1. the actors (``actors.py``) plan what they do in it from the pipeline's decisions so far
    (the ``View``): customers' reactions, the bot, the agents, the CRM;
 2. with the agenda's steps due in it (openings, presence, receipts...), every request is sent
-   **one at a time, in event-time order** (the stream worker decides in event time and only
-   holds records back by a small bound: a request sent out of order would be late);
+   **one at a time, in event-time order**: the stream worker decides in event time, and a
+   record older than what it already released is late. (The demo's worker holds a whole slice
+   back, ``DemoSettings.worker_lateness_ms``: requests enter it at different depths, an agent's
+   resolve one stage after a customer's message, and in wall time a slice lasts milliseconds);
 3. the driver waits until the worker is quiet (``Pipeline.wait_quiet``: everything sent so far is
    processed and what it caused is committed) and folds the new decisions into the view.
 A slice in which nothing is sent costs no wait. Without a pipeline the actors see nothing: only
@@ -183,7 +185,7 @@ async def drive(base_url: str, scenario: Scenario, accounts: Accounts | str | Pa
     cx = RenderContext(scenario, accounts, agent_token)
     agenda = _Agenda(scenario.agenda)
     t0 = time.perf_counter()
-    journal = open(log, "w", encoding="utf-8") if log else None  # noqa: SIM115 - closed below
+    journal = open(log, "w", encoding="utf-8", buffering=1) if log else None  # noqa: SIM115 - closed below
     try:
         await _drive(base_url, scenario, report, view, actors, cx, agenda, pipeline, slice_s, progress,
                      retries, timeout_s, quiet_timeout_s, on_slice, journal)
@@ -245,7 +247,7 @@ _FIELDS = ("conversation", "label", "channel", "thread_id", "customer_id", "auth
 def describe(step: Step, status: int | None, tz: str) -> dict[str, Any]:
     """One journal line: the step's kind, local event time, the answer, and its ids."""
     out: dict[str, Any] = {"at": datetime.fromtimestamp(step.at_ms / 1000, ZoneInfo(tz)).strftime("%H:%M:%S"),
-                           "kind": step.kind, "http": status}
+                           "kind": step.kind, "http": status, "sent": round(time.time(), 3)}
     for f in _FIELDS:
         v = getattr(step, f, None)
         if v is not None:

@@ -153,10 +153,8 @@ def start_all(d: Demo) -> None:
           PARLEY_AGENT_TOKENS=json.dumps([s.agent_token.get_secret_value()]))
     worker = {"PARLEY_APP_ID": d.app_id, "PARLEY_ROUTING_FILE": str(routing_file(s)),
               "PARLEY_STATS_INTERVAL_S": "1"}
-    if s.worker_lateness_ms is not None:
-        worker["PARLEY_LATENESS_MS"] = str(s.worker_lateness_ms)
-    if s.worker_idle_ms is not None:
-        worker["PARLEY_IDLE_MS"] = str(s.worker_idle_ms)
+    worker["PARLEY_LATENESS_MS"] = str(s.worker_lateness_ms or 2 * s.slice_s * 1000)
+    worker["PARLEY_IDLE_MS"] = str(s.worker_idle_ms)
     start(d, "worker", ["worker"], **worker)
     start(d, "projections", ["projections", "run"], PARLEY_DATABASE_URL=d.database_url)
     start(d, "api", ["api"], PARLEY_DATABASE_URL=d.database_url, PARLEY_HOST="127.0.0.1",
@@ -346,9 +344,31 @@ def same_figures(d: Demo) -> tuple[dict[str, Any], list[dict[str, Any]], list[st
 
 # --- the main job --------------------------------------------------------------------------------
 
+@dataclass
+class Outcome:
+    """What a run of the day leaves: the exit code and what it is made of."""
+
+    code: int
+    db_path: Path
+    topic_prefix: str
+    late: int | None  # records the worker processed late (None: its stats were not found)
+    features: list[Any]  # evidence.Line: per feature, what the pipeline did
+    summary: dict[str, Any]  # the period's KPI figures (as `parley kpi` computes them)
+    agents: list[dict[str, Any]]  # per agent, as the dashboard shows them
+    diffs: list[str]  # where the API or the dashboard disagreed with `parley kpi`
+    report: Any  # the driver's DriveReport
+
+
 def run(s: DemoSettings, *, serve: bool) -> int:
-    """The main job. Returns the exit code (0 when every request was answered as expected, the
-    projections hold every message, and the worker processed no record late)."""
+    """The main job. Returns the exit code: 0 when every request was answered as expected, the
+    projections hold every message, the worker processed no record late, and `parley kpi`, the
+    API and the dashboard agree."""
+    return play(s, serve=serve).code
+
+
+def play(s: DemoSettings, *, serve: bool = False, console: Console | None = None,
+         run_id: str | None = None) -> Outcome:
+    """Run the day (see the module docstring); ``run_id`` names the topics (default: a fresh one)."""
     from parley.demo import evidence
     from parley.demo.driver import drive
     from parley.demo.pipeline import Pipeline
@@ -356,8 +376,8 @@ def run(s: DemoSettings, *, serve: bool) -> int:
     from projections.store import open_store
 
     t_start = time.monotonic()
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    run_id = "demo" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    run_id = run_id or "demo" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     bootstrap, started = broker(s, console)
     d = Demo(s, console, run_id, KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"{run_id}."),
              broker_started=started)
@@ -417,7 +437,8 @@ def run(s: DemoSettings, *, serve: bool) -> int:
             stop_all(d, keep=("api",))
             _wait_for_interrupt(d)
         ok = report.ok and projected.get("messages_in", 0) >= report.expected_received
-        return 0 if ok and late == 0 and not diffs else 1
+        code = 0 if ok and late == 0 and not diffs else 1
+        return Outcome(code, d.db_path, d.kafka.topic_prefix, late, features, summary, agents, diffs, report)
     finally:
         if pipeline is not None:
             pipeline.close()

@@ -402,12 +402,12 @@ class _Builder:
             opening = [(start, Say(rng.choice(texts.GREETING[lang]), "greeting", "greeting"))]
         else:
             opening = [(start, replace(request, label="opening"))]
-            if rng.random() < 0.3:  # a second message before anyone answers
+            if intent not in texts.ROUTINE and rng.random() < 0.3:  # a second message before anyone answers
                 opening.append((start + _secs(rng, 20, 120), details))
         follow = tuple(Say(_fill(rng, texts.FOLLOW_UP[lang], order=order), "follow_up", intent)
                        for _ in range(rng.choice((0, 1, 1, 2))))
         thanks = Say(rng.choice(texts.THANKS[lang]), "thanks", "thanks")
-        to_agent: tuple[Say | None, ...] = (*follow, thanks if rng.random() < 0.55 else None)
+        to_agent: tuple[Say | None, ...] = (*follow, thanks if rng.random() < 0.65 else None)
         bot_end = rng.random()
         to_bot: tuple[Say | None, ...] = (
             Say(rng.choice(texts.BOT_THANKS[lang]), "thanks", "thanks") if bot_end < 0.55

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,3 +225,40 @@ def test_the_same_view_gives_the_same_plan(day: Scenario) -> None:
         p.business_says(_at(day, 10, 6), "t-1", "cust-A", "agent", "a-sofia")
         plans.append([_plan(actors, p.view, _at(day, 10, k)) for k in (10, 15, 20)])
     assert plans[0] == plans[1]
+
+
+def test_the_view_keeps_the_agent_when_routing_publishes_its_handoff_after_the_assignment() -> None:
+    """Routing's bot hand-off: RoutingDecided, Queued, Assigned, then Transferred (same time, by rank)."""
+    v = View()
+    at = 1_000_000
+    for kind, fields in (("ConversationStarted", {}),
+                         ("RoutingDecided", {"target_kind": "bot", "queue": "bot", "reasons": []}),
+                         ("RoutingDecided", {"target_kind": "agent", "queue": "orders", "agent_id": "a-1",
+                                             "reasons": ["handoff:human_request"]}),
+                         ("ConversationQueued", {"queue": "orders", "priority": 0}),
+                         ("ConversationAssigned", {"agent_id": "a-1", "queue": "orders"}),
+                         ("ConversationTransferred", {"from_queue": "bot", "to_queue": "orders",
+                                                      "reason": "handoff:human_request"})):
+        v.apply({"envelope": _env(kind, at, f"{kind}-{len(v.threads)}-{v.events}", "streams/routing"),
+                 "thread_id": "t", "customer_id": "c", **fields})
+    t = v.threads["t"]
+    assert t.holder == "a-1" and t.queue == "orders" and [x.by_routing for x in t.transfers] == [True]
+    v.apply({"envelope": _env("ConversationTransferred", at + 5, "x", "ingress/agent-api"), "thread_id": "t",
+             "customer_id": "c", "from_agent_id": "a-1", "to_queue": "billing"})
+    assert t.holder is None and t.queue == "billing"
+    v.apply({"envelope": _env("ConversationResolved", at + 9, "r"), "thread_id": "t", "customer_id": "c",
+             "resolved_by": "agent"})
+    assert t.status == "resolved" and v.held_by("a-1") == []
+
+
+def test_the_demo_day_is_a_weekday_and_its_files_ship_with_the_package() -> None:
+    from parley.demo.main import packaged, the_day
+    from parley.settings import DemoSettings
+
+    s = DemoSettings()
+    assert the_day(s, date(2026, 11, 30)) == date(2026, 11, 27)  # a Monday: the Friday before
+    assert the_day(s, date(2026, 11, 25)) == date(2026, 11, 24)
+    assert the_day(DemoSettings(day="2026-11-29"), date(2026, 11, 30)) == date(2026, 11, 29)
+    for name in ("accounts.example.toml", "routing.example.toml"):
+        p = packaged(name)
+        assert p.is_file() and p.read_text() == (Path(__file__).parents[2] / "config" / name).read_text()

@@ -53,7 +53,7 @@ def test_scale_multiplies_the_conversations(scale: float, regular: int) -> None:
     s = build_day(3, scale, DAY)
     stories = sum(c.story in ("unhappy", "vip") for c in s.conversations)
     assert len(s.conversations) - stories == regular
-    assert len(s.agents) == max(3, round(10 * scale))
+    assert len(s.agents) == max(3, round(12 * scale))
 
 
 def test_scale_must_be_positive() -> None:
