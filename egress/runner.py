@@ -81,9 +81,30 @@ class Lane:
         self.bucket = Bucket(account.rate_per_s, account.burst)
         self.waiting: dict[str, deque[Job]] = {}  # recipient -> its jobs, oldest first
         self.ready: deque[str] = deque()  # recipients with a job and none in progress
-        self.slots = asyncio.Semaphore(concurrency)
+        # calls in flight: at most ``window``, which halves at each rate-limit answer and grows by
+        # one per success up to ``concurrency`` (additive increase, multiplicative decrease): a
+        # throttled account backs off instead of sending its backlog in bursts at each Retry-After
+        self.max_window = self.window = concurrency
+        self.in_flight = 0
+        self.freed = asyncio.Event()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
+
+    async def acquire(self) -> None:
+        while self.in_flight >= self.window:
+            self.freed.clear()
+            await self.freed.wait()
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self.freed.set()
+
+    def throttled(self) -> None:
+        self.window = max(1, self.window // 2)
+
+    def succeeded(self) -> None:
+        self.window = min(self.max_window, self.window + 1)
 
     def add(self, job: Job) -> None:
         jobs = self.waiting.get(job.recipient)
@@ -415,7 +436,7 @@ class Egress:
                 await lane.wake.wait()
                 continue
             await lane.bucket.take()
-            await lane.slots.acquire()
+            await lane.acquire()
             asyncio.get_running_loop().create_task(self._deliver(lane, job))
 
     async def _deliver(self, lane: Lane, job: Job) -> None:
@@ -427,7 +448,7 @@ class Egress:
             log.exception("egress.delivery_error", event_id=job.msg["envelope"]["event_id"])
             self._fatal(error=e)
         finally:
-            lane.slots.release()
+            lane.release()
             lane.done(job)
             self.jobs.pop(job.msg["envelope"]["event_id"], None)
 
@@ -445,6 +466,7 @@ class Egress:
             if result.ok:
                 await self._emit(events.sent(job.msg, job.plan, attempt, job.ids, job.duplicate, key, _ms()), job.key)
                 job.in_call = False
+                lane.succeeded()
                 self.stats.sent += 1
                 break
             final = result.permanent or attempt >= self.s.max_attempts
@@ -460,16 +482,17 @@ class Egress:
                 break
             self.stats.retried += 1
             in_doubt = False
-            if result.retry_after_s is not None:
+            if result.retry_after_s is not None or result.code in ("429", "RESOURCE_EXHAUSTED"):
                 lane.bucket.block(delay)  # the provider throttles the account: every call of it waits
-            lane.slots.release()
+                lane.throttled()
+            lane.release()
             try:
                 await asyncio.sleep(delay)
                 await lane.bucket.take()
                 while self.draining:  # a stop: the next run retries it (its attempts are on the log)
                     await asyncio.sleep(3600)
             finally:
-                await lane.slots.acquire()
+                await lane.acquire()
         self._finish(job.offsets)
 
     async def _calls(self, job: Job) -> Result:

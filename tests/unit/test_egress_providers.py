@@ -161,3 +161,23 @@ def test_fold_deliveries() -> None:
     assert not d.in_doubt and d.final is None
     d = fold(fold(d, ev("OutboundAttempted", 2)), ev("OutboundSent", 2, channel_message_id="x"))
     assert d == Delivery(2, 2, "sent", "x")
+
+
+async def test_a_lane_halves_its_window_on_rate_limits_and_grows_it_back() -> None:
+    from egress.runner import Lane
+
+    lane = Lane(SendAccount("acme", "telegram", "bot", {}, rate_per_s=100, burst=10), concurrency=8)
+    for _ in range(8):
+        await lane.acquire()
+    assert lane.in_flight == 8
+    lane.throttled()
+    lane.throttled()
+    assert lane.window == 2
+    for _ in range(8):
+        lane.release()
+    for _ in range(2):
+        await lane.acquire()
+    assert lane.in_flight == 2  # a third would wait for a free slot
+    for _ in range(10):
+        lane.succeeded()
+    assert lane.window == 8
