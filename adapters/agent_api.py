@@ -172,7 +172,7 @@ class AgentApi:
             if name in ids and not AGENT_ID.fullmatch(ids[name]):
                 raise Refusal(400, f"{name.replace('_', ' ')}: letters, digits and _ . @ : - only", "invalid_body")
         raw = await read_body(request, MAX_BODY)
-        event, topic = self._event(route, ids, raw, self.ingress.clock_ms())
+        event, topic = self._sealed(route, *self._event(route, ids, raw, self.ingress.clock_ms()))
         if route == "agent_reply" and (closed := self.windows.refusal(event)):
             raise Refusal(422, closed, "window_closed")  # free-form outside the window: a template is needed
         env = event["envelope"]
@@ -206,13 +206,32 @@ class AgentApi:
             event = transfer_event(tenant, ids["agent_id"], ids["thread_id"], _validate(TransferBody, raw), received)
             return event, ing.conversation_messages_topic
         if route == "identity_link":
-            return link_event(tenant, ids["agent_id"], _validate(LinkBody, raw), received), ing.identity_commands_topic
+            link = _validate(LinkBody, raw)
+            return link_event(tenant, ids["agent_id"], link, received, key=self._key(tenant, link)), \
+                ing.identity_commands_topic
         if route == "identity_unlink":
-            event = unlink_event(tenant, ids["agent_id"], _validate(UnlinkBody, raw), received)
+            unlink = _validate(UnlinkBody, raw)
+            event = unlink_event(tenant, ids["agent_id"], unlink, received, key=self._key(tenant, unlink))
             return event, ing.identity_commands_topic
         if route == "customer_merge":
             return merge_event(tenant, ids["agent_id"], _validate(MergeBody, raw), received), ing.identity_commands_topic
         return context_event(tenant, ids["customer_id"], _validate(ContextBody, raw), received), ing.context_topic
+
+    def _key(self, tenant: str, body: LinkBody | UnlinkBody) -> str | None:
+        """The identity key a command names, as a token when sealing (its event id derives from it)."""
+        sealer = self.ingress.sealer
+        return None if sealer is None else sealer.key_token(tenant, body.identity_key())
+
+    def _sealed(self, route: str, event: dict[str, Any], topic: str) -> tuple[dict[str, Any], str]:
+        """(the event with its personal fields sealed when sealing is on, its topic)."""
+        sealer = self.ingress.sealer
+        if sealer is None:
+            return event, topic
+        if route == "agent_reply":
+            return sealer.message(limits.fit(event, "")), topic
+        if route == "customer_context":
+            return sealer.context(event), topic
+        return event, topic
 
     def _authorize(self, request: web.Request) -> None:
         if not self.tokens:

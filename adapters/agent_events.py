@@ -275,16 +275,18 @@ def context_event(tenant: str, customer: str, body: ContextBody, received_ms: in
                     tier=body.tier, lifecycle_stage=body.lifecycle_stage, attributes=dict(body.attributes))
 
 
-def link_event(tenant: str, agent: str, body: LinkBody, received_ms: int) -> dict[str, Any]:
-    """IdentityLinked (a command: the processor emits the event) from a validated body (pure)."""
-    key = body.identity_key()
+def link_event(tenant: str, agent: str, body: LinkBody, received_ms: int, key: str | None = None) -> dict[str, Any]:
+    """IdentityLinked (a command: the processor emits the event) from a validated body (pure);
+    ``key``: the identity key as a token, when sealing (docs/PRIVACY.md)."""
+    key = key or body.identity_key()
     return _command(tenant, "IdentityLinked", (key, body.customer_id), body, received_ms, tenant,
                     customer_id=body.customer_id, identity_key=key, signal="agent_manual", linked_by=agent)
 
 
-def unlink_event(tenant: str, agent: str, body: UnlinkBody, received_ms: int) -> dict[str, Any]:
-    """IdentityUnlinked (a command) from a validated body (pure); "" lets the processor name the new customer."""
-    key = body.identity_key()
+def unlink_event(tenant: str, agent: str, body: UnlinkBody, received_ms: int, key: str | None = None) -> dict[str, Any]:
+    """IdentityUnlinked (a command) from a validated body (pure); "" lets the processor name the new
+    customer; ``key`` as for ``link_event``."""
+    key = key or body.identity_key()
     return _command(tenant, "IdentityUnlinked", (key, body.customer_id), body, received_ms, tenant,
                     customer_id=body.customer_id, identity_key=key, new_customer_id=body.new_customer_id or "",
                     undoes_event_id=body.undoes_event_id, reason=body.reason, unlinked_by=agent)

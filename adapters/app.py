@@ -26,7 +26,9 @@ A webhook request, step by step (each refusal is a 4xx with a JSON ``reason`` an
      of the request: nothing of a request signed for one tenant is filed under another;
   6. the RawRequest record (id from tenant, adapter, account and the body's sha256, so a
      redelivery has the same id; credentials redacted: ``adapters/records``), the events cut to
-     ``adapters/limits`` (``content_ref`` names the raw record when something was cut);
+     ``adapters/limits`` (``content_ref`` names the raw record when something was cut); with
+     ``PARLEY_PRIVACY__ENABLED``, their personal fields sealed under their data subject's keys
+     and the raw body under those of every subject of the request (``adapters/sealing``);
   7. dedup (``adapters/dedup``): the ids of the request are claimed on the claim log; ids already
      stored (a redelivery, minutes or days later, by any ingress process) are not written again;
   8. the records left are produced and every ack awaited; ``envelope.recorded_at`` is stamped
@@ -56,6 +58,7 @@ from adapters.channels import AdapterUnavailable, Registry, UnknownAdapter
 from adapters.dedup import Busy, Dedup, Item, Outcome
 from adapters.metrics import CONTENT_TYPE, IngressMetrics
 from adapters.producer import Producer, Record, Stored, TooLarge, Unavailable
+from adapters.sealing import Sealer, sealer_from
 from adapters.records import (  # noqa: F401 - re-exported: tests and the demo import them from here
     REDACTED,
     SECRET_HEADERS,
@@ -94,9 +97,10 @@ class Ingress:
 
     def __init__(self, settings: IngressSettings, accounts: Accounts, registry: Registry,
                  producer: Any, metrics: IngressMetrics, clock_ms: Callable[[], int] = now_ms,
-                 dedup: Dedup | None = None) -> None:
+                 dedup: Dedup | None = None, sealer: Sealer | None = None) -> None:
         self.settings, self.accounts, self.registry = settings, accounts, registry
         self.producer, self.metrics, self.clock_ms, self.dedup = producer, metrics, clock_ms, dedup
+        self.sealer = sealer  # personal fields sealed before they reach Kafka (docs/PRIVACY.md)
         self.codec = codec_for(settings.kafka)  # registry ids when a registry is configured
         prefix = settings.kafka.topic_prefix
         self.raw_topic = topics.named(prefix, topics.RAW_INGRESS)
@@ -248,6 +252,11 @@ class Ingress:
                                 secret_params=SECRET_PARAMS | set(getattr(adapter, "secret_params", ())),
                                 body=safe_body)
         raw["envelope"]["recorded_at"] = recorded
+        content_ref = f"{self.raw_topic}:{req.raw_event_id}"
+        sealed = None
+        if self.sealer is not None:  # the events first: the raw body is sealed under their subjects
+            sealed = [self.sealer.message(limits.fit(e, content_ref)) for e in events] if failure is None else []
+            raw = self.sealer.raw(raw, sealed)
         raw_record = Record(self.raw_topic, raw["envelope"]["partition_key"].encode(),
                             self.encode(raw, self.raw_topic), timestamp_ms=req.received_at_ms)
         if not self._fits(raw_record):
@@ -255,7 +264,7 @@ class Ingress:
         planned: list[Planned] = [(req.raw_event_id, raw_record)]
         if failure is None:
             try:
-                return planned + self._event_records(events, recorded, f"{self.raw_topic}:{req.raw_event_id}"), events
+                return planned + self._event_records(events if sealed is None else sealed, recorded, content_ref), events
             except (EncodeError, TooLarge) as e:
                 failure = ("schema_invalid" if isinstance(e, EncodeError) else "too_large", str(e))
         reason, error = failure
@@ -264,6 +273,8 @@ class Ingress:
                     error=error, raw_event_id=req.raw_event_id)
         dead = dead_letter_event(name, account, req, reason, error, self.raw_topic, safe_body)
         dead["envelope"]["recorded_at"] = recorded
+        if self.sealer is not None:
+            dead = self.sealer.dead_letter(dead, account.tenant_id)
         headers = tuple((f"parley.error.{k}", v.encode()) for k, v in dead["headers"].items())
         planned.append((dead["envelope"]["event_id"],
                         Record(self.dead_letter_topic, dead["stage"].encode(),
@@ -454,7 +465,7 @@ def build_app(settings: IngressSettings, *, accounts: Accounts | None = None, re
             dedup = _dedup(settings, producer, clock_ms) if settings.dedup else None
     elif dedup == "auto":
         dedup = None
-    ingress = Ingress(settings, accounts, registry, producer, metrics, clock_ms, dedup)
+    ingress = Ingress(settings, accounts, registry, producer, metrics, clock_ms, dedup, sealer_from(settings))
     app = web.Application(client_max_size=settings.max_record_bytes + 1024 * 1024)
     app[INGRESS] = ingress
     app.router.add_get("/healthz", ingress.healthz)

@@ -73,6 +73,32 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class PrivacySettings(BaseModel):
+    """Crypto-shredding of personal data (``parley/privacy``, docs/PRIVACY.md); the same in every
+    process that seals or opens events (ingress, worker, projections, API, CLI).
+
+    ``enabled`` seals personal fields at the ingress and the agent API before they reach Kafka;
+    readers open whatever is sealed whatever this flag says. ``master_key``: 32 bytes, base64
+    (``parley privacy keygen``), wraps every key in the key store; ``previous_master_keys`` still
+    unwrap during a rotation. ``keys_url``: the key store (a SQL table: SQLite or PostgreSQL).
+    ``retention_days``: message content is shredded this many days (event time) after it was
+    written; 0 keeps it; ``tenant_retention_days`` overrides it per tenant.
+    """
+
+    enabled: bool = False
+    master_key: SecretStr | None = None
+    previous_master_keys: list[SecretStr] = Field(default_factory=list)
+    keys_url: str = "sqlite:///parley-data/privacy-keys.db"
+    refresh_s: float = 2.0  # how often a process's key cache looks for erasures and expiries
+    retention_days: int = 0
+    tenant_retention_days: dict[str, int] = Field(default_factory=dict)
+    admin_tokens: list[SecretStr] = Field(default_factory=list)  # bearer tokens of the privacy API routes
+
+    def retention_for(self, tenant: str) -> int:
+        """Days of message content kept for ``tenant`` (0: forever)."""
+        return self.tenant_retention_days.get(tenant, self.retention_days)
+
+
 class _PlainKafkaBootstrap(PydanticBaseSettingsSource):
     """``KAFKA_BOOTSTRAP_SERVERS``, the name every Kafka tool knows, below ``PARLEY_KAFKA__*``
     and below settings passed as arguments."""
@@ -92,6 +118,7 @@ class _Base(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     data_dir: Path = DEFAULT_DATA_DIR
 
     @classmethod

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from streams import privacy
 from streams.conversations.agents import ConversationsStage
 from streams.identity.agents import IdentityGraphStage, IdentityStage
 from streams.kpi.agents import KpiStage
@@ -51,7 +52,7 @@ def build(settings: Any, *, enricher: Any = None, routing_rules: config.RoutingC
 
     stages: list[Stage] = [
         IdentityStage(), IdentityGraphStage(),
-        ConversationsStage(threads_rules(settings), enricher or enricher_from(settings)),
+        ConversationsStage(threads_rules(settings), enricher or enricher_from(settings), privacy.texts_from(settings)),
         RoutingStage(routing_rules or config.load(rules_path(settings))),
         PresenceStage(), ContextStage(), KpiStage(),
     ]

@@ -16,6 +16,8 @@ State: ``threads`` (tenant|customer -> CustomerThreads), ``replies`` (tenant|cus
     what routing last decided: whether routing still needs the thread's messages), ``seen``
     (tenant|event id -> time: the agent API's commands applied). A timer per customer resolves
     threads whose customer went silent after the business's last word.
+Privacy: sealed messages are threaded on their tokens and enriched on their text opened with the
+    process's keyring (``streams.privacy``); a SubjectErased drops the customer's threads.
 Idempotency: a command id already seen changes nothing; messages come once from identity (which
     drops redeliveries) and decisions once from routing (transactions). Replay: the same set of
     inputs gives the same outputs, ids and order (sequenced; enrichment is deterministic).
@@ -26,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import topics
+from streams import privacy
 from streams.enrich.agents import enriched_event
 from streams.enrich.logic import Enricher
 from streams.kpi import logic as kpi_logic
@@ -51,8 +54,9 @@ class ConversationsStage(Stage):
         StoreSpec("routes"), StoreSpec("seen", retention_ms=SEEN_HORIZON_MS * 2, log=True),
     )
 
-    def __init__(self, rules: logic.Rules, enricher: Enricher) -> None:
+    def __init__(self, rules: logic.Rules, enricher: Enricher, texts: privacy.Texts | None = None) -> None:
         self.rules, self.enricher = rules, enricher
+        self.texts = texts or privacy.Texts(None)  # sealed messages' text, for enrichment only
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -70,10 +74,14 @@ class ConversationsStage(Stage):
         if ctx.record is not None and ctx.record.topic == topics.ROUTING_DECISIONS.name:
             self._decision(ctx, event)
             return
+        if env["event_type"] == privacy.ERASED:
+            privacy.forget_threads(ctx, event, self.texts)
+            return
         ckey = logic.customer_key(event)
         threads, replies = ctx.store("threads"), ctx.store("replies")
         state = threads.get(ckey) or CustomerThreads()
-        after, out = logic.step(state, event, self.rules, lambda mid: (replies.get(f"{ckey}|{mid}") or (None,))[0])
+        after, out = logic.step(state, event, self.rules, lambda mid: (replies.get(f"{ckey}|{mid}") or (None,))[0],
+                                privacy.thread_features)
         self._save(ctx, ckey, state, after)
         for e in out:
             self._publish(ctx, ckey, e)
@@ -106,7 +114,7 @@ class ConversationsStage(Stage):
                 replies[f"{ckey}|{mid}"] = [threaded, e["envelope"]["occurred_at"]]
         request = [e]
         if kind == "MessageReceived" and threaded:
-            enriched = enriched_event(e, self.enricher.enrich(e.get("text"), e["envelope"]["tenant_id"]))
+            enriched = enriched_event(e, self.enricher.enrich(self.texts.text(e), e["envelope"]["tenant_id"]))
             ctx.forward(topics.CONVERSATIONS, enriched["envelope"]["partition_key"],
                         ctx.encode(topics.CONVERSATIONS, enriched))
             self._kpi(ctx, enriched)

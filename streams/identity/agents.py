@@ -11,7 +11,9 @@
     customer id) and ``customers`` (tenant|customer id -> Customer). Its input is one record per
     new identity (and per agent command), not one per message: a tenant on one partition is
     not a bottleneck.
-Idempotency and replay: see ``streams.identity.logic``.
+Idempotency and replay: see ``streams.identity.logic``. Sealed messages (docs/PRIVACY.md) carry their
+identity keys as tokens, used instead of the fields; a SubjectErased drops the entries it names
+(``streams.privacy``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import topics
+from streams import privacy
 from streams.identity import logic
 from streams.identity.logic import Customer
 from streams.runtime.stage import Input, Stage, StoreSpec
@@ -35,6 +38,9 @@ class IdentityStage(Stage):
 
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
         env = event["envelope"]
+        if env["event_type"] == privacy.ERASED:
+            privacy.forget_identity(ctx, event)
+            return
         if env["event_type"] not in logic.MESSAGE_TYPES:
             ctx.dead_letter("unexpected", f"{env['event_type']} on {topics.MESSAGES.name}")
             return
@@ -45,7 +51,7 @@ class IdentityStage(Stage):
             return  # a redelivered webhook: once on the public topics
         seen[skey] = env["occurred_at"]
         ident = logic.identity_of(event)
-        customer, keys = _resolved(ctx, tenant, ident)
+        customer, keys = _resolved(ctx, tenant, ident, privacy.sealed_keys(event))
         if event.get("customer_id"):  # an agent's reply: the customer the agent API gave it
             customer, keys = event["customer_id"], []
         elif env["event_type"] == "DeliveryStatusChanged":
@@ -59,14 +65,16 @@ class IdentityStage(Stage):
         ctx.send(topics.CONVERSATION_MESSAGES, logic.with_customer(event, customer))
 
 
-def _resolved(ctx: Task, tenant: str, ident: dict[str, Any]) -> tuple[str, list[logic.IdentityKey]]:
-    """(intrinsic customer, keys) of a channel identity: a pure function of it, remembered per
-    task (an identity writes many messages)."""
+def _resolved(ctx: Task, tenant: str, ident: dict[str, Any],
+              sealed: list[logic.IdentityKey] | None = None) -> tuple[str, list[logic.IdentityKey]]:
+    """(intrinsic customer, keys) of a channel identity: a pure function of it (of the tokens a
+    sealed message carries), remembered per task (an identity writes many messages)."""
     memo = ctx.cache.setdefault("identities", {})
-    k = (tenant, ident["channel"], ident["id"], ident.get("phone_e164"), ident.get("email"), ident.get("login_id"))
+    k = (tenant, ident["channel"], ident["id"], ident.get("phone_e164"), ident.get("email"), ident.get("login_id"),
+         tuple(x.key for x in sealed) if sealed else None)
     hit = memo.get(k)
     if hit is None:
-        keys = logic.identity_keys(ident)
+        keys = sealed or logic.identity_keys(ident)
         if len(memo) > 200_000:
             memo.clear()
         hit = memo[k] = (logic.new_customer_id(tenant, keys[0].key), keys)
@@ -82,6 +90,9 @@ class IdentityGraphStage(Stage):
 
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
         kind = event.get("type") or event["envelope"]["event_type"]
+        if kind == privacy.ERASED:
+            privacy.forget_graph(ctx, event)
+            return
         if kind != "IdentitySighted" and kind not in logic.COMMAND_TYPES:
             ctx.dead_letter("unexpected", f"{kind} is not an identity command")
             return

@@ -120,9 +120,17 @@ def references(*texts: str | None) -> tuple[str, ...]:
     return tuple(found)
 
 
+def text_features(msg: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """What a customer message is matched to threads on: its normalised subject and references."""
+    return normalise_subject(msg.get("subject")), references(msg.get("subject"), msg.get("text"))
+
+
 # --- decide ----------------------------------------------------------------------------------
 
 Replied = Callable[[str], "str | None"]  # message id -> the thread holding it, if known
+# a customer message -> (normalised subject, references): ``text_features``, or tokens of them
+# when the message is sealed (``streams.privacy.thread_features``)
+Features = Callable[[Mapping[str, Any]], "tuple[str | None, tuple[str, ...]]"]
 
 
 def _none(_: str) -> None:
@@ -139,16 +147,17 @@ def evolve(state: CustomerThreads, event: dict[str, Any], rules: Rules, replied:
 
 
 def step(state: CustomerThreads, event: dict[str, Any], rules: Rules,
-         replied: Replied = _none) -> tuple[CustomerThreads, list[dict]]:
+         replied: Replied = _none, features: Features = text_features) -> tuple[CustomerThreads, list[dict]]:
     """The new state and the events emitted for ``event``; ``replied`` finds the thread of a
-    message id the event refers to (e-mail References, a reply quoting a message)."""
+    message id the event refers to (e-mail References, a reply quoting a message); ``features``
+    says what a customer message is matched on."""
     kind = event["envelope"]["event_type"]
     if kind == "DeliveryStatusChanged":
         return state, []
     state, out = _timeouts(state, event["envelope"]["occurred_at"], event["envelope"]["tenant_id"],
                            event.get("customer_id") or "", rules)
     if kind == "MessageReceived":
-        state, more = _customer_message(state, event, rules, replied)
+        state, more = _customer_message(state, event, rules, replied, features)
     elif kind == "MessageSent":
         state, more = _business_message(state, event)
     elif kind == "ConversationResolved":
@@ -180,10 +189,9 @@ def expire(state: CustomerThreads, at: int, tenant: str, customer: str, rules: R
 
 
 def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules,
-                      replied: Replied) -> tuple[CustomerThreads, list]:
+                      replied: Replied, features: Features = text_features) -> tuple[CustomerThreads, list]:
     at = msg["envelope"]["occurred_at"]
-    subject = normalise_subject(msg.get("subject"))
-    refs = references(msg.get("subject"), msg.get("text"))
+    subject, refs = features(msg)
     found = _match(state, msg, subject, refs, at, rules, replied)
     out: list[dict[str, Any]] = []
     if found is not None and not found.open and at - found.resolved_at > rules.reopen_window_ms:
