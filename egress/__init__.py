@@ -4,9 +4,12 @@ Pure logic first: ``capabilities`` (what each channel can show), ``content`` (th
 RichMessage of a MessageSent), ``windows`` (customer-service windows in event time),
 ``templates`` (per-account templates, validated), ``render`` (render and degrade per channel),
 ``plan`` (a message -> a send plan or a refusal), ``providers/`` (each provider's request and
-how its answers are classified). Then the I/O around them: ``accounts`` (send credentials from
-the accounts file), ``limits`` (per-account rate limits, retry back-off), ``state`` (what was
-already attempted and sent, read back from ``parley.outbound``), ``runner`` (Kafka in, HTTP out,
-outcomes to Kafka), ``webchat`` (the push hub the browser widgets connect to) and
-``emulator`` (every provider's API on one local server, for tests, the benchmark and the demo).
+how its answers are classified). ``events`` builds the delivery events, ``state`` folds them
+(what was already attempted and sent), ``limits`` has the back-off and token buckets. Then the
+I/O around them: ``accounts`` (send credentials and templates from the accounts file),
+``lanes`` (per-account dispatch), ``runner`` (Kafka in, provider calls, outcomes to Kafka),
+``sender`` (HTTP, SMTP, web chat push, access tokens), ``kafka_io``, ``webchat`` (the push hub
+the browser widgets connect to), ``main`` (the process), and ``emulator`` / ``emulator_smtp``
+(every provider's API on one local server, for tests, the benchmark and the demo).
+``docs/EGRESS.md`` describes the whole.
 """

@@ -28,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -39,11 +38,12 @@ from adapters.avro_fast import FastEncoder
 from egress import events, windows
 from egress.accounts import SendAccounts
 from egress.kafka_io import AsyncProducer, Offsets, partitions_of, read_back
-from egress.limits import Bucket, backoff
-from egress.model import Plan, Refusal, SendAccount
+from egress.lanes import Job, Lane
+from egress.limits import backoff
+from egress.model import Refusal, SendAccount
 from egress.plan import plan
 from egress.providers import PROVIDERS
-from egress.providers.base import Call, Result
+from egress.providers.base import Result
 from egress.sender import Sender
 from egress.state import Delivery, fold
 from parley import logs
@@ -53,82 +53,6 @@ from schemas.codec import Codec, DecodeError, codec_for
 log = logs.get("egress.runner")
 OUTCOMES = frozenset({"OutboundAttempted", "OutboundSent", "OutboundFailed"})
 MESSAGES = ("MessageSent", "MessageReceived")  # what it reads of parley.conversations
-
-
-@dataclass
-class Job:
-    msg: dict[str, Any]
-    account: SendAccount
-    plan: Plan
-    calls: list[Call]
-    key: bytes
-    done: Delivery
-    offsets: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
-    next_call: int = 0
-    ids: list[str] = field(default_factory=list)
-    duplicate: bool = False
-    in_call: bool = False  # between its OutboundAttempted and the outcome
-
-    @property
-    def recipient(self) -> str:
-        return self.plan.recipient
-
-
-class Lane:
-    """One account's queue: its pace, its throttle, one call at a time per recipient (in order)."""
-
-    def __init__(self, account: SendAccount, concurrency: int) -> None:
-        self.bucket = Bucket(account.rate_per_s, account.burst)
-        self.waiting: dict[str, deque[Job]] = {}  # recipient -> its jobs, oldest first
-        self.ready: deque[str] = deque()  # recipients with a job and none in progress
-        # calls in flight: at most ``window``, which halves at each rate-limit answer and grows by
-        # one per success up to ``concurrency`` (additive increase, multiplicative decrease): a
-        # throttled account backs off instead of sending its backlog in bursts at each Retry-After
-        self.max_window = self.window = concurrency
-        self.in_flight = 0
-        self.freed = asyncio.Event()
-        self.wake = asyncio.Event()
-        self.task: asyncio.Task | None = None
-
-    async def acquire(self) -> None:
-        while self.in_flight >= self.window:
-            self.freed.clear()
-            await self.freed.wait()
-        self.in_flight += 1
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self.freed.set()
-
-    def throttled(self) -> None:
-        self.window = max(1, self.window // 2)
-
-    def succeeded(self) -> None:
-        self.window = min(self.max_window, self.window + 1)
-
-    def add(self, job: Job) -> None:
-        jobs = self.waiting.get(job.recipient)
-        if jobs is None:
-            self.waiting[job.recipient] = deque([job])
-            self.ready.append(job.recipient)
-            self.wake.set()
-        else:
-            jobs.append(job)
-
-    def take(self) -> Job | None:
-        if not self.ready:
-            return None
-        return self.waiting[self.ready.popleft()][0]
-
-    def done(self, job: Job) -> None:
-        """``job``'s recipient is free: its next job (if any) may go."""
-        jobs = self.waiting[job.recipient]
-        jobs.popleft()
-        if jobs:
-            self.ready.append(job.recipient)
-            self.wake.set()
-        else:
-            del self.waiting[job.recipient]
 
 
 @dataclass

@@ -164,7 +164,7 @@ def test_fold_deliveries() -> None:
 
 
 async def test_a_lane_halves_its_window_on_rate_limits_and_grows_it_back() -> None:
-    from egress.runner import Lane
+    from egress.lanes import Lane
 
     lane = Lane(SendAccount("acme", "telegram", "bot", {}, rate_per_s=100, burst=10), concurrency=8)
     for _ in range(8):
