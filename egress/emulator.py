@@ -15,6 +15,8 @@ that is no answer), ``error`` (the provider's error ``code``, e.g. 131047). Coun
 (``GET /_emulator/counts``): per provider and account, requests, delivered, refused (faults),
 replays refused by an idempotency key, and duplicates (the same request delivered twice).
 ``GET /_emulator/messages`` lists what was delivered (with arrival times); ``POST /_emulator/reset``.
+With ``receipts`` (``emulator_receipts.py``) the accepted messages' delivery receipts are posted
+to the ingress, signed as each provider signs its webhooks.
 """
 
 from __future__ import annotations
@@ -69,10 +71,15 @@ class Book:
 
 
 class Emulator:
-    def __init__(self, seed: int = 1) -> None:
+    def __init__(self, seed: int = 1, receipts: Any = None) -> None:
         self.book = Book()
         self.rng = random.Random(seed)
         self.tokens: set[str] = set()
+        self.receipts = receipts  # emulator_receipts.Receipts: status webhooks to the ingress, or None
+
+    def _receipt(self, provider: str, account: str, to: str, provider_id: str, sender: str | None = None) -> None:
+        if self.receipts is not None:
+            self.receipts.after(provider, account, to, provider_id, sender)
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -130,6 +137,7 @@ class Emulator:
         if bad := await self._faulted("whatsapp", account, to, text, raw):
             return bad
         n = self._deliver("whatsapp", account, to, text, raw)
+        self._receipt("whatsapp", account, to, f"wamid.EMU{int(n):012d}")
         return web.json_response({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                                   "messages": [{"id": f"wamid.EMU{int(n):012d}"}]})
 
@@ -158,6 +166,7 @@ class Emulator:
             return bad
         n = self._deliver("twilio", sid, to, text, raw)
         msid = f"SM{int(n):032x}"
+        self._receipt("twilio", sid, to, msid, form.get("From"))
         return web.json_response({"sid": msid, "account_sid": sid, "to": to, "from": form.get("From"),
                                   "messaging_service_sid": form.get("MessagingServiceSid"), "body": form.get("Body", ""),
                                   "status": "queued", "num_segments": "1", "num_media": "0", "direction": "outbound-api",
@@ -218,6 +227,7 @@ class Emulator:
         if bad := await self._faulted("viber", token, to, text, raw):
             return bad
         n = self._deliver("viber", token, to, text, raw)
+        self._receipt("viber", token, to, str(5741311803571721087 + int(n)))
         return web.json_response({"status": 0, "status_message": "ok", "message_token": 5741311803571721087 + int(n),
                                   "chat_hostname": "SN-CHAT-EMU_"})
 
@@ -265,6 +275,7 @@ class Emulator:
         self._deliver("rbm", agent, phone, text, raw, key)
         if key:
             self.book.keys[key] = [key]
+            self._receipt("rbm", agent, phone, key)
         return web.json_response({"name": f"phones/{phone}/agentMessages/{key}", "sendTime": _now_iso(), **doc})
 
     async def oauth_token(self, r: web.Request) -> web.Response:
@@ -410,10 +421,17 @@ ERRORS = {"whatsapp": _meta_error, "messenger": _meta_error, "instagram": _meta_
           "rbm": _rbm_error}
 
 
-async def serve(host: str, port: int, smtp_port: int | None, stop: asyncio.Event) -> Emulator:
+async def serve(host: str, port: int, smtp_port: int | None, stop: asyncio.Event, *,
+                receipts_to: str | None = None, accounts_file: str | None = None) -> Emulator:
     from egress.emulator_smtp import SmtpServer
 
-    emu = Emulator()
+    receipts = None
+    if receipts_to and accounts_file:
+        from adapters.accounts import load
+        from egress.emulator_receipts import Receipts
+
+        receipts = Receipts(receipts_to, load(accounts_file))
+    emu = Emulator(receipts=receipts)
     runner = web.AppRunner(emu.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -423,11 +441,14 @@ async def serve(host: str, port: int, smtp_port: int | None, stop: asyncio.Event
     finally:
         if smtp:
             smtp.close()
+        if receipts is not None:
+            await receipts.close()
         await runner.cleanup()
     return emu
 
 
-def run(host: str = "127.0.0.1", port: int = 8900, smtp_port: int | None = 8925) -> None:
+def run(host: str = "127.0.0.1", port: int = 8900, smtp_port: int | None = 8925, *,
+        receipts_to: str | None = None, accounts_file: str | None = None) -> None:
     import signal
 
     async def main() -> None:
@@ -436,7 +457,7 @@ def run(host: str = "127.0.0.1", port: int = 8900, smtp_port: int | None = 8925)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print(f"provider emulators on http://{host}:{port} (SMTP {host}:{smtp_port})", flush=True)
-        await serve(host, port, smtp_port, stop)
+        await serve(host, port, smtp_port, stop, receipts_to=receipts_to, accounts_file=accounts_file)
 
     asyncio.run(main())
 

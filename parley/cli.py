@@ -208,12 +208,16 @@ def egress_emulator(
     host: str = typer.Option("127.0.0.1", help="Listen address."),
     port: int = typer.Option(8900, help="HTTP port: every provider's API."),
     smtp_port: int = typer.Option(8925, help="SMTP port (0: none)."),
+    receipts_to: str = typer.Option(None, help="Post the providers' delivery receipts (signed status webhooks) "
+                                    "to this ingress base URL, e.g. http://127.0.0.1:8080."),
+    accounts: str = typer.Option(None, help="The accounts file the ingress uses (routes and signing secrets "
+                                 "of the receipts)."),
 ) -> None:
     """Provider emulators for tests and the demo: point the egress at them with
     PARLEY_EMULATOR_URL=http://host:port and PARLEY_EMULATOR_SMTP=host:smtp_port."""
     from egress.emulator import run
 
-    run(host, port, smtp_port or None)
+    run(host, port, smtp_port or None, receipts_to=receipts_to, accounts_file=accounts)
 
 
 @projections_app.command("run")
