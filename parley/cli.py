@@ -24,6 +24,8 @@ projections_app = typer.Typer(no_args_is_help=True, help="SQL projections of the
 app.add_typer(projections_app, name="projections")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, each beside a raw aiokafka baseline.")
 app.add_typer(bench_app, name="bench")
+privacy_app = typer.Typer(no_args_is_help=True, help="Crypto-shredding: erase, export, retention (docs/PRIVACY.md).")
+app.add_typer(privacy_app, name="privacy")
 
 
 def _fail(msg: str, code: int = 1) -> None:
@@ -308,6 +310,87 @@ def bench_e2e(ctx: typer.Context) -> None:
 def bench_egress(ctx: typer.Context) -> None:
     """Sends/s and event-to-provider latency through the egress, beside a raw HTTP loop (bench/egress.py)."""
     _bench("egress", ctx)
+
+
+def _time(text: str | None) -> int | None:
+    if text is None:
+        return None
+    from projections.query import parse_time
+
+    return parse_time(text)
+
+
+@privacy_app.command("keygen")
+def privacy_keygen() -> None:
+    """Print a new master key (base64, 32 bytes) for PARLEY_PRIVACY__MASTER_KEY."""
+    from parley.privacy.crypto import new_master_key
+
+    typer.echo(new_master_key())
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    tenant: str, customer: str,
+    also: list[str] = typer.Option(None, help="Other customer ids of the same person (merges are found in the "
+                                   "projections)."),
+    reason: str = typer.Option(None, help="Why (kept in ErasureCompleted; no personal data)."),
+    by: str = typer.Option(None, help="Who asked (an operator or ticket id)."),
+    at: str = typer.Option(None, help="Event time of the SubjectErased records (ISO or epoch ms; default now)."),
+) -> None:
+    """Erase a customer: keys destroyed, stream stores told, compacted topics tombstoned,
+    projection rows blanked, ErasureCompleted written. Prints what was done (JSON)."""
+    import json
+
+    from parley.settings import ProjectionSettings
+    from projections.privacy_ops import erase
+
+    s = ProjectionSettings()
+    if s.privacy.master_key is None:
+        _fail("PARLEY_PRIVACY__MASTER_KEY is not set: nothing was sealed, nothing can be shredded", 2)
+    typer.echo(json.dumps(erase(s, tenant, customer, also=also or [], at=_time(at), requested_by=by,
+                                reason=reason), indent=2))
+
+
+@privacy_app.command("export")
+def privacy_export(
+    tenant: str, customer: str,
+    out: str = typer.Option("-", help="File to write (default: standard output)."),
+    log: bool = typer.Option(True, help="Also read the customer's events from the log and open them."),
+) -> None:
+    """Everything held on a customer as JSON, decrypted (right of access)."""
+    import json
+    from pathlib import Path
+
+    from parley.settings import ProjectionSettings
+    from projections.privacy_ops import export
+
+    text = json.dumps(export(ProjectionSettings(), tenant, customer, from_log=log), indent=2, ensure_ascii=False,
+                      default=str)
+    if out == "-":
+        typer.echo(text)
+    else:
+        Path(out).write_text(text + "\n")
+
+
+@privacy_app.command("retention")
+def privacy_retention(
+    as_of: str = typer.Option(None, help="Event time 'now' (ISO or epoch ms; default: each tenant's newest "
+                              "event time in the projections)."),
+    every: float = typer.Option(0, help="Run again every so many seconds (0: once)."),
+) -> None:
+    """Shred message content past each tenant's retention (PARLEY_PRIVACY__RETENTION_DAYS,
+    PARLEY_PRIVACY__TENANT_RETENTION_DAYS): the day's content keys destroyed, rows blanked."""
+    import json
+    import time
+
+    from parley.settings import ProjectionSettings
+    from projections.privacy_ops import run_retention
+
+    while True:
+        typer.echo(json.dumps(run_retention(ProjectionSettings(), as_of=_time(as_of))))
+        if every <= 0:
+            return
+        time.sleep(every)
 
 
 def _register_kpi() -> None:

@@ -1,7 +1,13 @@
 """`parley api`: a read-only JSON API over profiles, threads and KPIs, and the dashboard.
 
 Every route is a GET (aiohttp answers 405 to anything else); the database is opened read-only
-(SQLite ``query_only``, PostgreSQL ``default_transaction_read_only``). Queries run in worker
+(SQLite ``query_only``, PostgreSQL ``default_transaction_read_only``). The two privacy routes
+are the exception, for other services and back offices, guarded by a bearer token
+(``PARLEY_PRIVACY__ADMIN_TOKENS``; none configured: 403) and not part of the analysts'
+OpenAPI description: ``POST /api/privacy/{tenant}/{customer_id}/erase`` (optional JSON body
+``{"also": [...], "reason": ..., "requested_by": ..., "at": ms}``; answers what was done, as
+ErasureCompleted records it) and ``GET /api/privacy/{tenant}/{customer_id}/export`` (everything
+held on the customer, decrypted; ``?log=false`` for the projections only). docs/PRIVACY.md. Queries run in worker
 threads, each with its own connection, so SQLite in WAL mode serves reads while the projector
 writes. The OpenAPI 3 description is at ``/openapi.json``; the dashboard at ``/dashboard``.
 """
@@ -27,6 +33,7 @@ STATIC = Path(__file__).parent / "static"
 log = logs.get("projections.api")
 
 STORE = web.AppKey("store", Store)
+SETTINGS = web.AppKey("settings", ApiSettings)
 
 
 class BadRequest(ValueError):
@@ -143,6 +150,48 @@ async def index(request: web.Request) -> web.Response:
     raise web.HTTPFound("/dashboard")
 
 
+def _admin(request: web.Request) -> None:
+    """Only a configured privacy admin token opens the privacy routes."""
+    import hmac
+
+    tokens = [t.get_secret_value() for t in request.app[SETTINGS].privacy.admin_tokens if t.get_secret_value()]
+    if not tokens:
+        raise web.HTTPForbidden(text='{"error": "privacy routes disabled: no admin token configured"}',
+                                content_type="application/json")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not any(hmac.compare_digest(t.encode(), given.strip().encode()) for t in tokens):
+        raise web.HTTPUnauthorized(text='{"error": "missing or wrong privacy admin token"}',
+                                   content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def privacy_erase(request: web.Request) -> web.Response:
+    from projections import privacy_ops
+
+    _admin(request)
+    body = await request.json() if request.can_read_body else {}
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    m, settings = request.match_info, request.app[SETTINGS]
+    if settings.privacy.master_key is None:
+        raise BadRequest("no privacy master key is configured: nothing was sealed, nothing can be shredded")
+    done = await asyncio.to_thread(privacy_ops.erase, settings, m["tenant"], m["customer_id"],
+                                   also=[str(x) for x in body.get("also") or []], at=body.get("at"),
+                                   requested_by=body.get("requested_by"), reason=body.get("reason"))
+    log.info("api.privacy_erased", tenant=m["tenant"], erasure_id=done["erasure_id"],
+             customers=len(done["customer_ids"]))
+    return _json(done)
+
+
+async def privacy_export(request: web.Request) -> web.Response:
+    from projections import privacy_ops
+
+    _admin(request)
+    m = request.match_info
+    found = await asyncio.to_thread(privacy_ops.export, request.app[SETTINGS], m["tenant"], m["customer_id"],
+                                    from_log=request.query.get("log", "true") != "false")
+    return _json(found)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                  ) -> web.StreamResponse:
@@ -180,8 +229,11 @@ def make_app(settings: ApiSettings, store: Store | None = None) -> web.Applicati
     """The aiohttp application; ``store`` defaults to a read-only store on the settings' URL."""
     app = web.Application(middlewares=[errors, read_only_headers])
     app[STORE] = store or open_store(settings.database_url, readonly=True)
+    app[SETTINGS] = settings
     for path, handler in ROUTES:
         app.router.add_get(path, handler)
+    app.router.add_post("/api/privacy/{tenant}/{customer_id}/erase", privacy_erase)
+    app.router.add_get("/api/privacy/{tenant}/{customer_id}/export", privacy_export)
     app.router.add_static("/static/", STATIC)
 
     async def close(app: web.Application) -> None:

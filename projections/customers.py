@@ -26,7 +26,7 @@ CUSTOMERS = Table(
      "context_sources", "languages", "first_contact_at", "last_contact_at", "message_count",
      "thread_count", "open_threads", "open_thread_count", "last_sentiment_label",
      "last_sentiment_score", "last_sentiment_at", "merged_into", "versions", "updated_at",
-     "last_event_id"),
+     "last_event_id", "erased_at"),
     json_columns=frozenset({"attributes", "context_sources", "languages", "open_threads", "versions"}),
     defaults={"attributes": {}, "context_sources": [], "languages": [], "open_threads": [],
               "versions": {}, "message_count": 0, "thread_count": 0, "open_thread_count": 0},
@@ -172,8 +172,10 @@ _CUSTOMER_HANDLERS = {
 
 # -- identities -------------------------------------------------------------------------------
 def message_identity_key(event: Event) -> str:
-    """``channel:<channel>:<id>``: the key the identity processor uses for a channel identity."""
-    return f"channel:{event['channel']}:{event['sender']['id']}"
+    """``channel:<channel>:<id>``: the key the identity processor uses for a channel identity (its
+    id a token when the message was sealed: docs/PRIVACY.md)."""
+    sender = event["sender"]
+    return f"channel:{event['channel']}:{sender.get('token') or sender['id']}"
 
 
 def parse_identity_key(key: str) -> tuple[str, str | None, str]:
@@ -204,6 +206,8 @@ def apply_identity(row: Row, event: Event) -> Row:
         name = event["sender"].get("display_name")
         if name and (row["display_name"] is None or at >= (row["last_seen_at"] or 0)):
             row["display_name"] = name
+        if event["sender"].get("token") and event["sender"].get("id"):  # sealed, opened: the id itself
+            row["value"] = event["sender"]["id"]
     return row
 
 

@@ -10,6 +10,9 @@ A rebuild empties one projection (tables, checkpoints, event ids), then replays 
 the start with the same apply code in larger batches, not reading rows back while the tables
 are fresh: it yields exactly what the live run built. Stop `projections run` (for that
 projection) while rebuilding: two writers of one projection would interleave.
+Privacy (docs/PRIVACY.md): sealed events are opened before they are applied; the key store's
+erasures and expiries are applied to the rows every ``refresh_s`` (``projections.privacy``),
+after a catch-up, and from the start after a rebuild.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 import projections
 from parley import logs
 from parley.settings import ProjectionSettings
+from parley.privacy.keystore import KeyStore
+from parley.privacy.seal import Opener
 from projections.engine import Batcher, Decoded, Projection, checkpoints, decode_batch, truncate
+from projections.privacy import PrivacyPass, opener_from
 from projections.store import Store, open_store
 from schemas import topics
 from schemas.codec import Codec, codec_for
@@ -64,8 +70,9 @@ class Feeder:
 
     def __init__(self, settings: ProjectionSettings, store: Store, projection: Projection, *,
                  fresh: bool = False, batch_size: int | None = None,
-                 codec: Codec | None = None) -> None:
+                 codec: Codec | None = None, opener: Opener | None = None) -> None:
         self.s, self.store, self.p = settings, store, projection
+        self.opener = opener  # sealed events are opened before route/apply see them (docs/PRIVACY.md)
         self.prefix = settings.kafka.topic_prefix
         self.batch_size = batch_size or settings.batch_size
         self.codec = codec or codec_for(settings.kafka)
@@ -141,6 +148,10 @@ class Feeder:
         t0 = time.perf_counter()
         await self.codec.aresolve(r.value for r in records)  # ids no process of ours wrote: off the loop
         decoded = decode_batch(self.codec, records, self.batcher.wanted)
+        if self.opener is not None:
+            for d in decoded:
+                if d.event is not None and d.event.get("privacy"):
+                    d.event = self.opener.open(d.event)
         before = (self.batcher.applied, self.batcher.duplicates, self.batcher.ignored)
         self.batcher.apply(decoded)
         failed = [d for d in decoded if d.event is None and d.error] + self.batcher.take_failed()
@@ -225,16 +236,45 @@ async def arun(settings: ProjectionSettings, names: list[str] | None = None, *,
     """Keep the projections up to date until ``stop`` is set; return what each applied."""
     stop = stop or asyncio.Event()
     db, own = _store(settings, store)
-    feeders = [Feeder(settings, db, p) for p in _names(settings, names)]
+    opener = opener_from(settings.privacy)
+    feeders = [Feeder(settings, db, p, opener=opener) for p in _names(settings, names)]
+    privacy = _privacy_pass(settings, db, opener)
     try:
         await _start_all(feeders, stop)
-        await asyncio.gather(*(_follow(f, stop) for f in feeders))
+        await asyncio.gather(*(_follow(f, stop) for f in feeders), _shred(privacy, feeders, settings, stop))
     finally:
         for f in feeders:
             await f.stop()
         if own:
             db.close()
     return {f.p.name: f.stats for f in feeders}
+
+
+def _privacy_pass(settings: ProjectionSettings, db: Store, opener: Opener | None) -> PrivacyPass | None:
+    """The pass applying erasures and expiries to the rows, when a key store is configured."""
+    if settings.privacy.master_key is None:
+        return None
+    return PrivacyPass(db, KeyStore(settings.privacy.keys_url), opener.keyring if opener else None)
+
+
+def shred(privacy: PrivacyPass | None, feeders: list[Feeder], since: int | None = None) -> dict[str, int]:
+    """Apply the key store's new destructions to the rows; the feeders' row caches, which may
+    hold what was just blanked, are dropped (between batches: nothing is pending)."""
+    if privacy is None:
+        return {}
+    changed = privacy.apply(since)
+    if changed:
+        for f in feeders:
+            f.batcher.rollback()
+        log.info("projection.privacy_applied", rows=changed, seq=privacy.seq)
+    return changed
+
+
+async def _shred(privacy: PrivacyPass | None, feeders: list[Feeder], settings: ProjectionSettings,
+                 stop: asyncio.Event) -> None:
+    while privacy is not None and not stop.is_set():
+        shred(privacy, feeders)
+        await _wait(stop, max(0.2, settings.privacy.refresh_s))
 
 
 async def _start_all(feeders: list[Feeder], stop: asyncio.Event) -> None:
@@ -269,10 +309,12 @@ async def acatch_up(settings: ProjectionSettings, names: list[str] | None = None
                     store: Store | None = None) -> dict[str, Stats]:
     """Apply everything written so far (the end offsets at start), then return."""
     db, own = _store(settings, store)
+    opener = opener_from(settings.privacy)
     out = {}
     try:
         for p in _names(settings, names):
-            out[p.name] = await _drain(Feeder(settings, db, p))
+            out[p.name] = await _drain(Feeder(settings, db, p, opener=opener))
+        shred(_privacy_pass(settings, db, opener), [])
     finally:
         if own:
             db.close()
@@ -302,13 +344,15 @@ async def arebuild(settings: ProjectionSettings, name: str, *, store: Store | No
     db, own = _store(settings, store)
     try:
         t0 = time.perf_counter()
-        f = Feeder(settings, db, p, fresh=True, batch_size=settings.rebuild_batch_size)
+        opener = opener_from(settings.privacy)
+        f = Feeder(settings, db, p, fresh=True, batch_size=settings.rebuild_batch_size, opener=opener)
 
         async def empty_then_rewind() -> None:  # only once the topics are known to exist
             truncate(db, p)
             await f.rewind()
 
         stats = await _drain(f, empty_then_rewind)
+        shred(_privacy_pass(settings, db, opener), [], since=0)  # every erasure again, on the new rows
         stats.seconds = time.perf_counter() - t0
         log.info("projection.rebuilt", **stats.as_dict())
         return stats

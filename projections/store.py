@@ -211,6 +211,9 @@ class SqliteStore(Store):
             c.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor it them
         c.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; safe in WAL mode
         c.execute("PRAGMA busy_timeout=30000")
+        # what a write overwrites or deletes is zeroed in the file, not left in free space: an
+        # erasure's blanked text must not survive there (docs/PRIVACY.md)
+        c.execute("PRAGMA secure_delete=ON")
         if self.readonly:
             c.execute("PRAGMA query_only=ON")
         return c

@@ -296,7 +296,8 @@ def apply_delivery(row: Row, e: Event) -> Row:
     s = [STATUS_RANK.get(status, 1), at, e["envelope"]["event_id"]]
     if newer(s, row["version"]):
         out.update(status=status, status_at=at, error_code=e.get("error_code"),
-                   error_message=e.get("error_message"), recipient_id=e["recipient"]["id"],
+                   error_message=e.get("error_message"),
+                   recipient_id=e["recipient"].get("token") or e["recipient"]["id"],  # a token when sealed
                    version=s)
     return out
 

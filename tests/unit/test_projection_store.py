@@ -54,12 +54,12 @@ def test_split_sql_drops_comments_and_splits_statements():
 def test_migrate_applies_once_and_records(store_url: str):
     s = open_store(store_url)
     try:
-        assert s.migrate() == ["0001_init", "0002_views", "0003_kpi_figures", "0004_outbound"]
+        assert s.migrate() == ["0001_init", "0002_views", "0003_kpi_figures", "0004_outbound", "0005_privacy"]
         assert s.migrate() == []
-        assert s.applied_migrations() == [1, 2, 3, 4]
+        assert s.applied_migrations() == [1, 2, 3, 4, 5]
         rows = s.query("SELECT version, name FROM schema_migrations ORDER BY version")
         assert [(r["version"], r["name"]) for r in rows] == [(1, "init"), (2, "views"),
-                                                             (3, "kpi_figures"), (4, "outbound")]
+                                                             (3, "kpi_figures"), (4, "outbound"), (5, "privacy")]
     finally:
         s.close()
 
