@@ -115,3 +115,37 @@ def test_erased_from_the_rows_and_the_files_kpis_kept_and_a_rebuild_agrees(world
     PrivacyPass(rebuilt, ring.store).apply(since=0)
     assert dump(rebuilt) == dump(live)  # the same tables: the subject shown as erased, the KPIs unchanged
     assert not [x for x in SECRETS if x.encode() in _bytes(tmp, "rebuilt.db")]
+
+
+def test_retention_shreds_old_content_by_event_time_and_keeps_identities(tmp_path: Path) -> None:
+    """Messages of two days 40 days apart; retention 30 days, 'now' in event time is the newest
+    projected event: the old day's text is gone from the rows and unreadable, the new day's and
+    the customer's name stay."""
+    from parley.settings import ProjectionSettings
+    from projections import privacy_ops
+
+    s = privacy_settings(tmp_path).model_copy(update={"retention_days": 30})
+    ring = Keyring(s)
+    sealer = Sealer(ring)
+    wa = f.identity("whatsapp", "36309876543", phone="+36309876543", name="Ilona Retention")
+    old, new = f.T0, f.T0 + 40 * 24 * f.HOUR
+    log = []
+    for n, (at, text) in enumerate([(old, "old text 7766554"), (new, "new text 1122334")]):
+        e = sealer.message(_opaque(f.received("acme", wa, text, at, n=f"r{n}")))
+        e = {**e, "customer_id": e["privacy"]["subject_id"], "thread_id": "th-r"}
+        log.append((topics.CONVERSATIONS, e))
+    env = envelope("ContactMeasured", event_id="cm-r", occurred_at=new, tenant_id="acme", partition_key="acme|th-r",
+                   producer="test")
+    log.append((topics.KPI_CONTACTS, make("ContactMeasured", env, contact_id="th-r", thread_id="th-r",
+                                          customer_id=log[0][1]["customer_id"], channel="whatsapp",
+                                          queue="general", interval_start=new, started_at=new, status="open")))
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = project(url, log, Opener(ring))
+    settings = ProjectionSettings(database_url=url, privacy=s)
+    done = privacy_ops.run_retention(settings, store=store)
+    assert [(e["tenant"], e["keys_destroyed"]) for e in done["expired"]] == [("acme", 1)]
+    texts = {r["occurred_at"]: r["text"] for r in store.query("SELECT occurred_at, text, party_name FROM messages")}
+    assert texts == {old: None, new: "new text 1122334"}
+    assert {r["party_name"] for r in store.query("SELECT party_name FROM messages")} == {"Ilona Retention"}
+    assert Opener(Keyring(s)).open(log[0][1])["text"] is None and b"7766554" not in _bytes(tmp_path, "p.db")
+    assert privacy_ops.run_retention(settings, store=store)["expired"][0]["keys_destroyed"] == 0  # once
