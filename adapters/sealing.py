@@ -87,7 +87,7 @@ class Sealer:
 
 
 def _is_token(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 27 and value[0] == seal.ID_PREFIX and value[1:].isalnum()
+    return isinstance(value, str) and len(value) == 33 and value[0] == seal.ID_PREFIX and value[1:].isalnum()
 
 
 def sealer_from(settings: Any) -> Sealer | None:

@@ -17,6 +17,10 @@ Every measure is taken in the same run, on fresh topics of the broker at ``--boo
   time = the time written; per message, from its input record's timestamp to its last output
   on ``parley.conversations`` (p50/p99), both for its own outputs (threaded message, enrichment)
   and for everything it caused (thread start, routing decision, assignment).
+* **privacy** (``--privacy``, on by default): the same messages sealed as the ingress seals them
+  (docs/PRIVACY.md), through the same worker with a key store, right after the plaintext run
+  of the first guarantee: the cost of the encryption in events/s, and in the stage ceilings
+  (CPU us per message: the conversations stage opens each text to enrich it).
 * ``--peer``: also runs the Quix Streams peer (``../shared/peers/run.sh``) and prints its figures.
 
 Results print as a table; ``--json PATH`` writes them as JSON.
@@ -38,7 +42,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from parley.settings import KafkaSettings, WorkerSettings
+from parley.settings import KafkaSettings, PrivacySettings, WorkerSettings
 from schemas import topics
 from schemas.codec import Codec, codec_for
 from schemas.events import derive_id, envelope, make
@@ -80,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=20, help="seconds of paced input for the latency run")
     p.add_argument("--rules", default=str(EXAMPLE_RULES) if EXAMPLE_RULES.exists() else "")
     p.add_argument("--peer", action="store_true", help="also run the Quix Streams peer (../shared/peers)")
+    p.add_argument("--privacy", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the worker on the same messages sealed (docs/PRIVACY.md), in the same run")
     p.add_argument("--json", default="", help="write the results here")
     return p
 
@@ -97,6 +103,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     guarantees = [g.strip() for g in args.guarantees.split(",") if g.strip()]
     for g in guarantees:
         out[f"worker_{g}"] = throughput(args, "worker", inputs, guarantee=g, ceilings=g == guarantees[0])
+        if args.privacy and g == guarantees[0]:  # the same messages sealed, right after: the cost of privacy
+            privacy = bench_privacy()
+            sealed, out["privacy_seal"] = seal_inputs(inputs, privacy)
+            out[f"worker_{g}_sealed"] = throughput(args, "worker", sealed, guarantee=g, ceilings=True,
+                                                   privacy=privacy)
+            out["privacy_cost"] = privacy_cost(out[f"worker_{g}"], out[f"worker_{g}_sealed"])
     main_g = f"worker_{guarantees[0]}"
     rate = args.rate or max(10.0, round(out[main_g]["events_per_s"] / 2))
     out["latency_rate_per_s"] = rate
@@ -109,12 +121,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def throughput(args: argparse.Namespace, kind: str, inputs: list[dict[str, Any]], guarantee: str = "",
-               ceilings: bool = False) -> dict[str, Any]:
+               ceilings: bool = False, privacy: PrivacySettings | None = None) -> dict[str, Any]:
     k = fresh_topics(args.bootstrap)
     try:
         produce(k, inputs)
         n = sum(1 for e in inputs if e["envelope"]["event_type"] == "MessageReceived")
-        proc = start(kind, k, args.rules, guarantee)
+        proc = start(kind, k, args.rules, guarantee, privacy)
         try:
             final = topics.CONVERSATIONS if kind == "worker" else SINK
             wait_for(k, final, n, lambda v: kind != "worker" or v["envelope"]["event_type"] == "MessageEnriched",
@@ -131,7 +143,7 @@ def throughput(args: argparse.Namespace, kind: str, inputs: list[dict[str, Any]]
             result["records_written_per_message"] = round(sum(written.values()) / n, 2)
             result["records_written"] = written
             if ceilings:
-                result["stage_ceilings"] = stage_ceilings(k, args.rules, n)
+                result["stage_ceilings"] = stage_ceilings(k, args.rules, n, privacy)
         return result
     finally:
         drop(k)
@@ -181,7 +193,8 @@ def latency(args: argparse.Namespace, kind: str, rate: float, tenants: tuple[str
 
 # --- stage ceilings --------------------------------------------------------------------------
 
-def stage_ceilings(k: KafkaSettings, rules: str, n: int) -> dict[str, dict[str, Any]]:
+def stage_ceilings(k: KafkaSettings, rules: str, n: int,
+                   privacy: PrivacySettings | None = None) -> dict[str, dict[str, Any]]:
     """Each stage's task fed, in this process, the records the worker's run gave it."""
     from streams import topology
     from streams.runtime.sequencer import POS_INF
@@ -189,7 +202,7 @@ def stage_ceilings(k: KafkaSettings, rules: str, n: int) -> dict[str, dict[str, 
     from streams.runtime.worker import Names
 
     settings = WorkerSettings(kafka=k, app_id=APP_ID, routing_file=Path(rules) if rules else None,
-                              auto_resolve_after_s=0)
+                              auto_resolve_after_s=0, privacy=privacy or PrivacySettings())
     names = Names(k.topic_prefix, APP_ID)
     out = {}
     for stage in topology.build(settings):
@@ -218,11 +231,12 @@ def stage_ceilings(k: KafkaSettings, rules: str, n: int) -> dict[str, dict[str, 
 
 # --- processes -------------------------------------------------------------------------------
 
-def start(kind: str, k: KafkaSettings, rules: str, guarantee: str) -> mp.Process:
+def start(kind: str, k: KafkaSettings, rules: str, guarantee: str, privacy: PrivacySettings | None = None) -> mp.Process:
     ctx = mp.get_context("spawn")
     target = {"worker": worker_process, "raw_aiokafka": raw_aiokafka_process,
               "raw_confluent_txn": raw_confluent_process}[kind]
-    proc = ctx.Process(target=target, args=(k.model_dump(mode="json"), rules, guarantee), daemon=True)
+    extra = (_privacy_dict(privacy),) if privacy is not None else ()
+    proc = ctx.Process(target=target, args=(k.model_dump(mode="json"), rules, guarantee, *extra), daemon=True)
     proc.start()
     return proc
 
@@ -235,12 +249,13 @@ def stop(proc: mp.Process) -> None:
         proc.join(5)
 
 
-def worker_process(kafka: dict[str, Any], rules: str, guarantee: str) -> None:
+def worker_process(kafka: dict[str, Any], rules: str, guarantee: str, privacy: dict[str, Any] | None = None) -> None:
     from streams.runtime import worker
 
     settings = WorkerSettings(kafka=KafkaSettings(**kafka), app_id=APP_ID, apply_topics=False,
                               routing_file=Path(rules) if rules else None, auto_resolve_after_s=0,
-                              processing_guarantee=guarantee or "exactly_once", instance_id="bench")
+                              processing_guarantee=guarantee or "exactly_once", instance_id="bench",
+                              privacy=PrivacySettings(**privacy) if privacy else PrivacySettings())
     settings.log.level = "WARNING"
     worker.run(settings)
 
@@ -310,6 +325,59 @@ def peer(args: argparse.Namespace) -> dict[str, Any]:
     if proc.returncode != 0 or not out.exists():
         return {"error": proc.stderr[-2000:]}
     return json.loads(out.read_text())
+
+
+# --- privacy ---------------------------------------------------------------------------------
+
+def bench_privacy() -> PrivacySettings:
+    """A master key and a key store of its own for this run (SQLite in a temporary directory)."""
+    from pydantic import SecretStr
+
+    from parley.privacy.crypto import new_master_key
+
+    keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-")) / "keys.db"
+    return PrivacySettings(enabled=True, master_key=SecretStr(new_master_key()), keys_url=f"sqlite:///{keys}")
+
+
+def _privacy_dict(p: PrivacySettings) -> dict[str, Any]:
+    return {**p.model_dump(mode="json"), "master_key": p.master_key.get_secret_value() if p.master_key else None,
+            "previous_master_keys": [], "admin_tokens": []}
+
+
+def seal_inputs(inputs: list[dict[str, Any]], privacy: PrivacySettings) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages sealed as the ingress seals them, and what that cost here (CPU per message,
+    the key store's first key of each customer and day included)."""
+    from adapters.sealing import Sealer
+    from parley.privacy.keyring import Keyring
+
+    sealer = Sealer(Keyring(privacy))
+    c0 = time.process_time()
+    out = [sealer.message(e) if e["envelope"]["event_type"] == "MessageReceived" else e for e in inputs]
+    n = sum(1 for e in inputs if e["envelope"]["event_type"] == "MessageReceived")
+    cpu = time.process_time() - c0
+    c1 = time.process_time()
+    for e in inputs[:2000]:  # again, every key now in the cache: the steady state of an ingress
+        if e["envelope"]["event_type"] == "MessageReceived":
+            sealer.message(e)
+    warm_n = sum(1 for e in inputs[:2000] if e["envelope"]["event_type"] == "MessageReceived")
+    return out, {"messages": n, "cpu_us_per_message": round(cpu * 1e6 / max(1, n), 1),
+                 "cpu_us_per_message_cached_keys": round((time.process_time() - c1) * 1e6 / max(1, warm_n), 1)}
+
+
+def privacy_cost(plain: dict[str, Any], sealed: dict[str, Any]) -> dict[str, Any]:
+    """Sealed vs plaintext, same run: the throughput ratio and the stages' CPU per message."""
+    out: dict[str, Any] = {"events_per_s_plain": plain["events_per_s"], "events_per_s_sealed": sealed["events_per_s"],
+                           "throughput_change_pct": round(100 * (sealed["events_per_s"] / plain["events_per_s"] - 1), 1)}
+    a, b = plain.get("stage_ceilings") or {}, sealed.get("stage_ceilings") or {}
+    cpu_a = sum(v["cpu_us_per_message"] for v in a.values())
+    cpu_b = sum(v["cpu_us_per_message"] for v in b.values())
+    if cpu_a:
+        out["stages_cpu_us_per_message_plain"] = round(cpu_a, 1)
+        out["stages_cpu_us_per_message_sealed"] = round(cpu_b, 1)
+        out["stages_cpu_change_pct"] = round(100 * (cpu_b / cpu_a - 1), 1)
+        out["per_stage_cpu_us"] = {name: [a[name]["cpu_us_per_message"], b.get(name, {}).get("cpu_us_per_message")]
+                                   for name in a}
+    return out
 
 
 # --- Kafka helpers ---------------------------------------------------------------------------
@@ -473,6 +541,16 @@ def print_result(r: dict[str, Any]) -> None:
     print(f"  worker: own outputs p50 {lw['p50_ms']} ms, p99 {lw['p99_ms']} ms; everything caused "
           f"p50 {lw['p50_all_ms']} ms, p99 {lw['p99_all_ms']} ms ({lw['samples']}/{lw['messages']} messages)")
     print(f"  raw confluent-kafka txn loop: p50 {lr['p50_ms']} ms, p99 {lr['p99_ms']} ms")
+    if "privacy_cost" in r:
+        c, s = r["privacy_cost"], r["privacy_seal"]
+        print(f"\nprivacy (the same messages sealed, same run): {c['events_per_s_plain']} -> {c['events_per_s_sealed']} "
+              f"events/s ({c['throughput_change_pct']:+.1f} %)")
+        if "stages_cpu_change_pct" in c:
+            per = ", ".join(f"{k} {v[0]}->{v[1]}" for k, v in c["per_stage_cpu_us"].items())
+            print(f"  stages' CPU per message {c['stages_cpu_us_per_message_plain']} -> "
+                  f"{c['stages_cpu_us_per_message_sealed']} us ({c['stages_cpu_change_pct']:+.1f} %): {per}")
+        print(f"  sealing at the ingress: {s['cpu_us_per_message']} us CPU per message with a new key per customer, "
+              f"{s['cpu_us_per_message_cached_keys']} us with the keys cached")
     if "peer" in r:
         print(f"\nQuix Streams peer (same session): {json.dumps(r['peer'])[:2000]}")
 

@@ -14,7 +14,7 @@ the ciphertext with its 128-bit tag. Two framings of the same bytes:
 - binary (raw request bodies, dead-letter payloads): ``MAGIC`` + header | nonce | ciphertext.
 
 A **token** is HMAC-SHA256 under the tenant's index key of a domain and a value, 128 bits in
-base32: equal values give equal tokens (identity keys, normalised subjects, order references),
+hex: equal values give equal tokens (identity keys, normalised subjects, order references),
 so the pipeline can match and key by them without reading the value.
 
 A **wrapped key** is the key sealed by AES-GCM under the master key, with the key's id as
@@ -30,6 +30,7 @@ import os
 import struct
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -69,8 +70,10 @@ def new_key() -> bytes:
 
 # --- headers ---------------------------------------------------------------------------------
 
+@lru_cache(maxsize=65_536)
 def header(ref: KeyRef) -> bytes:
-    """version | kind | period | gen | subject (16 bytes for a canonical UUID, else its UTF-8)."""
+    """version | kind | period | gen | subject (16 bytes for a canonical UUID, else its UTF-8);
+    remembered: every value sealed under one key has the same header."""
     head = _HEAD.pack(VERSION, ref.kind.encode(), ref.period, ref.gen)
     try:
         u = uuid.UUID(ref.subject)
@@ -92,13 +95,18 @@ def parse_header(tenant: str, data: bytes) -> tuple[KeyRef, int]:
         if version != VERSION:
             raise Unreadable(f"sealed with version {version}")
         if data[at] == 0:
-            subject, at = str(uuid.UUID(bytes=bytes(data[at + 1:at + 17]))), at + 17
+            subject, at = _uuid_text(bytes(data[at + 1:at + 17])), at + 17
         else:
             n = data[at + 1]
             subject, at = bytes(data[at + 2:at + 2 + n]).decode(), at + 2 + n
     except (struct.error, IndexError, ValueError, UnicodeDecodeError) as e:
         raise Unreadable(f"not a sealed value: {e}") from None
     return KeyRef(tenant, subject, kind.decode(), period, gen), at
+
+
+@lru_cache(maxsize=65_536)
+def _uuid_text(raw: bytes) -> str:
+    return str(uuid.UUID(bytes=raw))
 
 
 def _aad(tenant: str, head: bytes) -> bytes:
@@ -156,9 +164,8 @@ def bytes_ref(tenant: str, value: bytes) -> KeyRef:
 # --- tokens ----------------------------------------------------------------------------------
 
 def token(index_key: bytes, domain: str, value: str) -> str:
-    """HMAC-SHA256(index key, domain NUL value), 128 bits in lower-case base32 (26 characters)."""
-    mac = hmac.new(index_key, domain.encode() + b"\0" + value.encode(), hashlib.sha256).digest()
-    return base64.b32encode(mac[:16]).decode().rstrip("=").lower()
+    """HMAC-SHA256(index key, domain NUL value), 128 bits in hex (32 characters)."""
+    return hmac.digest(index_key, domain.encode() + b"\0" + value.encode(), hashlib.sha256)[:16].hex()
 
 
 # --- wrapping --------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class Keyring:
             self._masters.setdefault(crypto.kek_id(raw), AESGCM(raw))
         self._clock, self._wall = clock, wall_ms or (lambda: time.time_ns() // 1_000_000)
         self._keys: dict[KeyRef, AESGCM | None] = {}
+        self._sealing: dict[tuple[str, str, str, int], tuple[AESGCM, KeyRef]] = {}  # the current key of each
         self._gens: dict[tuple[str, str], int] = {}
         self._index: dict[str, bytes] = {}
         self._noted: set[tuple[str, str, str]] = set()
@@ -66,6 +67,9 @@ class Keyring:
         of the day of ``at_ms`` (event time). Created on first use."""
         self.refresh()
         period = period_of(at_ms) if kind == CONTENT else 0
+        hit = self._sealing.get((tenant, subject, kind, period))
+        if hit is not None:
+            return hit
         for _ in range(3):
             gen = self._generation(tenant, subject)
             ref = KeyRef(tenant, subject, kind, period, gen)
@@ -75,6 +79,7 @@ class Keyring:
             aead = self._load(ref) or self._create(ref)
             if aead is not None:
                 self._keys[ref] = aead
+                self._sealing[(tenant, subject, kind, period)] = (aead, ref)
                 return aead, ref
             self._gens.pop((tenant, subject), None)  # erased meanwhile: the next generation
         raise RuntimeError(f"no key could be made for {tenant}/{subject}")
@@ -172,6 +177,8 @@ class Keyring:
     def _forget_where(self, test: Callable[[KeyRef], bool]) -> None:
         for ref in [r for r in self._keys if test(r)]:
             self._keys[ref] = None  # gone for good: never looked up again
+        for k in [k for k, (_, ref) in self._sealing.items() if test(ref)]:
+            del self._sealing[k]
 
     def close(self) -> None:
         self.store.close()

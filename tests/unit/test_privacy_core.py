@@ -22,7 +22,7 @@ from streams import testing as f
 from streams.identity import logic as identity
 
 T = f.T0
-TOKEN_ID = "~" + "a" * 26
+TOKEN_ID = "~" + "a" * 32
 
 
 def settings(tmp: Path, **kw) -> PrivacySettings:
@@ -67,7 +67,7 @@ def test_a_sealed_value_is_bound_to_its_tenant_and_header() -> None:
 def test_tokens_are_deterministic_per_key_and_domain() -> None:
     k1, k2 = crypto.new_key(), crypto.new_key()
     t = crypto.token(k1, "id", "phone:+33612345678")
-    assert t == crypto.token(k1, "id", "phone:+33612345678") and len(t) == 26 and t.isalnum()
+    assert t == crypto.token(k1, "id", "phone:+33612345678") and len(t) == 32 and int(t, 16) >= 0
     assert t != crypto.token(k2, "id", "phone:+33612345678")
     assert t != crypto.token(k1, "ref", "phone:+33612345678")
 
