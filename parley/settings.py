@@ -257,7 +257,7 @@ class DemoSettings(_Base):
     # conversations stage, a message through identity first): a bound of two slices holds a
     # whole slice back until every source is idle, then releases it in event-time order.
     worker_lateness_ms: int | None = None
-    worker_idle_ms: int = 750
+    worker_idle_ms: int = 500
     settle_timeout_s: float = 180.0
     # unused since the actors act on the worker's decisions slice by slice (kept for the CLI's
     # --lookup-wait option)

@@ -63,7 +63,7 @@ def _event_time(value: bytes | None, codec: Codec) -> int:
 class Pipeline:
     """Watches one worker group and reads the decisions topic (see the module docstring)."""
 
-    def __init__(self, kafka: KafkaSettings, app_id: str, *, window_s: float = 0.3,
+    def __init__(self, kafka: KafkaSettings, app_id: str, *, window_s: float = 0.25,
                  poll_s: float = 0.05, alive: Callable[[], None] | None = None) -> None:
         """``alive``: called while waiting; raises when the worker's process is gone."""
         self.kafka, self.window_s, self.poll_s, self.alive = kafka, window_s, poll_s, alive
