@@ -37,8 +37,8 @@ def plan(event: dict[str, Any], account: SendAccount | None, inbound_times: tupl
                                           "configured for the egress (accounts file, options.send)")
     recipient = address(account.provider, channel, event["recipient"])
     if recipient is None:
-        return Refusal("invalid_recipient", f"{event['recipient'].get('id')!r} is not a {channel} address "
-                                            f"{account.provider} can send to")
+        return Refusal("invalid_recipient", f"the recipient is not a {channel} address {account.provider} can send "
+                                            "to (its id is not the kind of address this provider takes)")
     msg = canonical(event)
     template = None
     if msg.get("template"):

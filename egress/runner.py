@@ -90,6 +90,7 @@ class Egress:
         self.producer: AsyncProducer | None = None
         self.ids = self.codec.ids_of(MESSAGES)  # schema ids of the records it reads (again after prepare)
         self._encoders: dict[str, Any] = {}
+        self.opener = _opener(settings)
         self.failure: BaseException | None = None
         self.draining = False
 
@@ -292,16 +293,38 @@ class Egress:
                                                                f"after it was written, past the send horizon of {self.s.send_horizon_s} s"), done)
             return
         account = self.accounts.find(msg["channel"], msg["channel_account_id"])
+        # the window key as the log carries the customer (a token when sealed), like the inbound side
         k = windows.key(msg["envelope"]["tenant_id"], msg["channel"], msg["channel_account_id"], str(msg["recipient"].get("id")))
-        decided = plan(msg, account, self.windows.get(k, ()))
+        opened = self._open(msg)
+        if isinstance(opened, Refusal):
+            self._refuse(msg, key, p, off, opened, done)
+            return
+        decided = plan(opened, account, self.windows.get(k, ()))
         if isinstance(decided, Refusal):
             self._refuse(msg, key, p, off, decided, done)
             return
         assert account is not None
-        job = Job(msg, account, decided, PROVIDERS[account.provider].requests(account, decided, msg), key, done, [(p, off)])
+        # the delivery events are built from ``msg`` as the log has it (sealed: no personal data);
+        # the provider's request from the opened one
+        job = Job(msg, account, decided, PROVIDERS[account.provider].requests(account, decided, opened), key, done,
+                  [(p, off)])
         self.jobs[eid] = job
         self.stats.planned += 1
         self._lane(account).add(job)
+
+    def _open(self, msg: dict[str, Any]) -> dict[str, Any] | Refusal:
+        """``msg`` with its sealed fields opened (``parley/privacy``), or why it cannot be sent."""
+        if not msg.get("privacy"):
+            return msg
+        if self.opener is None:
+            return Refusal("sealed", "the message is sealed and the egress holds no privacy keys "
+                                     "(PARLEY_PRIVACY__MASTER_KEY): it cannot be sent")
+        opened = self.opener.open(msg)
+        marks = opened.get("_privacy") or {}
+        if marks.get("identity") != "open" or marks.get("content") != "open":
+            return Refusal("erased", "not sent: the customer's data was erased or has expired "
+                                     f"(identity {marks.get('identity')}, content {marks.get('content')})")
+        return opened
 
     def _refuse(self, msg: dict[str, Any], key: bytes, p: int, off: int, r: Refusal, done: Delivery) -> None:
         self.stats.refused += 1
@@ -431,6 +454,18 @@ class Egress:
             job.duplicate = job.duplicate or result.duplicate
             job.next_call += 1
         return Result(True, tuple(job.ids), duplicate=job.duplicate)
+
+
+def _opener(settings: Any) -> Any:
+    """An opener of sealed messages when the settings hold a privacy master key, else None."""
+    privacy = getattr(settings, "privacy", None)
+    if privacy is None or getattr(privacy, "master_key", None) is None:
+        return None
+    from parley.privacy.keyring import keyring_from
+    from parley.privacy.seal import Opener
+
+    keyring = keyring_from(privacy)
+    return Opener(keyring) if keyring is not None else None
 
 
 def _ms() -> int:
