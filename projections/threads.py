@@ -263,7 +263,7 @@ def apply_message(row: Row, e: Event) -> Row:
         "author_type": "customer" if inbound else e["author_type"],
         "author_id": party["id"] if inbound else e["author_id"],
         "party_id": party["id"], "party_name": party.get("display_name"),
-        "text": e.get("text"), "subject": e.get("subject"),
+        "text": e.get("text") or (e.get("content") or {}).get("text"), "subject": e.get("subject"),
         "kind": "inbound" if inbound else e["kind"], "template_name": e.get("template_name"),
         "attachments": list(e.get("attachments") or []), "rich": e.get("rich"),
         "reply_to_channel_message_id": e.get("reply_to_channel_message_id"),
