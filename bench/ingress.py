@@ -15,7 +15,10 @@ Under a fresh topic prefix on the configured broker, in one run:
   Open loop (``--rate``): R requests/s on a schedule, whatever the answers do; latency counts
   from the scheduled time (no coordinated omission).
   The WhatsApp phases run twice: with the dedup claim log (the default) and without it, so its
-  cost is measured in the same run.
+  cost is measured in the same run. With ``--privacy`` (the default) the web chat and WhatsApp
+  closed-loop phases run again with sealing on (docs/PRIVACY.md: a key store in a temporary
+  SQLite file, the keys of the 500 senders made during the warm-up), right after the plaintext
+  ones: the encryption's cost in requests/s and CPU per request.
 * ``raw producer`` (the ceiling), same broker, same topics, records of the same size: aiokafka
   ``send_and_wait`` one record at a time; ``pairs`` = C tasks each producing a raw record and an
   event and awaiting both (exactly the Kafka work of one request, without HTTP, verification,
@@ -54,7 +57,7 @@ if str(ROOT) not in sys.path:
 from aiokafka import AIOKafkaProducer
 
 from parley import logs, topics_admin
-from parley.settings import IngressSettings, KafkaSettings, LogSettings
+from parley.settings import IngressSettings, KafkaSettings, LogSettings, PrivacySettings
 from schemas import topics
 from schemas.codec import Codec, codec_for
 from schemas.events import derive_id, envelope, make
@@ -155,10 +158,12 @@ async def _wait_ready(port: int, timeout_s: float = 60.0) -> None:
 class Ingress:
     """The service in a child process, started and stopped around a phase."""
 
-    def __init__(self, kafka: KafkaSettings, accounts: Path, workers: int, dedup: bool) -> None:
+    def __init__(self, kafka: KafkaSettings, accounts: Path, workers: int, dedup: bool,
+                 privacy: PrivacySettings | None = None) -> None:
         self.port = _free_port()
         settings = IngressSettings(host="127.0.0.1", port=self.port, accounts_file=accounts, kafka=kafka,
-                                   workers=workers, dedup=dedup, log=LogSettings(level="WARNING", format="json"))
+                                   workers=workers, dedup=dedup, log=LogSettings(level="WARNING", format="json"),
+                                   privacy=privacy or PrivacySettings())
         # not a daemon: with --workers the service starts processes of its own
         self.child = multiprocessing.get_context("spawn").Process(target=_serve, args=(settings,))
 
@@ -197,6 +202,15 @@ def _with_cpu(result: dict[str, Any], cpu_s: float) -> dict[str, Any]:
     n = result.get("ok") or result.get("pairs") or 0
     result["cpu_us_per_req"] = round(cpu_s / n * 1e6, 1) if n else float("nan")
     return result
+
+
+def _privacy(tmp: Path) -> PrivacySettings:
+    """Sealing on, a master key and a key store of this run's own."""
+    from pydantic import SecretStr
+
+    from parley.privacy.crypto import new_master_key
+
+    return PrivacySettings(enabled=True, master_key=SecretStr(new_master_key()), keys_url=f"sqlite:///{tmp / 'keys.db'}")
 
 
 # -- a lean HTTP/1.1 client ----------------------------------------------------------------------
@@ -458,6 +472,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with Ingress(kafka, tmp / "accounts.toml", args.workers, dedup=True) as ingress:
             report["ingress"].update(_phases(args, ingress, run, ["webchat", "whatsapp", "whatsapp at rate"]))
+        if args.privacy:
+            with Ingress(kafka, tmp / "accounts.toml", args.workers, dedup=True, privacy=_privacy(tmp)) as ingress:
+                found = _phases(args, ingress, run + "p", ["webchat", "whatsapp"])
+                report["ingress"].update({f"{k} (sealed)": v for k, v in found.items()})
         with Ingress(kafka, tmp / "accounts.toml", args.workers, dedup=False) as ingress:
             found = _phases(args, ingress, run + "n", ["whatsapp", "whatsapp at rate"])
             report["ingress"].update({f"{k} (no dedup)": v for k, v in found.items()})
@@ -466,6 +484,12 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep:  # whatever happened: a shared broker does not pile up partitions
             asyncio.run(topics_admin.delete_prefixed(kafka))
     ceiling = report["raw_producer"]["pairs"]
+    if args.privacy:
+        report["privacy"] = {name: {"per_s_change_pct": round(100 * (report["ingress"][f"{name} (sealed)"]["per_s"]
+                                                                     / report["ingress"][name]["per_s"] - 1), 1),
+                                    "cpu_us_per_req_plain": report["ingress"][name]["cpu_us_per_req"],
+                                    "cpu_us_per_req_sealed": report["ingress"][f"{name} (sealed)"]["cpu_us_per_req"]}
+                             for name in ("webchat", "whatsapp")}
     report["ratios"] = {name: {"per_s_vs_pairs": round(r["per_s"] / ceiling["per_s"], 3),
                                "p50_vs_pairs": round(r["p50_ms"] / ceiling["p50_ms"], 2),
                                "p99_vs_pairs": round(r["p99_ms"] / ceiling["p99_ms"], 2),
@@ -492,6 +516,9 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"{'raw confluent-kafka pairs':34} {cp['pairs']:>7} {cp['per_s']:>9} {cp['p50_ms']:>8} "
                  f"{cp['p99_ms']:>8} {cp['max_ms']:>8} {cp['cpu_us_per_req']:>10}")
     lines.append(f"{'raw aiokafka batched (record)':34} {b['records']:>7} {b['per_s']:>9}")
+    for name, r in report.get("privacy", {}).items():
+        lines.append(f"privacy, {name}: sealed vs plaintext in the same run: {r['per_s_change_pct']:+.1f} % requests/s, "
+                     f"CPU per request {r['cpu_us_per_req_plain']} -> {r['cpu_us_per_req_sealed']} us")
     for name, r in report["ratios"].items():
         lines.append(f"ratio ingress {name} / raw aiokafka pairs: {r['per_s_vs_pairs']:.2f} of the rate, "
                      f"p50 x{r['p50_vs_pairs']}, p99 x{r['p99_vs_pairs']}, CPU per request x{r['cpu_vs_pairs']}")
@@ -509,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default=IngressSettings().kafka.bootstrap_servers)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark's topics")
+    ap.add_argument("--privacy", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the web chat and WhatsApp phases with sealing on (docs/PRIVACY.md)")
     args = ap.parse_args(argv)
     logs.configure(LogSettings(level="WARNING"), service="bench")
     report = bench(args)

@@ -32,12 +32,16 @@ from streams.threads.logic import text_features
 ERASED = "SubjectErased"
 
 
-def sealed_keys(event: Mapping[str, Any]) -> list[IdentityKey] | None:
+def sealed_key_tokens(event: Mapping[str, Any]) -> tuple[str, ...] | None:
     """The identity keys (tokens, intrinsic first) a sealed message carries, else None."""
     p = event.get("privacy")
     if not p or not p.get("keys"):
         return None
-    return [IdentityKey(k, k.partition(":")[0]) for k in p["keys"]]
+    return tuple(p["keys"])
+
+
+def as_keys(tokens: tuple[str, ...]) -> list[IdentityKey]:
+    return [IdentityKey(k, k.partition(":")[0]) for k in tokens]
 
 
 def thread_features(msg: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:

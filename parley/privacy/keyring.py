@@ -56,6 +56,7 @@ class Keyring:
         self._sealing: dict[tuple[str, str, str, int], tuple[AESGCM, KeyRef]] = {}  # the current key of each
         self._gens: dict[tuple[str, str], int] = {}
         self._index: dict[str, bytes] = {}
+        self._tokens: dict[tuple[str, str, str], str] = {}
         self._noted: set[tuple[str, str, str]] = set()
         self._seq = self.store.last_seq()
         self._next_refresh = clock() + settings.refresh_s
@@ -127,7 +128,14 @@ class Keyring:
         return key
 
     def token(self, tenant: str, domain: str, value: str) -> str:
-        return crypto.token(self.index_key(tenant), domain, value)
+        """The token of ``value`` (remembered: a customer's identity keys and references repeat)."""
+        memo = (tenant, domain, value)
+        tok = self._tokens.get(memo)
+        if tok is None:
+            if len(self._tokens) >= 200_000:
+                self._tokens.clear()
+            tok = self._tokens[memo] = crypto.token(self.index_key(tenant), domain, value)
+        return tok
 
     def note_identities(self, tenant: str, subject: str, keys: Iterable[str]) -> None:
         """Remember (once per process) that ``subject`` showed these identity-key tokens."""

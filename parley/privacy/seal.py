@@ -8,7 +8,7 @@ Sealed (unreadable without the subject's keys):
 | MessageSent | ``recipient``: the same | text, attachments, rich, content (the rich message, template parameters) |
 | DeliveryStatusChanged | ``recipient``: the same | error_message (providers quote numbers in it) |
 | CustomerContextUpdated | name, attributes (free-text context) | |
-| RawRequest | | body (every event's subject, nested), query, remote_addr |
+| RawRequest | | body (every event's subject, nested), query, remote_addr (web chat: the customer's device) |
 | DeadLetter (ingress) | | payload (the tenant's own content key: no subject can be named) |
 
 Readable, so that routing, KPIs and projections work without keys: every id and time, the
@@ -145,15 +145,27 @@ def seal_bytes_for(keyring: Keyring, tenant: str, subjects: Sequence[str], at_ms
     return out
 
 
+PERSON_POSTS = frozenset({"webchat"})  # channels whose requests come from the customer's own device
+
+
 def seal_raw(keyring: Keyring, raw: dict[str, Any], subjects: Sequence[str]) -> dict[str, Any]:
-    """A RawRequest with its body, query and remote address sealed (see ``seal_bytes_for``)."""
+    """A RawRequest with its body sealed (see ``seal_bytes_for``), and its query string (ids some
+    providers put there) and, when the customer's own device posted it, its remote address."""
     env = raw["envelope"]
     tenant, at = env["tenant_id"], env["occurred_at"]
     names = list(dict.fromkeys(subjects)) or [TENANT_SUBJECT]
-    aead, ref = keyring.for_sealing(tenant, names[0], CONTENT, at)
-    meta = crypto.seal_text(aead, ref, _dumps({"query": raw.get("query") or "", "remote_addr": raw.get("remote_addr")}))
-    return {**raw, "body": seal_bytes_for(keyring, tenant, names, at, bytes(raw["body"])), "query": "",
-            "remote_addr": None, "privacy": _privacy(names[0], meta)}
+    out = {**raw, "body": seal_bytes_for(keyring, tenant, names, at, bytes(raw["body"]))}
+    meta = {}
+    if raw.get("query"):
+        meta["query"], out["query"] = raw["query"], ""
+    if raw.get("remote_addr") and raw.get("channel") in PERSON_POSTS:
+        meta["remote_addr"], out["remote_addr"] = raw["remote_addr"], None
+    data = None
+    if meta:
+        aead, ref = keyring.for_sealing(tenant, names[0], CONTENT, at)
+        data = crypto.seal_text(aead, ref, _dumps(meta))
+    out["privacy"] = _privacy(names[0], data)
+    return out
 
 
 def seal_dead_letter(keyring: Keyring, dead: dict[str, Any], tenant: str) -> dict[str, Any]:
@@ -259,8 +271,8 @@ class Opener:
         tenant = event["envelope"]["tenant_id"]
         body, marks["content"] = self.open_bytes(tenant, event["body"])
         meta, _ = self._open_text(tenant, event["privacy"]["data"]) if event["privacy"].get("data") else ({}, OPEN)
-        return {"body": body if body is not None else b"", "query": (meta or {}).get("query", ""),
-                "remote_addr": (meta or {}).get("remote_addr")}
+        return {"body": body if body is not None else b"", "query": (meta or {}).get("query", event.get("query", "")),
+                "remote_addr": (meta or {}).get("remote_addr", event.get("remote_addr"))}
 
 
 def sealed_subjects(events: Iterable[dict[str, Any]]) -> list[str]:

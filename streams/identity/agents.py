@@ -51,7 +51,7 @@ class IdentityStage(Stage):
             return  # a redelivered webhook: once on the public topics
         seen[skey] = env["occurred_at"]
         ident = logic.identity_of(event)
-        customer, keys = _resolved(ctx, tenant, ident, privacy.sealed_keys(event))
+        customer, keys = _resolved(ctx, tenant, ident, privacy.sealed_key_tokens(event))
         if event.get("customer_id"):  # an agent's reply: the customer the agent API gave it
             customer, keys = event["customer_id"], []
         elif env["event_type"] == "DeliveryStatusChanged":
@@ -66,15 +66,15 @@ class IdentityStage(Stage):
 
 
 def _resolved(ctx: Task, tenant: str, ident: dict[str, Any],
-              sealed: list[logic.IdentityKey] | None = None) -> tuple[str, list[logic.IdentityKey]]:
+              sealed: tuple[str, ...] | None = None) -> tuple[str, list[logic.IdentityKey]]:
     """(intrinsic customer, keys) of a channel identity: a pure function of it (of the tokens a
     sealed message carries), remembered per task (an identity writes many messages)."""
     memo = ctx.cache.setdefault("identities", {})
     k = (tenant, ident["channel"], ident["id"], ident.get("phone_e164"), ident.get("email"), ident.get("login_id"),
-         tuple(x.key for x in sealed) if sealed else None)
+         sealed)
     hit = memo.get(k)
     if hit is None:
-        keys = sealed or logic.identity_keys(ident)
+        keys = privacy.as_keys(sealed) if sealed else logic.identity_keys(ident)
         if len(memo) > 200_000:
             memo.clear()
         hit = memo[k] = (logic.new_customer_id(tenant, keys[0].key), keys)

@@ -194,11 +194,14 @@ def test_expired_content_leaves_the_identity_readable(ring: Keyring) -> None:
 def test_a_raw_body_of_two_subjects_needs_both_keys(ring: Keyring) -> None:
     env = envelope("RawRequest", event_id="raw-1", occurred_at=T, tenant_id="acme", partition_key="acme|whatsapp|1",
                    producer="test")
-    raw = make("RawRequest", env, channel="whatsapp", method="POST", path="/webhooks/whatsapp/1", headers={},
-               body=b'{"from": "33612345678"}', query="a=1", remote_addr="10.0.0.7")
+    raw = make("RawRequest", env, channel="webchat", method="POST", path="/webhooks/webchat/1", headers={},
+               body=b'{"from": "33612345678"}', query="openid=o-77", remote_addr="10.0.0.7")
     sealed = seal_raw(ring, raw, ["c-1", "c-2"])
-    assert b"33612345678" not in sealed["body"] and sealed["remote_addr"] is None
-    assert Opener(ring).open(sealed)["body"] == raw["body"]
+    assert b"33612345678" not in sealed["body"] and sealed["remote_addr"] is None and sealed["query"] == ""
+    opened = Opener(ring).open(sealed)
+    assert (opened["body"], opened["query"], opened["remote_addr"]) == (raw["body"], raw["query"], raw["remote_addr"])
+    provider = seal_raw(ring, {**raw, "channel": "whatsapp", "query": ""}, ["c-1"])
+    assert provider["remote_addr"] == "10.0.0.7" and provider["privacy"]["data"] is None  # a provider's address
     ring.store.erase("acme", ["c-2"], T)
     opened = Opener(ring).open(sealed)
     assert opened["body"] == b"" and opened["_privacy"]["content"] == ERASED
