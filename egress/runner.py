@@ -19,7 +19,13 @@ Delivery, at least once towards providers that have no transactions, with no avo
 6. the input offset is committed once every record before it is done.
 A kill at any point: attempts without an outcome are *in doubt* and resent, with the same
 idempotency keys where the provider takes one (LINE, RBM: then it does not deliver twice);
-elsewhere a resend may duplicate: at most the calls in flight at the kill.
+elsewhere a resend may duplicate: at most the calls in flight at the kill. A stop (SIGTERM)
+lets the calls in progress finish first (``drain_s``). A partition moved to another egress on a
+rebalance is the same as a kill for the calls in flight on it.
+State: ``deliveries`` (message event id -> Delivery, from ``parley.outbound``) and ``windows``
+(tenant|channel|account|identity -> recent customer message times; the whole windows topic is
+read again at each assignment), in memory. Pacing per account: ``lanes.py``.
+Sealed messages (privacy on) are opened only to build the provider's request.
 Replay: a MessageSent older than the send horizon (by its recorded_at) is not sent (expired).
 """
 
