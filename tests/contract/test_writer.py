@@ -84,19 +84,24 @@ def test_as_strict_as_fastavro_defaults_filled_unknown_fields_refused(name: str)
     """A field left out takes its default (the bytes fastavro writes then), a required one
     missing or a field the schema does not name is an EncodeError, as with fastavro."""
     sv = CAT.latest(name)
-    full = records(sv.schema).example()
     codec = Codec()
     defaulted = [f["name"] for f in sv.schema["fields"] if "default" in f]
-    if defaulted:
-        part = {k: v for k, v in full.items() if k != defaulted[0]}
-        buf = io.BytesIO()
-        schemaless_writer(buf, sv.parsed, part, strict_allow_default=True)
-        assert codec.encode_as(sv, part)[5:] == buf.getvalue()
-    with pytest.raises(EncodeError):
-        codec.encode_as(sv, {**full, "not_a_field": 1})
     required = [f["name"] for f in sv.schema["fields"] if "default" not in f]
-    with pytest.raises(EncodeError):
-        codec.encode_as(sv, {k: v for k, v in full.items() if k != required[0]})
+
+    @settings(max_examples=10, deadline=None)
+    @given(records(sv.schema))
+    def check(full) -> None:
+        if defaulted:
+            part = {k: v for k, v in full.items() if k != defaulted[0]}
+            buf = io.BytesIO()
+            schemaless_writer(buf, sv.parsed, part, strict_allow_default=True)
+            assert codec.encode_as(sv, part)[5:] == buf.getvalue()
+        with pytest.raises(EncodeError):
+            codec.encode_as(sv, {**full, "not_a_field": 1})
+        with pytest.raises(EncodeError):
+            codec.encode_as(sv, {k: v for k, v in full.items() if k != required[0]})
+
+    check()
 
 
 def test_an_event_built_by_make_encodes_alike_both_ways() -> None:
