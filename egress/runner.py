@@ -97,6 +97,7 @@ class Egress:
         self.ids = self.codec.ids_of(MESSAGES)  # schema ids of the records it reads (again after prepare)
         self._encoders: dict[str, Any] = {}
         self.opener = _opener(settings)
+        self._kept = (0, 0)  # sizes of deliveries and windows after the last prune
         self.failure: BaseException | None = None
         self.draining = False
 
@@ -179,6 +180,7 @@ class Egress:
                 if now - last_log >= self.s.stats_interval_s:
                     log.info("egress.progress", in_flight=len(self.jobs), **self.stats.__dict__)
                     last_log = now
+                    self._prune()
                 if not msgs:
                     await asyncio.sleep(self.s.poll_ms / 1000)
                 else:
@@ -189,6 +191,18 @@ class Egress:
         finally:
             await self.stop()
         return self.stats
+
+    def _prune(self) -> None:
+        """Forget deliveries older than the send horizon (a message that old is not sent again
+        anyway) and windows no customer message refreshed in 8 days, once each map has doubled
+        since the last pass (the cost is amortised)."""
+        if len(self.deliveries) >= max(100_000, 2 * self._kept[0]):
+            horizon = int(time.time() * 1000) - int(self.s.send_horizon_s * 1000) - 3_600_000
+            self.deliveries = {k: d for k, d in self.deliveries.items() if d.at >= horizon or k in self.jobs}
+        if len(self.windows) >= max(100_000, 2 * self._kept[1]):
+            latest = max((t[-1] for t in self.windows.values() if t), default=0)
+            self.windows = {k: t for k, t in self.windows.items() if t and t[-1] >= latest - topics.SERVICE_WINDOWS.retention_ms}
+        self._kept = (len(self.deliveries), len(self.windows))
 
     async def _drain(self) -> None:
         """On a stop: let the calls in progress finish (their outcomes written, their offsets

@@ -20,6 +20,7 @@ class Delivery:
     outcomes: int = 0  # attempts with an outcome recorded
     final: str | None = None  # "sent" or "failed"
     channel_message_id: str | None = None
+    at: int = 0  # time of its latest delivery event (processing time): when it may be forgotten
 
     @property
     def in_doubt(self) -> bool:
@@ -31,6 +32,7 @@ def fold(d: Delivery | None, event: dict[str, Any]) -> Delivery:
     d = d or Delivery()
     kind = event["envelope"]["event_type"]
     attempt = event.get("attempt", 0)
+    d = replace(d, at=max(d.at, event["envelope"].get("occurred_at", 0)))
     if kind == "OutboundAttempted":
         return replace(d, attempts=max(d.attempts, attempt))
     if kind == "OutboundSent":

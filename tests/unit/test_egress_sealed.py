@@ -52,3 +52,19 @@ def test_sealed_replies_are_refused_without_keys_or_after_an_erasure(tmp_path) -
     ring.store.erase("acme", [sealed["privacy"]["subject_id"]], sealed["envelope"]["occurred_at"])
     erased = egress_with(p)._open(sealed)
     assert isinstance(erased, Refusal) and erased.code == "erased"
+
+
+def test_old_deliveries_and_stale_windows_are_forgotten() -> None:
+    import time
+
+    from egress.state import Delivery
+
+    egress = egress_with(None)
+    now = int(time.time() * 1000)
+    old, recent = now - 3 * 24 * 3600 * 1000, now - 60_000
+    egress.deliveries = {f"old-{i}": Delivery(1, 1, "sent", "x", old) for i in range(100_000)}
+    egress.deliveries["recent"] = Delivery(1, 1, "sent", "x", recent)
+    egress.windows = {f"w{i}": (old - 9 * 24 * 3600 * 1000,) for i in range(100_000)}
+    egress.windows["fresh"] = (recent,)
+    egress._prune()
+    assert list(egress.deliveries) == ["recent"] and list(egress.windows) == ["fresh"]
