@@ -10,7 +10,7 @@ kept until erasure; ``c`` content: what was written, per day, shredded by retent
 new keys) and the subject (the customer id the data belongs to). Then a random 96-bit nonce and
 the ciphertext with its 128-bit tag. Two framings of the same bytes:
 
-- text (Avro strings, JSON stores): ``ps1.`` + base64url(header | nonce | ciphertext);
+- text (Avro strings, JSON stores): ``ps1.`` + base64(header | nonce | ciphertext);
 - binary (raw request bodies, dead-letter payloads): ``MAGIC`` + header | nonce | ciphertext.
 
 A **token** is HMAC-SHA256 under the tenant's index key of a domain and a value, 128 bits in
@@ -24,6 +24,7 @@ associated data (a wrapped key moved to another row does not unwrap).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -122,8 +123,9 @@ def seal(aead: AESGCM, ref: KeyRef, plaintext: bytes) -> bytes:
     return head + nonce + aead.encrypt(nonce, plaintext, _aad(ref.tenant, head))
 
 
-def unseal(aead: AESGCM, tenant: str, data: bytes) -> bytes:
-    ref, at = parse_header(tenant, data)
+def unseal(aead: AESGCM, tenant: str, data: bytes, parsed: tuple[KeyRef, int] | None = None) -> bytes:
+    """The plaintext of sealed bytes; ``parsed``: their ``parse_header``, when the caller has it."""
+    ref, at = parsed or parse_header(tenant, data)
     try:
         return aead.decrypt(data[at:at + NONCE_BYTES], data[at + NONCE_BYTES:], _aad(tenant, data[:at]))
     except InvalidTag:
@@ -131,17 +133,16 @@ def unseal(aead: AESGCM, tenant: str, data: bytes) -> bytes:
 
 
 def seal_text(aead: AESGCM, ref: KeyRef, plaintext: bytes) -> str:
-    return TEXT_PREFIX + base64.urlsafe_b64encode(seal(aead, ref, plaintext)).rstrip(b"=").decode()
+    return TEXT_PREFIX + binascii.b2a_base64(seal(aead, ref, plaintext), newline=False).decode()
 
 
 def text_bytes(value: str) -> bytes:
     """The sealed bytes of a ``ps1.`` string."""
     if not value.startswith(TEXT_PREFIX):
         raise Unreadable("not a sealed string")
-    body = value[len(TEXT_PREFIX):]
     try:
-        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (ValueError, TypeError) as e:
+        return binascii.a2b_base64(value[len(TEXT_PREFIX):])
+    except (ValueError, TypeError, binascii.Error) as e:
         raise Unreadable(f"not a sealed string: {e}") from None
 
 

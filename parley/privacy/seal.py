@@ -187,14 +187,14 @@ class Opener:
         """(the sealed values, state)."""
         try:
             data = crypto.text_bytes(value)
-            ref, _ = crypto.parse_header(tenant, data)
+            parsed = crypto.parse_header(tenant, data)
         except Unreadable:
             return None, MISSING
-        aead = self.keyring.for_opening(ref)
+        aead = self.keyring.for_opening(parsed[0])
         if aead is None:
-            return None, self.keyring.state(ref)
+            return None, self.keyring.state(parsed[0])
         try:
-            return orjson.loads(crypto.unseal(aead, tenant, data)), OPEN
+            return orjson.loads(crypto.unseal(aead, tenant, data, parsed)), OPEN
         except (Unreadable, orjson.JSONDecodeError):
             return None, MISSING
 
