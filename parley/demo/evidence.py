@@ -40,7 +40,8 @@ def lines(store: Store, view: View, identity_events: Iterable[Mapping[str, Any]]
     threads = sorted(view.threads.values(), key=lambda t: t.thread_id)
     return [routing(threads), queues(store, tz), concurrency(store), reply_gaps(store),
             bot(threads, view.bot_queue), out_of_hours(store, threads), identity(list(identity_events)),
-            transfers(threads), reopens(store), vip(threads), escalation(threads), channels(store)]
+            transfers(threads), reopens(store), vip(threads), escalation(threads), channels(store),
+            egress(store)]
 
 
 def _reasons(t: Thread, prefix: str) -> list[tuple[dict[str, Any], str]]:
@@ -182,6 +183,17 @@ def channels(store: Store) -> Line:
     return Line("threads", f"{len(rows)} threads, {sum(across.values())} of them on more than one channel "
                            f"({_counts(Counter({'+'.join(k): n for k, n in across.items()}))})",
                 {"threads": len(rows), "across_channels": sum(across.values())})
+
+
+def egress(store: Store) -> Line:
+    """The business's messages as the egress delivered them (to the providers' emulators)."""
+    try:
+        rows = store.query("SELECT status, COUNT(*) AS n FROM outbound_deliveries GROUP BY status")
+    except Exception:  # noqa: BLE001 - a database without the egress's table
+        rows = []
+    by = Counter({r["status"]: r["n"] for r in rows})
+    return Line("egress", f"{sum(by.values())} outbound messages handed to the providers ({_counts(by)})",
+                {"outbound": sum(by.values()), **{f"status:{k}": n for k, n in by.items()}})
 
 
 def _counts(c: Mapping[str, int]) -> str:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from parley import kafka_local, topics_admin
 from parley.settings import BrokerSettings, DemoSettings, KafkaSettings
@@ -182,11 +181,6 @@ def wait_http(d: Demo, url: str, timeout_s: float = 60.0) -> None:
     raise SystemExit(f"{url} did not answer within {timeout_s:.0f}s; see {d.log_dir}")
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
-
-
 def check_children(d: Demo) -> None:
     for c in d.children:
         if c.proc.poll() is not None:
@@ -214,6 +208,7 @@ COUNTS = {
     "contacts": "SELECT count(*) AS n FROM kpi_contacts",
     "intervals": "SELECT count(*) AS n FROM kpi_intervals",
     "agent_intervals": "SELECT count(*) AS n FROM kpi_agent_intervals",
+    "outbound": "SELECT count(*) AS n FROM outbound_deliveries",
     "offsets": "SELECT coalesce(sum(next_offset), 0) AS n FROM projection_offsets",
 }
 
@@ -249,99 +244,6 @@ def settle(d: Demo, expected_in: int) -> dict[str, int]:
     return last or {}
 
 
-def worker_stats(d: Demo, wait_s: float = 2.5) -> dict[str, Any] | None:
-    """The worker's latest ``worker.stats`` log line (logged every second in the demo)."""
-    time.sleep(wait_s)
-    log = d.log_dir / "worker.log"
-    last = None
-    for line in log.read_text(errors="replace").splitlines():
-        if '"worker.stats"' in line:
-            try:
-                last = json.loads(line)
-            except ValueError:
-                continue
-    return last
-
-
-def late_count(stats: dict[str, Any] | None) -> int | None:
-    if not stats:
-        return None
-    return sum(int(v.get("late", 0)) for v in (stats.get("stages") or {}).values())
-
-
-# --- output ------------------------------------------------------------------------------------
-
-def channels_table(summary: dict[str, Any]) -> Table:
-    t = Table(title=f"KPIs of the simulated day (as of {summary['as_of_utc']}; same figures as `parley kpi`)")
-    for col in ("channel", "offered", "answered", "SL(300)", "90/300", "SL(20)", "80/20", "FRT p50",
-                "FRT p90", "bot containment"):
-        t.add_column(col, justify="left" if col == "channel" else "right")
-    rows = [*summary["channels"].items(), ("overall", summary["overall"])]
-    for name, f in rows:
-        t.add_row(name, str(f["offered"]), str(f["answered"]), _pct(f["sl_300"]["sl"]),
-                  _met(f["sl_300"]["met"]), _pct(f["sl_20"]["sl"]), _met(f["sl_20"]["met"]),
-                  _dur(f["frt_p50_ms"]), _dur(f["frt_p90_ms"]), _pct(f.get("bot_containment")))
-    return t
-
-
-def agents_table(agents: list[dict[str, Any]]) -> Table:
-    t = Table(title="Agents (time-weighted concurrency while online; `parley kpi --table agents`)")
-    for col in ("agent", "online", "idle", "occupancy", "concurrency", "peak", "answered first",
-                "FRT p50", "time at each level"):
-        t.add_column(col, justify="left" if col in ("agent", "time at each level") else "right")
-    for a in agents:
-        levels = " ".join(f"{lv}:{_dur(ms)}" for lv, ms in sorted(a["time_at_level_ms"].items(), key=lambda kv: int(kv[0])))
-        t.add_row(a["agent_id"], _dur(a["online_ms"]), _dur(a["idle_ms"]), _pct(a["occupancy"]),
-                  "-" if a["concurrency"] is None else f"{a['concurrency']:.2f}", str(a["peak_concurrency"]),
-                  str(a["answered"]), _dur(a["frt_p50_ms"]), levels)
-    return t
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f} %"
-
-
-def _met(v: bool | None) -> str:
-    return "-" if v is None else ("[green]met" if v else "[red]missed")
-
-
-def _dur(ms: float | None) -> str:
-    from projections.cli_kpi import _duration
-
-    return "-" if ms is None else _duration(ms)
-
-
-def same_figures(d: Demo) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """The period's figures as ``parley kpi`` computes them, the agents as the dashboard shows
-    them, and the differences from what the running API and dashboard endpoint serve."""
-    from projections import cli_kpi, dashboard, query
-    from projections.store import open_store
-
-    store = open_store(d.database_url, readonly=True)
-    try:
-        cli = cli_kpi.collect(store, query.KpiFilter(), ("channels", "agents"))
-        summary = query.kpi_summary(store, query.KpiFilter())
-        board_local = dashboard.build(store, query.KpiFilter())
-    finally:
-        store.close()
-    base = f"http://127.0.0.1:{d.settings.api_port}"
-    api = get_json(f"{base}/api/kpi/summary")
-    board = get_json(f"{base}/api/dashboard")
-    api_agents = get_json(f"{base}/api/kpi/agents")["agents"]
-    diffs = []
-    want = json.loads(json.dumps(summary, default=str))
-    for name, got in (("/api/kpi/summary", {k: api[k] for k in ("overall", "channels")}),
-                      ("/api/dashboard", {"overall": board["summary"], "channels": board["channels"]})):
-        if got != {k: want[k] for k in ("overall", "channels")}:
-            diffs.append(f"{name} differs from parley kpi")
-    cli_overall = next(r for r in cli["channels"] if r["channel"] == "(all)")
-    if cli_overall["sl_300"] != summary["overall"]["sl_300"]["sl"]:
-        diffs.append("parley kpi's table differs from its summary")
-    if json.loads(json.dumps(cli["agents"], default=str)) != api_agents:
-        diffs.append("/api/kpi/agents differs from parley kpi --table agents")
-    return summary, board_local["agents"], diffs
-
-
 # --- the main job --------------------------------------------------------------------------------
 
 @dataclass
@@ -369,12 +271,6 @@ def run(s: DemoSettings, *, serve: bool) -> int:
 def play(s: DemoSettings, *, serve: bool = False, console: Console | None = None,
          run_id: str | None = None) -> Outcome:
     """Run the day (see the module docstring); ``run_id`` names the topics (default: a fresh one)."""
-    from parley.demo import evidence
-    from parley.demo.driver import drive
-    from parley.demo.pipeline import Pipeline
-    from parley.demo.scenario import build_day
-    from projections.store import open_store
-
     t_start = time.monotonic()
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     run_id = run_id or "demo" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
@@ -386,65 +282,83 @@ def play(s: DemoSettings, *, serve: bool = False, console: Console | None = None
         Path(f"{d.db_path}{suffix}").unlink(missing_ok=True)
     asyncio.run(topics_admin.apply(d.kafka))
     console.print(f"topics applied under prefix [bold]{d.kafka.topic_prefix}[/]")
-    pipeline = None
     try:
         start_all(d)
         wait_http(d, f"http://127.0.0.1:{s.ingress_port}/readyz")
         wait_http(d, f"http://127.0.0.1:{s.api_port}/healthz")
-        day = the_day(s)
-        scenario = build_day(s.seed, s.scale, day)
-        plan = scenario.summary()
-        console.print(f"driving {day:%A %Y-%m-%d} (scale {s.scale}, seed {s.seed}): "
-                      f"{plan['conversations']} conversations of {plan['customers']} customers, "
-                      f"{plan['agents']} agents, slices of {s.slice_s // 60} min, through "
-                      f"http://127.0.0.1:{s.ingress_port}")
-        pipeline = Pipeline(d.kafka, d.app_id, alive=lambda: check_children(d))
-        result = asyncio.run(drive(f"http://127.0.0.1:{s.ingress_port}", scenario, accounts_file(s),
-                                   agent_token=s.agent_token.get_secret_value(), pipeline=pipeline,
-                                   slice_s=s.slice_s, progress=console.is_terminal,
-                                   quiet_timeout_s=s.settle_timeout_s,
-                                   log=d.log_dir / "driver.jsonl"))
-        report = result.report
-        for line in report.lines():
-            console.print(line, markup=False)
-        pipeline.wait_quiet(s.settle_timeout_s)
-        result.view.apply_all(pipeline.read_new())
-        projected = settle(d, report.expected_received)
-        stats = worker_stats(d)
-        late = late_count(stats)
-        store = open_store(d.database_url, readonly=True)
-        try:
-            ids = pipeline.read_all("parley.identity.events")
-            features = evidence.lines(store, result.view, ids, scenario.timezone)
-        finally:
-            store.close()
-        console.print("[bold]What the pipeline did[/]")
-        for name, line in features:
-            console.print(f"  {name:13} {line}", markup=False, highlight=False)
-        summary, agents, diffs = same_figures(d)
-        console.print(channels_table(summary))
-        console.print(agents_table(agents))
-        console.print("parley kpi, the API (/api/kpi/summary, /api/kpi/agents) and the dashboard "
-                      "(/api/dashboard) show " + ("[green]the same figures[/]" if not diffs
-                                                   else "[red]different figures: " + "; ".join(diffs)))
-        console.print(f"worker: {late if late is not None else '?'} records processed late "
-                      f"(event time older than already released; 0 = the run is reproducible), "
-                      f"{(stats or {}).get('records', '?')} records read; projected: {projected}")
+        outcome = _day(d)
         console.print(f"wall time {time.monotonic() - t_start:.0f} s  ·  dashboard: "
                       f"http://127.0.0.1:{s.api_port}/dashboard  ·  SQLite: {d.db_path}  ·  logs: {d.log_dir}")
         if serve:
             console.print("serving the dashboard; Ctrl-C to stop")
             stop_all(d, keep=("api",))
             _wait_for_interrupt(d)
-        ok = report.ok and projected.get("messages_in", 0) >= report.expected_received
-        code = 0 if ok and late == 0 and not diffs else 1
-        return Outcome(code, d.db_path, d.kafka.topic_prefix, late, features, summary, agents, diffs, report)
+        return outcome
     finally:
-        if pipeline is not None:
-            pipeline.close()
         stop_all(d)
         if d.broker_started and not serve:
             console.print("the local broker keeps running (`parley kafka down` stops it)")
+
+
+def _day(d: Demo) -> Outcome:
+    """Drive the day, let the pipeline settle, and say what it did."""
+    from parley.demo.driver import drive
+    from parley.demo.pipeline import Pipeline
+    from parley.demo.scenario import build_day
+
+    s, console = d.settings, d.console
+    day = the_day(s)
+    scenario = build_day(s.seed, s.scale, day)
+    plan = scenario.summary()
+    console.print(f"driving {day:%A %Y-%m-%d} (scale {s.scale}, seed {s.seed}): "
+                  f"{plan['conversations']} conversations of {plan['customers']} customers, "
+                  f"{plan['agents']} agents, slices of {s.slice_s // 60} min, through "
+                  f"http://127.0.0.1:{s.ingress_port}")
+    pipeline = Pipeline(d.kafka, d.app_id, alive=lambda: check_children(d))
+    try:
+        result = asyncio.run(drive(f"http://127.0.0.1:{s.ingress_port}", scenario, accounts_file(s),
+                                   agent_token=s.agent_token.get_secret_value(), pipeline=pipeline,
+                                   slice_s=s.slice_s, progress=console.is_terminal,
+                                   quiet_timeout_s=s.settle_timeout_s, log=d.log_dir / "driver.jsonl"))
+        for line in result.report.lines():
+            console.print(line, markup=False)
+        pipeline.wait_quiet(s.settle_timeout_s)
+        result.view.apply_all(pipeline.read_new())
+        projected = settle(d, result.report.expected_received)
+        identity_events = pipeline.read_all("parley.identity.events")
+    finally:
+        pipeline.close()
+    return _results(d, result, projected, identity_events, scenario.timezone)
+
+
+def _results(d: Demo, result: Any, projected: dict[str, int], identity_events: list[dict[str, Any]],
+             tz: str) -> Outcome:
+    from parley.demo import evidence, report
+    from projections.store import open_store
+
+    console = d.console
+    stats = report.worker_stats(d.log_dir / "worker.log")
+    late = report.late_count(stats)
+    store = open_store(d.database_url, readonly=True)
+    try:
+        features = evidence.lines(store, result.view, identity_events, tz)
+    finally:
+        store.close()
+    console.print("[bold]What the pipeline did[/]")
+    for name, line in features:
+        console.print(f"  {name:13} {line}", markup=False, highlight=False)
+    summary, agents, diffs = report.same_figures(d.database_url, f"http://127.0.0.1:{d.settings.api_port}")
+    console.print(report.channels_table(summary))
+    console.print(report.agents_table(agents))
+    console.print("parley kpi, the API (/api/kpi/summary, /api/kpi/agents) and the dashboard "
+                  "(/api/dashboard) show " + ("[green]the same figures[/]" if not diffs
+                                               else "[red]different figures: " + "; ".join(diffs)))
+    console.print(f"worker: {late if late is not None else '?'} records processed late "
+                  f"(event time older than already released; 0 = the run is reproducible), "
+                  f"{(stats or {}).get('records', '?')} records read; projected: {projected}")
+    ok = result.report.ok and projected.get("messages_in", 0) >= result.report.expected_received
+    code = 0 if ok and late == 0 and not diffs else 1
+    return Outcome(code, d.db_path, d.kafka.topic_prefix, late, features, summary, agents, diffs, result.report)
 
 
 def _wait_for_interrupt(d: Demo) -> None:
