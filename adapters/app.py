@@ -264,7 +264,9 @@ class Ingress:
         planned: list[Planned] = [(req.raw_event_id, raw_record)]
         if failure is None:
             try:
-                return planned + self._event_records(events if sealed is None else sealed, recorded, content_ref), events
+                records = self._event_records(events, recorded, content_ref) if sealed is None else \
+                    self._event_records(sealed, recorded, content_ref, fitted=True)
+                return planned + records, events
             except (EncodeError, TooLarge) as e:
                 failure = ("schema_invalid" if isinstance(e, EncodeError) else "too_large", str(e))
         reason, error = failure
@@ -281,7 +283,8 @@ class Ingress:
                                self.codec.encode(dead, self.dead_letter_topic), headers, req.received_at_ms)))
         return planned, []
 
-    def _event_records(self, events: list[dict[str, Any]], recorded: int, content_ref: str) -> list[Planned]:
+    def _event_records(self, events: list[dict[str, Any]], recorded: int, content_ref: str,
+                       fitted: bool = False) -> list[Planned]:
         out: list[Planned] = []
         seen: set[str] = set()
         for e in events:
@@ -291,7 +294,7 @@ class Ingress:
             seen.add(env["event_id"])
             env["recorded_at"] = recorded
             record = Record(self.messages_topic, env["partition_key"].encode(),
-                            self.encode(limits.fit(e, content_ref), self.messages_topic),
+                            self.encode(e if fitted else limits.fit(e, content_ref), self.messages_topic),
                             (("event_type", env["event_type"].encode()),), env["occurred_at"])
             if not self._fits(record):
                 raise TooLarge(record, getattr(self.producer, "limit", lambda t: 0)(record.topic))

@@ -29,6 +29,7 @@ class Sealer:
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
         self._parties: dict[tuple[Any, ...], Party] = {}
+        self._identities: dict[tuple[Any, ...], tuple[Any, str]] = {}  # the last sealing of each identity
 
     # --- tokens ------------------------------------------------------------------------------
 
@@ -65,14 +66,28 @@ class Sealer:
         tenant = env["tenant_id"]
         side = seal.PARTY[env["event_type"]]
         party = self.party(tenant, event[side], event.get("customer_id"))
+        identity = self.identity(tenant, event[side], party)
         if env["event_type"] != "MessageReceived":
-            return seal.seal_message(self.keyring, event, party)
-        normal = normalise_subject(event.get("subject"))
-        refs = references(event.get("subject"), event.get("text"))
+            return seal.seal_message(self.keyring, event, party, identity=identity)
+        subject, text = event.get("subject"), event.get("text")
+        normal = normalise_subject(subject) if subject else None
+        refs = references(subject, text) if subject or text else ()
         return seal.seal_message(
-            self.keyring, event, party,
+            self.keyring, event, party, identity=identity,
             subject_token=self.keyring.token(tenant, "subject", normal) if normal else None,
             ref_tokens=[self.keyring.token(tenant, "ref", r) for r in refs])
+
+    def identity(self, tenant: str, ident: dict[str, Any], party: Party) -> str:
+        """The identity sealed under the subject's profile key; the same ciphertext again while the
+        fields and the key are the same (it says no more than the token next to it: same identity)."""
+        memo = (tenant, party.subject, *(ident.get(k) for k in seal.IDENTITY_FIELDS))
+        hit = self._identities.get(memo)
+        current = self.keyring.for_sealing(tenant, party.subject, seal.PROFILE)[1]
+        if hit is None or hit[0] != current:
+            if len(self._identities) >= MEMO:
+                self._identities.clear()
+            hit = self._identities[memo] = seal.seal_identity(self.keyring, tenant, ident, party.subject)
+        return hit[1]
 
     def context(self, event: dict[str, Any]) -> dict[str, Any]:
         """A CustomerContextUpdated, its name and attributes sealed under the customer's profile key."""

@@ -53,6 +53,12 @@ def thread_features(msg: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]
     return p.get("subject_token"), tuple(p.get("ref_tokens") or ())
 
 
+def lean(event: dict[str, Any]) -> dict[str, Any]:
+    """The event without its sealed part, for a stage that decides on readable fields only
+    (routing: its requests are then as small as on plaintext)."""
+    return event if not event.get("privacy") else {**event, "privacy": None}
+
+
 class Texts:
     """A message's text for enrichment, opened with the process's keyring when sealed."""
 

@@ -100,29 +100,42 @@ class Party:
     keys: tuple[str, ...]  # identity-key tokens, intrinsic first
 
 
+def seal_identity(keyring: Keyring, tenant: str, ident: dict[str, Any], subject: str) -> tuple[KeyRef, str]:
+    """(the profile key's reference, the channel identity's fields sealed under it)."""
+    aead, ref = keyring.for_sealing(tenant, subject, PROFILE)
+    return ref, crypto.seal_text(aead, ref, _dumps({k: v for k in IDENTITY_FIELDS if (v := ident.get(k)) is not None}))
+
+
 def seal_message(keyring: Keyring, event: dict[str, Any], party: Party, *, subject_token: str | None = None,
-                 ref_tokens: Sequence[str] = ()) -> dict[str, Any]:
+                 ref_tokens: Sequence[str] = (), identity: str | None = None) -> dict[str, Any]:
     """A message event (MessageReceived, MessageSent, DeliveryStatusChanged) with its sender or
-    recipient sealed under ``party.subject``'s profile key, its content under the subject's
-    content key of the event's day, and its partition key made of the identity's token."""
+    recipient sealed under ``party.subject``'s profile key (``identity``: already sealed), its
+    content under the subject's content key of the event's day, and its partition key made of
+    the identity's token."""
     if event.get("privacy"):
         return event
     env = event["envelope"]
     etype, tenant = env["event_type"], env["tenant_id"]
     side, names = PARTY[etype], CONTENT_FIELDS[etype]
     ident = event[side]
-    aead, ref = keyring.for_sealing(tenant, party.subject, PROFILE)
-    identity = crypto.seal_text(aead, ref, _dumps({k: ident.get(k) for k in IDENTITY_FIELDS if ident.get(k) is not None}))
-    plain = {k: event.get(k) for k in names if event.get(k) not in (None, [], {})}
+    if identity is None:
+        identity = seal_identity(keyring, tenant, ident, party.subject)[1]
+    out = dict(event)
+    plain = {}
+    for k in names:
+        v = event.get(k)
+        if v is not None and v != [] and v != {}:
+            plain[k] = v
+            out[k] = _blank(k, v)
     data = None
     if plain:
         aead, ref = keyring.for_sealing(tenant, party.subject, CONTENT, env["occurred_at"])
         data = crypto.seal_text(aead, ref, _dumps(plain))
-    out = {**event, **{k: _blank(k, event.get(k)) for k in names}}
-    out[side] = {**ident, "id": party.id_token, "display_name": None, "phone_e164": None, "email": None,
-                 "login_id": None}
+    out[side] = {"channel": ident["channel"], "id": party.id_token, "display_name": None, "phone_e164": None,
+                 "email": None, "login_id": None}
     out["envelope"] = {**env, "partition_key": f"{tenant}|{event['channel']}|{party.id_token}"}
-    out["privacy"] = _privacy(party.subject, data, subject_token, ref_tokens, identity=identity, keys=party.keys)
+    out["privacy"] = {"subject_id": party.subject, "data": data, "identity": identity, "keys": list(party.keys),
+                      "subject_token": subject_token, "ref_tokens": list(ref_tokens)}
     return out
 
 

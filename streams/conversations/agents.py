@@ -112,7 +112,7 @@ class ConversationsStage(Stage):
             replies = ctx.store("replies")
             for mid in logic.reply_ids(e):
                 replies[f"{ckey}|{mid}"] = [threaded, e["envelope"]["occurred_at"]]
-        request = [e]
+        request = [privacy.lean(e)]  # routing reads no sealed data: it does not carry it
         if kind == "MessageReceived" and threaded:
             enriched = enriched_event(e, self.enricher.enrich(self.texts.text(e), e["envelope"]["tenant_id"]))
             ctx.forward(topics.CONVERSATIONS, enriched["envelope"]["partition_key"],
