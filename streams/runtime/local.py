@@ -30,7 +30,7 @@ from aiokafka.partitioner import murmur2
 from schemas import topics
 from schemas.codec import Codec, codec_for
 from streams.runtime.stage import Stage
-from streams.runtime.task import Env, Record, Task, Upstream
+from streams.runtime.task import Env, Record, Task, Upstream, wake
 
 
 def partition_for(key: bytes | None, partitions: int) -> int:
@@ -88,6 +88,7 @@ class LocalRunner:
         self.workers = workers
         self.tasks: dict[str, Task] = {}
         self.position: dict[tuple[str, int], int] = {}
+        self._seen_end: dict[tuple[str, int], int] = {}  # the end offsets the last step knew of
         self._start_tasks()
 
     # --- producing from outside (ingress, agent API) ---------------------------------------
@@ -107,18 +108,30 @@ class LocalRunner:
                     if pos < len(self.logs[name].records[p]) and self._owner_of(name, p) == worker]
         self.rng.shuffle(readable)
         picked = readable[: self.rng.randint(1, len(readable))] if readable else []
+        woken = set()
+        picked_set = set(picked)
         for name, p in picked:
             task = self.tasks[f"{self.readers[name].name}/{p}"]
+            woken.add(task)
             pos = self.position[(name, p)]
             n = self.rng.randint(1, self.max_read)
             for offset in range(pos, min(pos + n, len(self.logs[name].records[p]))):
                 key, value, origin = self.logs[name].records[p][offset]
                 task.feed(Record(name, p, offset, key, value, origin), self.now)
                 self.position[(name, p)] = offset + 1
+        wake(self.table, woken)
         for task in mine:
             for name in task.inputs:
-                task.clocks[name].caught_up = self.position[(name, task.partition)] >= len(
-                    self.logs[name].records[task.partition])
+                # as a consumer learns it: caught up once it read to the end (an end-of-partition
+                # event); behind once it reads what came since, or a step after new records
+                # came (a fetch sees them by then), not before
+                where = (name, task.partition)
+                end = len(self.logs[name].records[task.partition])
+                if self.position[where] >= end:
+                    task.clocks[name].caught_up = True
+                elif where in picked_set or self._seen_end.get(where, 0) < end:
+                    task.clocks[name].caught_up = False
+                self._seen_end[where] = end
             task.advance(self.table, self.now)
         self.rng.shuffle(mine)
         wrote = bool(picked)

@@ -324,3 +324,16 @@ def combine(sources: list[tuple[int, bool]], otherwise: int) -> tuple[int, bool]
     if sources:
         return max(w for w, _ in sources), True
     return otherwise, True
+
+
+def wake(table: dict[str, Upstream], fed: set[Task]) -> None:
+    """Tasks of this process that were idle and just read records are active again, at once.
+
+    An idle source does not hold its readers back; the mark saying it is active again reaches
+    them only with its next commit. Meanwhile its readers in this process could let event time
+    run past the records it just read (seen by them only after that commit), which would then be
+    late. So its entry in the table goes back to active now, at what it has released so far."""
+    for task in fed:
+        up = table.get(task.id)
+        if up is not None and up.idle:
+            table[task.id] = Upstream(min(up.watermark, task.seq.frontier), False, up.ends)

@@ -51,7 +51,7 @@ from parley.settings import WorkerSettings
 from schemas import topics
 from schemas.codec import codec_for
 from streams.runtime.stage import Stage
-from streams.runtime.task import Env, Output, Record, Task, Upstream
+from streams.runtime.task import Env, Output, Record, Task, Upstream, wake
 
 log = logs.get("streams.worker")
 ORIGIN = "pt"  # header naming the task that produced a record
@@ -250,6 +250,7 @@ class Worker:
         now = time.monotonic()
         self._read_watermarks()
         fed = 0
+        woken: set[Task] = set()
         route = self._route
         for m in msgs:
             err = m.error()
@@ -276,6 +277,8 @@ class Worker:
             task.feed(Record(name, where[1], m.offset(), m.key(), m.value(),
                              _origin(headers) if headers else None), now)
             fed += 1
+            woken.add(task)
+        wake(self.table, woken)
         for task in self.tasks.values():
             task.advance(self.table, now)
         self.stats.records += fed

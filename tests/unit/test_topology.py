@@ -230,3 +230,43 @@ def test_a_stage_gives_the_same_outputs_for_any_order_of_its_inputs(per_stage, n
     assert records or name == "context", f"{name} has no input in the scenario"
     results = {tuple(run_alone(stage, records, seed)) for seed in range(3)}
     assert len(results) == 1
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_source_waking_after_a_quiet_spell_is_not_overtaken(seed) -> None:
+    """Slices as the demo drives them: a quiet spell (every source idle), then a customer's
+    message (through identity) and, a minute after it in event time but sent right after it, the
+    agent's resolve (straight
+    to conversations). Identity was idle: until its next commit its readers would not wait for
+    it, and the resolve could overtake the message it follows. Waking tasks are active at once."""
+    runner = LocalRunner(stages(), seed=seed, lateness_ms=10, idle_ms=150)
+    sms = f.identity("sms", "+33611111111")
+    first = f.received("acme", sms, "Order 123456 is late", f.T0, n=1)
+    for e in (f.agent_status("acme", "a1", f.T0 - 1000, capacity=2), first):
+        runner.produce(topics.AGENT_STATUS if e["envelope"]["event_type"] == "AgentStatusChanged"
+                       else topics.MESSAGES, e)
+    runner.run()  # every source idle now
+    (threaded,) = [v for _, v in runner.read(topics.CONVERSATIONS) if v["envelope"]["event_type"] == "MessageReceived"]
+    later = f.T0 + 3_600_000
+    runner.produce(topics.MESSAGES, f.received("acme", sms, "thanks, all good", later, n=2))
+    runner.produce(topics.CONVERSATION_MESSAGES, f.thread_command(
+        "ConversationResolved", "acme", threaded["customer_id"], threaded["thread_id"], later + 60_000, resolved_by="agent"))
+    runner.run()
+    assert sum(t.counts["late"] for t in runner.tasks.values()) == 0
+    kinds = [v["envelope"]["event_type"] for _, v in runner.read(topics.CONVERSATIONS)]
+    assert "ConversationReopened" not in kinds  # the message came first, in the thread still open
+
+
+def test_a_waking_task_is_active_in_the_table_at_once() -> None:
+    """The worker's table of its own tasks' marks is updated at each commit; a task that was
+    idle and just read records must not stay idle there until then (``wake``)."""
+    from streams.runtime.task import Upstream, wake
+
+    s = next(x for x in stages() if x.name == "identity")
+    task = Task(s, 0, Env(CODEC, {}))
+    task.start({})
+    task.seq.frontier = 500
+    table = {task.id: Upstream(900, True, {"t/0": 3}), "other/0": Upstream(700, True, {})}
+    wake(table, {task})
+    assert table[task.id] == Upstream(500, False, {"t/0": 3})
+    assert table["other/0"].idle  # only the tasks that read something
