@@ -257,8 +257,8 @@ def demo(
     seed: int = typer.Option(None, help="Seed of the synthetic day."),
     day: str = typer.Option(None, help="Simulated day, YYYY-MM-DD (default: yesterday)."),
     serve: bool = typer.Option(None, help="Keep the dashboard up at the end (default: when in a terminal)."),
-    lookup_wait: float = typer.Option(None, help="Seconds a resolve or context step waits for the "
-                                      "projections to show its ids before it is skipped (default 120)."),
+    slice_s: int = typer.Option(None, "--slice", help="Simulated seconds per slice of the day: agents, bot and "
+                                "customers react to the pipeline's decisions up to a slice late (default 300)."),
 ) -> None:
     """The main job: broker, topics, ingress, worker, projections, API, and a synthetic day."""
     from parley.demo.main import run
@@ -268,7 +268,7 @@ def demo(
     s.scale = scale if scale is not None else s.scale
     s.seed = seed if seed is not None else s.seed
     s.day = day or s.day
-    s.lookup_wait_s = lookup_wait if lookup_wait is not None else s.lookup_wait_s
+    s.slice_s = slice_s if slice_s is not None else s.slice_s
     raise typer.Exit(run(s, serve=sys.stdin.isatty() if serve is None else serve))
 
 

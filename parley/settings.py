@@ -259,9 +259,6 @@ class DemoSettings(_Base):
     worker_lateness_ms: int | None = None
     worker_idle_ms: int = 500
     settle_timeout_s: float = 180.0
-    # unused since the actors act on the worker's decisions slice by slice (kept for the CLI's
-    # --lookup-wait option)
-    lookup_wait_s: float = 120.0
 
 
 class EgressSettings(_Base):
