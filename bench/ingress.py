@@ -225,7 +225,9 @@ def privacy_ab(args: argparse.Namespace, kafka: KafkaSettings, tmp: Path, run: s
                      "cpu_change_pct": round(100 * (best["sealed"][name]["cpu_us_per_req"]
                                                     / best["plaintext"][name]["cpu_us_per_req"] - 1), 1)}
               for name in best["plaintext"]}
-    return {"rounds": args.privacy_rounds, **best, "change": change}
+    every = {mode: {name: [[r["per_s"], r["cpu_us_per_req"]] for r in rs] for name, rs in by.items()}
+             for mode, by in runs.items()}
+    return {"rounds": args.privacy_rounds, **best, "change": change, "runs": every}
 
 
 def _privacy(tmp: Path) -> PrivacySettings:

@@ -12,7 +12,7 @@ from schemas import topics
 from schemas.events import derive_id
 from streams import testing as f
 from tests.integration.test_ingress_kafka import AGENT_AUTH, Running, read
-from tests.unit.test_identity import MSGR, WA, Store, the_message
+from tests.unit.test_identity import MSGR, WA, Stages, the_message
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +34,13 @@ async def test_resolve_transfer_and_context_reach_their_topics(applied_topics) -
             status, text, _ = await ing.post(path, body, AGENT_AUTH)
             assert status == 200, text
             answers.append(json.loads(text))
-    got = await read(applied_topics, topics.CONVERSATION_MESSAGES, 3)
-    assert [(r.partition, r.offset) for r, _ in got] == [(a["partition"], a["offset"]) for a in answers[:3]]
+    # the client's retry is answered from the first one's claim: same id, same place, nothing stored again
+    assert answers[1] == {**answers[0], "duplicate": True} and "duplicate" not in answers[0]
+    got = await read(applied_topics, topics.CONVERSATION_MESSAGES, 2)
+    assert [(r.partition, r.offset) for r, _ in got] == [(a["partition"], a["offset"]) for a in (answers[0], answers[2])]
     assert {r.key for r, _ in got} == {b"acme|cust-7"} and len({r.partition for r, _ in got}) == 1
-    (r1, first), (_, retry), (r3, transfer) = got
-    # the retry is stored again (only recorded_at differs) with the same id: downstream drops it
-    assert {**first, "envelope": {**first["envelope"], "recorded_at": None}} \
-        == {**retry, "envelope": {**retry["envelope"], "recorded_at": None}}
-    assert first["envelope"]["event_id"] == answers[0]["event_id"] == answers[1]["event_id"]
+    (r1, first), (r3, transfer) = got
+    assert first["envelope"]["event_id"] == answers[0]["event_id"]
     env = first["envelope"]
     assert env["event_id"] == derive_id("acme", "ConversationResolved", "th-1", now, 0)
     assert env["event_type"] == "ConversationResolved" and env["occurred_at"] == now == r1.timestamp
@@ -61,7 +60,7 @@ async def test_resolve_transfer_and_context_reach_their_topics(applied_topics) -
 
 
 async def test_link_unlink_and_merge_reach_the_identity_commands_topic(applied_topics) -> None:
-    store = Store()
+    store = Stages()
     a = the_message(store.feed(f.received("acme", WA, "hi", f.T0)))["customer_id"]
     store.feed(f.received("acme", MSGR, "hi", f.T0 + 1))
     ident = {"channel": "messenger", "id": "psid-1"}
@@ -83,13 +82,15 @@ async def test_link_unlink_and_merge_reach_the_identity_commands_topic(applied_t
         status, text, _ = await ing.post("/agents/acme/ines/customers/merge",
                                          {"customer_id": a, "merged_customer_id": a}, AGENT_AUTH)
         assert status == 400 and "merged into itself" in text
-    got = await read(applied_topics, topics.IDENTITY_COMMANDS, 4)
-    assert len(got) == 4  # the refused self-merge stored nothing
-    assert [(r.partition, r.offset) for r, _ in got] == [(ans["partition"], ans["offset"]) for ans in answers]
+    assert answers[1] == {**answers[0], "duplicate": True}  # the retry, answered from the claim
+    got = await read(applied_topics, topics.IDENTITY_COMMANDS, 3)
+    assert len(got) == 3  # neither the retry nor the refused self-merge stored anything
+    stored = [answers[0], *answers[2:]]
+    assert [(r.partition, r.offset) for r, _ in got] == [(ans["partition"], ans["offset"]) for ans in stored]
     assert {r.key for r, _ in got} == {b"acme"} and len({r.partition for r, _ in got}) == 1
-    (r1, linked), (_, retry), (_, unlinked), (r4, merged) = got
-    assert [e["envelope"]["event_id"] for _, e in got] == [ans["event_id"] for ans in answers]
-    assert linked["envelope"]["event_id"] == retry["envelope"]["event_id"] == derive_id(
+    (r1, linked), (_, unlinked), (r4, merged) = got
+    assert [e["envelope"]["event_id"] for _, e in got] == [ans["event_id"] for ans in stored]
+    assert linked["envelope"]["event_id"] == derive_id(
         "acme", "IdentityLinked", "channel:messenger:psid-1", a, f.T0 + 50, 0)
     assert linked["envelope"]["producer"] == "ingress/agent-api" and r1.timestamp == f.T0 + 50
     assert (linked["customer_id"], linked["identity_key"], linked["signal"], linked["linked_by"]) \
@@ -98,7 +99,7 @@ async def test_link_unlink_and_merge_reach_the_identity_commands_topic(applied_t
             unlinked["reason"], unlinked["unlinked_by"]) == ("IdentityUnlinked", a, "cust-split", "not her", "ines")
     assert (merged["envelope"]["event_type"], merged["customer_id"], merged["merged_customer_id"],
             merged["merged_by"], r4.timestamp) == ("IdentitiesMerged", a, "cust-split", "ines", f.T0 + 90)
-    # read back from Kafka, the commands are taken by the identity logic (the retry applied once)
+    # read back from Kafka, the commands are taken by the identity logic
     emitted = store.feed(*(e for _, e in got))
     assert [e["envelope"]["event_type"] for e in emitted] == ["IdentityLinked", "IdentityUnlinked", "IdentitiesMerged"]
-    assert store.customer_of("channel:messenger:psid-1") == a
+    assert store.profile_of("channel:messenger:psid-1") == a
