@@ -56,7 +56,7 @@ async def test_resolve_transfer_and_context_reach_their_topics(applied_topics) -
     assert ctx["envelope"]["event_id"] == answers[3]["event_id"]
     assert {k: v for k, v in ctx.items() if k != "envelope"} == {
         "customer_id": "cust-7", "source": "crm", "name": "Zoé", "tier": "vip", "lifecycle_stage": None,
-        "attributes": {"orders": "12"}}
+        "attributes": {"orders": "12"}, "privacy": None}  # sealing is off here
 
 
 async def test_link_unlink_and_merge_reach_the_identity_commands_topic(applied_topics) -> None:
