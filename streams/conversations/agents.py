@@ -77,7 +77,7 @@ class ConversationsStage(Stage):
         if env["event_type"] == privacy.ERASED:
             privacy.forget_threads(ctx, event, self.texts)
             return
-        ckey = logic.customer_key(event)
+        ckey = logic.customer_key_of(event)
         threads, replies = ctx.store("threads"), ctx.store("replies")
         state = threads.get(ckey) or CustomerThreads()
         after, out = logic.step(state, event, self.rules, lambda mid: (replies.get(f"{ckey}|{mid}") or (None,))[0],

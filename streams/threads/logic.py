@@ -324,7 +324,8 @@ def _put(state: CustomerThreads, thread: Thread, front: bool = True) -> Customer
     return replace(state, threads=tuple(threads))
 
 
-def customer_key(event: Mapping[str, Any]) -> str:
-    """The state key of an input event: tenant|customer."""
+def customer_key_of(event: Mapping[str, Any]) -> str:
+    """The state key of an input event: tenant|customer (its partition key when it names no
+    customer)."""
     return f"{event['envelope']['tenant_id']}|{event['customer_id']}" if event.get("customer_id") \
         else event["envelope"]["partition_key"]
