@@ -13,10 +13,9 @@ Values are JSON-shaped and written back by assignment (a store writes a changelo
 ``__setitem__`` only):
 
 * ``threads``  ``tenant|thread`` -> ``{"eps": {episode_id: summary}, "spans": [[span_id, agent,
-  from, to|None]], "n": {counter: n}, "v": version, "void": {...}, "bk": [...], "ag": {...}}``:
+  from, to|None]], "n": {counter: n}, "v": version, "void": {...}}``:
   the thread's latest measure (a measure older than ``v`` is ignored, so measures may arrive in
-  any order), ``void`` the last measure of contacts a late event superseded, ``bk`` the intervals
-  its episodes ever started in, ``ag`` each agent's earliest span start.
+  any order), ``void`` the last measure of contacts a late event superseded.
 * ``buckets``  ``tenant|interval`` -> ``{"eps": {episode_id: thread}, "msg": {counter: n},
   "dk": [[dimension, value]]}``: the episodes that started in the interval, the message and
   sentiment counters of the interval (sums over its threads' counters), and every key the
@@ -171,9 +170,6 @@ class KpiEngine:
             return
         self._diff_episodes(tenant, thread, st, eps, cause)
         self._diff_spans(tenant, st["spans"], spans, wm, cause)
-        for _, agent, start, end in st["spans"] + spans:  # an open span counted up to wm
-            lo, hi = st["ag"].get(agent, (start, start))
-            st["ag"][agent] = [min(lo, start), max(hi, wm if end is None else end)]
         self._diff_counts(tenant, st["n"], counts, cause)
         st["eps"], st["spans"], st["n"] = eps, spans, counts
         self.s.threads[tkey] = st
@@ -206,7 +202,6 @@ class KpiEngine:
                 if before is not None:
                     self._index(tenant, bucket(before["start"]), ep_id, None, cause)
                 self._index(tenant, b, ep_id, thread, cause)
-                st["bk"] = sorted(set(st["bk"]) | {b})
             self._note_keys(tenant, b, logic.episode_keys(ep))
             if ep["contact"] or (before and before["contact"]):
                 self._dirty_contacts[(tenant, thread, ep_id)] = cause
@@ -437,8 +432,8 @@ def _new_bucket() -> dict[str, Any]:
 
 def _new_thread() -> dict[str, Any]:
     # eps/spans/n: the thread's latest measure; void: contacts that no longer exist (last
-    # measure); bk: intervals its episodes ever started in; ag: agent -> earliest span start
-    return {"eps": {}, "spans": [], "n": {}, "v": [-1, 0], "void": {}, "bk": [], "ag": {}}
+    # measure)
+    return {"eps": {}, "spans": [], "n": {}, "v": [-1, 0], "void": {}}
 
 
 def measure(tenant: str, thread: str, items: Iterable[list[Any]], latest: int = 0) -> dict[str, Any]:
