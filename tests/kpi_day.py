@@ -54,5 +54,5 @@ def run_day(seed: int, scale: float, flush_every: int = 150) -> Day:
         if i % flush_every == 0:
             published += engine.flush()
     published += engine.flush()
-    wm = {t: v["wm"] for t, v in engine.s.tenants.items()}
+    wm = {t: v.watermark for t, v in engine.stores.tenants.items()}
     return Day(events, delivery, published, wm)

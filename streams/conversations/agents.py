@@ -77,7 +77,7 @@ class ConversationsStage(Stage):
         if env["event_type"] == privacy.ERASED:
             privacy.forget_threads(ctx, event, self.texts)
             return
-        ckey = logic.customer_key(event)
+        ckey = logic.customer_key_of(event)
         threads, replies = ctx.store("threads"), ctx.store("replies")
         state = threads.get(ckey) or CustomerThreads()
         after, out = logic.step(state, event, self.rules, lambda mid: (replies.get(f"{ckey}|{mid}") or (None,))[0],
@@ -166,8 +166,8 @@ class ConversationsStage(Stage):
         entry = _kpi_index(ctx).setdefault(f"{tenant}|{thread}", {"items": {}, "t": 0})
         entry["t"] = max(entry["t"], e["envelope"]["occurred_at"])
         item = kpi_logic.compact(e)
-        if item is not None and item[2] not in entry["items"]:
-            entry["items"][item[2]] = item
+        if item is not None and e["envelope"]["event_id"] not in entry["items"]:
+            entry["items"][e["envelope"]["event_id"]] = item
         ctx.cache.setdefault("kpi_dirty", {})[(tenant, thread)] = (e["envelope"]["event_id"],
                                                                   e["envelope"]["correlation_id"])
 
@@ -183,8 +183,8 @@ class ConversationsStage(Stage):
             store[f"{tenant}|{thread}"] = {"items": list(entry["items"].values()), "t": entry["t"]}
             m = measure(tenant, thread, entry["items"].values(), entry["t"])
             ctx.send_json(topics.KPI_THREADS, tenant, {
-                "t": m["t"], "r": 0, "id": f"{tenant}|{thread}", "type": "ThreadMeasured",
-                "tenant": tenant, "thread": thread, "m": m, "cause": list(cause)})
+                "t": m.latest, "r": 0, "id": f"{tenant}|{thread}", "type": "ThreadMeasured",
+                "tenant": tenant, "thread": thread, "m": m.to_json(), "cause": list(cause)})
         _prune_seen(ctx)
 
 
@@ -193,7 +193,7 @@ def _kpi_index(ctx: Task) -> dict[str, dict[str, Any]]:
     task from the ``kpi`` store (restored from its changelog)."""
     index = ctx.cache.get("kpi_index")
     if index is None:
-        index = {key: {"items": {item[2]: item for item in v["items"]}, "t": v["t"]}
+        index = {key: {"items": {item[kpi_logic.EVENT_ID]: item for item in v["items"]}, "t": v["t"]}
                  for key, v in ctx.store("kpi").items()}
         ctx.cache["kpi_index"] = index
     return index

@@ -401,14 +401,15 @@ def with_customer(msg: dict[str, Any], customer_id: str) -> dict[str, Any]:
     return out
 
 
-def customer_key(tenant: str, customer_id: str) -> str:
+def customer_partition_key(tenant: str, customer_id: str) -> str:
+    """The partition key of a customer's events (``parley.conversation.messages``): tenant|customer."""
     return f"{tenant}|{customer_id}"
 
 
 def _env(cause: Mapping[str, Any], kind: str, suffix: str, customer_id: str) -> dict[str, Any]:
     tenant = cause["envelope"]["tenant_id"]
     return caused_by(cause, kind, id_suffix=suffix, producer=PRODUCER,
-                     partition_key=customer_key(tenant, customer_id))
+                     partition_key=customer_partition_key(tenant, customer_id))
 
 
 def _linked(msg: dict[str, Any], cid: str, key: str, signal: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import topics
-from streams.kpi.engine import KpiEngine, Stores
+from streams.kpi.engine import CODECS, KpiEngine, Measure, Stores
 from streams.runtime.stage import Input, Stage, StoreSpec
 from streams.runtime.task import Task
 
@@ -34,12 +34,13 @@ class KpiStage(Stage):
     name = "kpi"
     inputs = (Input(topics.KPI_THREADS, sequenced=False),)
     outputs = (topics.KPI_CONTACTS, topics.KPI_INTERVALS)
-    stores = tuple(StoreSpec(name) for name in TABLES)
+    stores = tuple(StoreSpec(name, *CODECS[name]) for name in TABLES)
 
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
         engine = _engine(ctx)
         if event.get("type") == "ThreadMeasured":
-            engine.apply_measure(event["tenant"], event["thread"], event["m"], tuple(event["cause"]))
+            engine.apply_measure(event["tenant"], event["thread"], Measure.from_json(event["m"]),
+                                 tuple(event["cause"]))
         else:
             engine.apply(event)  # AgentStatusChanged
 

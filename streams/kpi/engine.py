@@ -9,22 +9,26 @@ events directly, measuring their threads here (one process: tests, the batch com
 arithmetic lives in ``logic``; this module keeps the state and decides what to recompute.
 
 State (``Stores``: any ``MutableMapping``s; the stage's stores in the worker, dicts in tests).
-Values are JSON-shaped and written back by assignment (a store writes a changelog record on
-``__setitem__`` only):
+Values are the dataclasses below, mutated in place and written back by assignment (a store
+writes a changelog record on ``__setitem__`` only); ``CODECS`` says how each store's values go to
+and from its changelog (``to_json``/``from_json``: JSON objects with the field names, since a
+value is written at most once per key and transaction; sizes are the measures' episode
+summaries, not the key names):
 
-* ``threads``  ``tenant|thread`` -> ``{"eps": {episode_id: summary}, "spans": [[span_id, agent,
-  from, to|None]], "n": {counter: n}, "v": version, "void": {...}, "bk": [...], "ag": {...}}``:
-  the thread's latest measure (a measure older than ``v`` is ignored, so measures may arrive in
-  any order), ``void`` the last measure of contacts a late event superseded, ``bk`` the intervals
-  its episodes ever started in, ``ag`` each agent's earliest span start.
-* ``buckets``  ``tenant|interval`` -> ``{"eps": {episode_id: thread}, "msg": {counter: n},
-  "dk": [[dimension, value]]}``: the episodes that started in the interval, the message and
-  sentiment counters of the interval (sums over its threads' counters), and every key the
-  interval ever had.
-* ``agents``   ``tenant|agent`` -> ``{"p": [[t, event_id, online]] sorted, "open": {span_id: from}}``.
-* ``pieces``   ``tenant|agent|interval`` -> ``{span_id: [lo, hi]}``: closed assignment spans cut at
-  interval boundaries, so an agent-interval is recomputed from its own pieces only.
-* ``tenants``  ``tenant`` -> ``{"wm": watermark, "agents": [...], "online": [...]}``.
+* ``threads``  ``tenant|thread`` -> :class:`ThreadState`: the thread's latest measure as
+  applied (a measure older than its version is ignored, so measures may arrive in any order),
+  and the last summary of contacts a late event superseded.
+* ``buckets``  ``tenant|interval`` -> :class:`IntervalState`: the episodes that started in the
+  interval, its message and sentiment counters (sums over its threads' counters), and every
+  (dimension, value) it ever had.
+* ``agents``   ``tenant|agent`` -> :class:`AgentState`: presence history and open assignments.
+* ``pieces``   ``tenant|agent|interval`` -> ``{span_id: [lo, hi]}``: closed assignment spans cut
+  at interval boundaries, so an agent-interval is recomputed from its own pieces only.
+* ``tenants``  ``tenant`` -> :class:`TenantState`: watermark, agents seen, agents online.
+
+The input, a thread's :class:`Measure`, travels on ``kpi.threads`` with the short keys it has
+always had there (``eps``, ``spans``, ``counts``, ``t``, ``v``), so records written by an older
+worker still read.
 
 Idempotency: a measure already applied (same or older version) changes nothing, and a repeated
 presence event id is recognised, so counters and figures cannot double.
@@ -56,7 +60,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,33 +70,147 @@ from streams.kpi.logic import MAX_SL_MS, bucket, buckets_between
 
 Cause = tuple[str, str]  # (event_id, correlation_id) of the event that triggered a change
 PRODUCER = "streams/kpi"
+Summary = dict[str, Any]  # an episode's summary (``logic.measure_thread``)
+Span = list[Any]  # an assignment span: [span_id, agent_id, from, to or None while open]
+
+
+@dataclass(slots=True)
+class Measure:
+    """A thread's KPI measure (``measure()``): what the conversations stage sends on
+    ``kpi.threads`` for each thread whose events changed."""
+
+    episodes: dict[str, Summary]  # episode id -> summary
+    spans: list[Span]
+    counters: dict[str, int]  # "interval|metric|dimension|value" -> messages (or labels)
+    latest: int  # the thread's latest event time
+    version: tuple[int, int]  # (events, latest time): grows with the thread's event set
+
+    def to_json(self) -> dict[str, Any]:
+        # the keys ``kpi.threads`` has always carried
+        return {"eps": self.episodes, "spans": self.spans, "counts": self.counters,
+                "t": self.latest, "v": self.version}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Measure:
+        return cls(d["eps"], d["spans"], d["counts"], d["t"], tuple(d["v"]))
+
+
+@dataclass(slots=True)
+class ThreadState:
+    """The ``threads`` store's value: a thread's latest measure as applied."""
+
+    episodes: dict[str, Summary] = field(default_factory=dict)
+    spans: list[Span] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    version: tuple[int, int] = (-1, 0)  # of the measure applied: an older or equal one is ignored
+    # contact id -> its last summary, for the contacts a later measure no longer has (or no
+    # longer as a contact): they are published once more, void
+    voided: dict[str, Summary] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "spans": self.spans, "counters": self.counters,
+                "version": self.version, "voided": self.voided}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ThreadState:
+        return cls(d["episodes"], d["spans"], d["counters"], tuple(d["version"]), d["voided"])
+
+
+@dataclass(slots=True)
+class IntervalState:
+    """The ``buckets`` store's value: what a tenant's interval is recomputed from."""
+
+    episodes: dict[str, str] = field(default_factory=dict)  # episode id -> thread, started here
+    messages: dict[str, int] = field(default_factory=dict)  # "metric|dimension|value" -> n
+    # every (dimension, value) the interval ever had: published empty once it has no data
+    keys: set[tuple[str, str]] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "messages": self.messages, "keys": sorted(self.keys)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> IntervalState:
+        return cls(d["episodes"], d["messages"], {(dim, value) for dim, value in d["keys"]})
+
+
+@dataclass(slots=True)
+class AgentState:
+    """The ``agents`` store's value: an agent's presence and the assignments still open."""
+
+    # [occurred_at, event_id, online (1 or 0)] per status event, sorted: the presence function
+    presence: list[list[Any]] = field(default_factory=list)
+    open_spans: dict[str, int] = field(default_factory=dict)  # span id -> from
+
+    def to_json(self) -> dict[str, Any]:
+        return {"presence": self.presence, "open_spans": self.open_spans}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AgentState:
+        return cls(d["presence"], d["open_spans"])
+
+
+@dataclass(slots=True)
+class TenantState:
+    """The ``tenants`` store's value."""
+
+    watermark: int = 0  # the largest event time seen
+    first_at: int | None = None  # the first event time seen
+    # the watermark of this worker's last flush, written with the next advance, so a successor
+    # knows from where figures may be unpublished
+    flushed_at: int | None = None
+    agents: list[str] = field(default_factory=list)  # every agent with a presence event
+    online: list[str] = field(default_factory=list)  # the agents online at the watermark
+
+    def to_json(self) -> dict[str, Any]:
+        return {"watermark": self.watermark, "first_at": self.first_at,
+                "flushed_at": self.flushed_at, "agents": self.agents, "online": self.online}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TenantState:
+        return cls(d["watermark"], d["first_at"], d["flushed_at"], d["agents"], d["online"])
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+StoreCodec = tuple[Callable[[Any], Any], Callable[[Any], Any]]
+# store name -> (value to JSON, JSON to value): how the stage's changelogs hold each store
+CODECS: dict[str, StoreCodec] = {
+    "threads": (ThreadState.to_json, ThreadState.from_json),
+    "buckets": (IntervalState.to_json, IntervalState.from_json),
+    "agents": (AgentState.to_json, AgentState.from_json),
+    "pieces": (_as_is, _as_is),  # {span_id: [lo, hi]}
+    "tenants": (TenantState.to_json, TenantState.from_json),
+}
 
 
 @dataclass
 class Stores:
-    threads: MutableMapping[str, Any] = field(default_factory=dict)
-    buckets: MutableMapping[str, Any] = field(default_factory=dict)
-    agents: MutableMapping[str, Any] = field(default_factory=dict)
-    pieces: MutableMapping[str, Any] = field(default_factory=dict)
-    tenants: MutableMapping[str, Any] = field(default_factory=dict)
+    threads: MutableMapping[str, ThreadState] = field(default_factory=dict)
+    buckets: MutableMapping[str, IntervalState] = field(default_factory=dict)
+    agents: MutableMapping[str, AgentState] = field(default_factory=dict)
+    pieces: MutableMapping[str, dict[str, list[int]]] = field(default_factory=dict)
+    tenants: MutableMapping[str, TenantState] = field(default_factory=dict)
 
 
 class KpiEngine:
     """Order-insensitive, idempotent KPI state over ``Stores``."""
 
     def __init__(self, stores: Stores | None = None, producer: str = PRODUCER) -> None:
-        self.s = stores or Stores()
+        self.stores = stores or Stores()
         self.producer = producer
-        self._touched: dict[str, Cause] = {}
-        self._recovered: dict[str, bool] = {}
-        self._presence_touched: dict[str, dict[str, None]] = {}
-        self._dirty_contacts: dict[tuple[str, str, str], Cause] = {}
-        self._dirty_agents: dict[tuple[str, str, int], Cause] = {}
-        self._dirty_buckets: dict[tuple[str, int], Cause] = {}
-        self._wm_flushed: dict[str, int] = {}
-        self._agent_figs: dict[tuple[str, str, int], dict] = {}
-        self._emitted: dict[str, str] = {}
-        self._sets: dict[str, dict[str, list[Any]]] = {}  # one-process use: thread -> event set
+        self._touched: dict[str, Cause] = {}  # tenant -> the last cause since the last flush
+        self._recovered: dict[str, bool] = {}  # tenant -> had state before this worker
+        self._presence_touched: dict[str, dict[str, None]] = {}  # tenant -> agents, this flush
+        self._dirty_contacts: dict[tuple[str, str, str], Cause] = {}  # (tenant, thread, contact)
+        self._dirty_agents: dict[tuple[str, str, int], Cause] = {}  # (tenant, agent, interval)
+        self._dirty_buckets: dict[tuple[str, int], Cause] = {}  # (tenant, interval)
+        self._flushed_at: dict[str, int] = {}  # tenant -> watermark of this worker's last flush
+        self._agent_figures: dict[tuple[str, str, int], dict] = {}  # (tenant, agent, interval)
+        self._published: dict[str, str] = {}  # output key -> digest of its last content
+        # one-process use: tenant|thread -> {event id: compact event}
+        self._thread_events: dict[str, dict[str, list[Any]]] = {}
 
     @property
     def pending(self) -> int:
@@ -111,33 +229,29 @@ class KpiEngine:
         cause = (env["event_id"], env["correlation_id"])
         self._touched[tenant] = cause
         if tenant not in self._recovered:  # state from an earlier worker: it may have published
-            self._recovered[tenant] = tenant in self.s.tenants
+            self._recovered[tenant] = tenant in self.stores.tenants
         wm = self._advance(tenant, env["occurred_at"], cause)
         if etype == logic.AGENT_STATUS:
             return self._apply_presence(tenant, event, wm, cause)
-        return self._apply_conversation(tenant, event, etype, wm, cause)
+        return self._apply_conversation(tenant, event, wm, cause)
 
-    def _tenant(self, tenant: str) -> dict[str, Any]:
-        # wm: watermark; w0: first event time; wf: watermark of this worker's last flush (written
-        # with the next advance, so a successor knows from where figures may be unpublished)
-        return self.s.tenants.get(tenant) or {"wm": 0, "w0": None, "wf": None, "agents": [],
-                                              "online": []}
+    def _tenant(self, tenant: str) -> TenantState:
+        return self.stores.tenants.get(tenant) or TenantState()
 
     def _advance(self, tenant: str, t: int, cause: Cause) -> int:
         ts = self._tenant(tenant)
-        if t > ts["wm"]:
-            if ts["wm"] and bucket(t) > bucket(ts["wm"]):  # online agents enter new intervals
-                for agent in ts["online"]:
-                    for b in buckets_between(ts["wm"], t):
+        if t > ts.watermark:
+            if ts.watermark and bucket(t) > bucket(ts.watermark):  # online agents enter new intervals
+                for agent in ts.online:
+                    for b in buckets_between(ts.watermark, t):
                         self._mark_agent(tenant, agent, b, cause)
-            ts["wm"] = t
-            ts["w0"] = t if ts["w0"] is None else ts["w0"]
-            ts["wf"] = self._wm_flushed.get(tenant, ts["wf"])
-            self.s.tenants[tenant] = ts
-        return ts["wm"]
+            ts.watermark = t
+            ts.first_at = t if ts.first_at is None else ts.first_at
+            ts.flushed_at = self._flushed_at.get(tenant, ts.flushed_at)
+            self.stores.tenants[tenant] = ts
+        return ts.watermark
 
-    def _apply_conversation(self, tenant: str, event: Mapping[str, Any], etype: str, wm: int,
-                            cause: Cause) -> bool:
+    def _apply_conversation(self, tenant: str, event: Mapping[str, Any], wm: int, cause: Cause) -> bool:
         """One-process use (tests, the batch comparison): keep the thread's event set here and
         apply its measure. The worker measures a thread where its events are (the
         conversations stage, per customer) and sends the measure to ``apply_measure``."""
@@ -145,38 +259,35 @@ class KpiEngine:
         if item is None:  # a watermark-only type
             return True
         thread = logic.thread_of(event)
-        items = self._sets.setdefault(f"{tenant}|{thread}", {})
-        if item[2] in items:
+        items = self._thread_events.setdefault(f"{tenant}|{thread}", {})
+        event_id = event["envelope"]["event_id"]
+        if event_id in items:
             return False
-        items[item[2]] = item
+        items[event_id] = item
         self.apply_measure(tenant, thread, measure(tenant, thread, items.values()), cause)
         return True
 
-    def apply_measure(self, tenant: str, thread: str, m: Mapping[str, Any], cause: Cause) -> None:
-        """Take a thread's latest measure (``measure()``): what changed since the last one is
-        re-indexed and marked. Idempotent: the same measure again changes nothing."""
+    def apply_measure(self, tenant: str, thread: str, m: Measure, cause: Cause) -> None:
+        """Take a thread's latest measure: what changed since the last one is re-indexed and
+        marked. Idempotent: the same measure again changes nothing."""
         self._touched[tenant] = cause
         if tenant not in self._recovered:
-            self._recovered[tenant] = tenant in self.s.tenants
-        wm = self._advance(tenant, m["t"], cause)
+            self._recovered[tenant] = tenant in self.stores.tenants
+        wm = self._advance(tenant, m.latest, cause)
         tkey = f"{tenant}|{thread}"
-        st = self.s.threads.get(tkey) or _new_thread()
-        version = list(m["v"])
-        if version <= st["v"]:
+        st = self.stores.threads.get(tkey) or ThreadState()
+        if m.version <= st.version:
             return  # this measure or a newer one was applied: arrival order does not matter
-        st["v"] = version
-        eps, spans, counts = m["eps"], [list(x) for x in m["spans"]], m["counts"]
-        if st["eps"] == eps and st["spans"] == spans and st["n"] == counts:
-            self.s.threads[tkey] = st
+        st.version = m.version
+        episodes, spans, counters = m.episodes, [list(x) for x in m.spans], m.counters
+        if st.episodes == episodes and st.spans == spans and st.counters == counters:
+            self.stores.threads[tkey] = st
             return
-        self._diff_episodes(tenant, thread, st, eps, cause)
-        self._diff_spans(tenant, st["spans"], spans, wm, cause)
-        for _, agent, start, end in st["spans"] + spans:  # an open span counted up to wm
-            lo, hi = st["ag"].get(agent, (start, start))
-            st["ag"][agent] = [min(lo, start), max(hi, wm if end is None else end)]
-        self._diff_counts(tenant, st["n"], counts, cause)
-        st["eps"], st["spans"], st["n"] = eps, spans, counts
-        self.s.threads[tkey] = st
+        self._diff_episodes(tenant, thread, st, episodes, cause)
+        self._diff_spans(tenant, st.spans, spans, wm, cause)
+        self._diff_counts(tenant, st.counters, counters, cause)
+        st.episodes, st.spans, st.counters = episodes, spans, counters
+        self.stores.threads[tkey] = st
 
     def _diff_counts(self, tenant: str, old: Mapping[str, int], new: Mapping[str, int], cause: Cause) -> None:
         """Add what a thread's message counters changed by to its intervals' counters."""
@@ -186,17 +297,18 @@ class KpiEngine:
                 continue
             b, name = key.split("|", 1)
             bkey = f"{tenant}|{b}"
-            v = self.s.buckets.get(bkey) or _new_bucket()
-            n = v["msg"].get(name, 0) + delta
+            interval = self.stores.buckets.get(bkey) or IntervalState()
+            n = interval.messages.get(name, 0) + delta
             if n:
-                v["msg"][name] = n
+                interval.messages[name] = n
             else:
-                v["msg"].pop(name, None)
-            self.s.buckets[bkey] = v
+                interval.messages.pop(name, None)
+            self.stores.buckets[bkey] = interval
             self._dirty_buckets[(tenant, int(b))] = cause
 
-    def _diff_episodes(self, tenant: str, thread: str, st: dict, new: dict, cause: Cause) -> None:
-        old = st["eps"]
+    def _diff_episodes(self, tenant: str, thread: str, st: ThreadState, new: dict[str, Summary],
+                       cause: Cause) -> None:
+        old = st.episodes
         for ep_id, ep in new.items():
             before = old.get(ep_id)
             if before == ep:
@@ -206,20 +318,19 @@ class KpiEngine:
                 if before is not None:
                     self._index(tenant, bucket(before["start"]), ep_id, None, cause)
                 self._index(tenant, b, ep_id, thread, cause)
-                st["bk"] = sorted(set(st["bk"]) | {b})
             self._note_keys(tenant, b, logic.episode_keys(ep))
             if ep["contact"] or (before and before["contact"]):
                 self._dirty_contacts[(tenant, thread, ep_id)] = cause
             if before and before["contact"] and not ep["contact"]:
-                st["void"][ep_id] = before
+                st.voided[ep_id] = before
             elif ep["contact"]:
-                st["void"].pop(ep_id, None)
+                st.voided.pop(ep_id, None)
             self._dirty_buckets[(tenant, b)] = cause
         for ep_id, before in old.items():
             if ep_id not in new:
                 self._index(tenant, bucket(before["start"]), ep_id, None, cause)
                 if before["contact"]:
-                    st["void"][ep_id] = before
+                    st.voided[ep_id] = before
                     self._dirty_contacts[(tenant, thread, ep_id)] = cause
 
     def _mark_agent(self, tenant: str, agent: str, b: int, cause: Cause) -> None:
@@ -229,25 +340,24 @@ class KpiEngine:
 
     def _note_keys(self, tenant: str, b: int, keys: list[tuple[str, str]]) -> None:
         """Remember every key an interval ever had, to publish it empty once it has no data."""
-        key = f"{tenant}|{b}"
-        v = self.s.buckets.get(key) or _new_bucket()
-        known = {tuple(k) for k in v["dk"]}
-        if not known.issuperset(keys):
-            v["dk"] = sorted(known.union(keys))
-            self.s.buckets[key] = v
+        bkey = f"{tenant}|{b}"
+        interval = self.stores.buckets.get(bkey) or IntervalState()
+        if not interval.keys.issuperset(keys):
+            interval.keys.update(keys)
+            self.stores.buckets[bkey] = interval
 
     def _index(self, tenant: str, b: int, ep_id: str, thread: str | None, cause: Cause) -> None:
         """Add (thread given) or remove an episode from its interval's membership."""
-        key = f"{tenant}|{b}"
-        v = self.s.buckets.get(key) or _new_bucket()
+        bkey = f"{tenant}|{b}"
+        interval = self.stores.buckets.get(bkey) or IntervalState()
         if thread is None:
-            v["eps"].pop(ep_id, None)
+            interval.episodes.pop(ep_id, None)
         else:
-            v["eps"][ep_id] = thread
-        self.s.buckets[key] = v
+            interval.episodes[ep_id] = thread
+        self.stores.buckets[bkey] = interval
         self._dirty_buckets[(tenant, b)] = cause
 
-    def _diff_spans(self, tenant: str, old: list, new: list, wm: int, cause: Cause) -> None:
+    def _diff_spans(self, tenant: str, old: list[Span], new: list[Span], wm: int, cause: Cause) -> None:
         before, after = {tuple(s) for s in old}, {tuple(s) for s in new}
         for span in sorted(before - after, key=repr):  # removals first: a span may be replaced
             self._span(tenant, span, False, wm, cause)
@@ -258,12 +368,12 @@ class KpiEngine:
         sid, agent, start, end = span
         if end is None:
             akey = f"{tenant}|{agent}"
-            a = self.s.agents.get(akey) or {"p": [], "open": {}}
+            a = self.stores.agents.get(akey) or AgentState()
             if add:
-                a["open"][sid] = start
+                a.open_spans[sid] = start
             else:
-                a["open"].pop(sid, None)
-            self.s.agents[akey] = a
+                a.open_spans.pop(sid, None)
+            self.stores.agents[akey] = a
             marked: Any = buckets_between(start, max(start, wm))
         else:
             marked = logic.span_pieces(start, end)
@@ -273,38 +383,38 @@ class KpiEngine:
             self._mark_agent(tenant, agent, b, cause)
 
     def _piece(self, key: str, sid: str, piece: list[int] | None) -> None:
-        p = self.s.pieces.get(key) or {}
+        p = self.stores.pieces.get(key) or {}
         if piece is None:
             p.pop(sid, None)
         else:
             p[sid] = piece
         if p:
-            self.s.pieces[key] = p
-        elif key in self.s.pieces:
-            del self.s.pieces[key]
+            self.stores.pieces[key] = p
+        elif key in self.stores.pieces:
+            del self.stores.pieces[key]
 
     def _apply_presence(self, tenant: str, event: Mapping[str, Any], wm: int, cause: Cause) -> bool:
         env, agent = event["envelope"], event["agent_id"]
         akey = f"{tenant}|{agent}"
-        a = self.s.agents.get(akey) or {"p": [], "open": {}}
-        t, eid = env["occurred_at"], env["event_id"]
-        keys = [(p[0], p[1]) for p in a["p"]]
-        i = bisect.bisect_left(keys, (t, eid))
-        repeat = i < len(keys) and keys[i] == (t, eid)
+        a = self.stores.agents.get(akey) or AgentState()
+        presence, t, eid = a.presence, env["occurred_at"], env["event_id"]
+        i = bisect.bisect_left(presence, [t, eid])  # entries sort by (occurred_at, event_id)
+        repeat = i < len(presence) and presence[i][:2] == [t, eid]
         if not repeat:
-            a["p"].insert(i, [t, eid, 1 if event["presence"] == "online" else 0])
-        until = a["p"][i + 1][0] if i + 1 < len(a["p"]) else wm
+            presence.insert(i, [t, eid, 1 if event["presence"] == "online" else 0])
+        until = presence[i + 1][0] if i + 1 < len(presence) else wm  # the next status' time
         for b in buckets_between(t, until):  # the presence function changed on [t, until)
             self._mark_agent(tenant, agent, b, cause)
         if repeat:
             return False
-        self.s.agents[akey] = a
+        self.stores.agents[akey] = a
         ts = self._tenant(tenant)
-        online = [x for x in ts["online"] if x != agent] + ([agent] if a["p"][-1][2] else [])
-        if agent not in ts["agents"] or online != ts["online"]:
-            ts["agents"] = ts["agents"] + ([] if agent in ts["agents"] else [agent])
-            ts["online"] = online
-            self.s.tenants[tenant] = ts
+        _, _, online_now = presence[-1]
+        online = [x for x in ts.online if x != agent] + ([agent] if online_now else [])
+        if agent not in ts.agents or online != ts.online:
+            ts.agents = ts.agents + ([] if agent in ts.agents else [agent])
+            ts.online = online
+            self.stores.tenants[tenant] = ts
         self._presence_touched.setdefault(tenant, {})[agent] = None
         return True
 
@@ -329,47 +439,47 @@ class KpiEngine:
 
     def _mark_watermark(self, tenant: str, cause: Cause) -> None:
         ts = self._tenant(tenant)
-        wm, prev = ts["wm"], self._wm_flushed.get(tenant)
-        agents = list(ts["online"]) + list(self._presence_touched.get(tenant, ()))
+        wm, prev = ts.watermark, self._flushed_at.get(tenant)
+        agents = list(ts.online) + list(self._presence_touched.get(tenant, ()))
         if prev is None:  # first flush of this worker: from its predecessor's last flush on
-            prev = ts["wf"] if ts["wf"] is not None else ts["w0"]
-            agents = ts["agents"]
+            prev = ts.flushed_at if ts.flushed_at is not None else ts.first_at
+            agents = ts.agents
         if wm > prev:
             for b in buckets_between(prev - MAX_SL_MS, wm):
                 self._dirty_buckets.setdefault((tenant, b), cause)
             for agent in agents:
                 for b in buckets_between(prev, wm):
                     self._dirty_agents.setdefault((tenant, agent, b), cause)
-        self._wm_flushed[tenant] = wm
+        self._flushed_at[tenant] = wm
 
     def _agent(self, tenant: str, agent: str, b: int, fresh: bool = False) -> dict[str, Any]:
         key = (tenant, agent, b)
-        if fresh or key not in self._agent_figs:
-            self._agent_figs[key] = self._compute_agent(tenant, agent, b)
-        return self._agent_figs[key]
+        if fresh or key not in self._agent_figures:
+            self._agent_figures[key] = self._compute_agent(tenant, agent, b)
+        return self._agent_figures[key]
 
     def _compute_agent(self, tenant: str, agent: str, b: int) -> dict[str, Any]:
-        end = min(b + logic.INTERVAL_MS, self._tenant(tenant)["wm"])
-        a = self.s.agents.get(f"{tenant}|{agent}")
-        online = logic.online_segments(a["p"], b, end) if a and end > b else []
+        end = min(b + logic.INTERVAL_MS, self._tenant(tenant).watermark)
+        a = self.stores.agents.get(f"{tenant}|{agent}")
+        online = logic.online_segments(a.presence, b, end) if a and end > b else []
         if not online:
             return logic.agent_figures([], [])
-        closed = (self.s.pieces.get(f"{tenant}|{agent}|{b}") or {}).values()
+        closed = (self.stores.pieces.get(f"{tenant}|{agent}|{b}") or {}).values()
         pieces = [(lo, min(hi, end)) for lo, hi in closed if lo < end]
-        pieces += [(max(f, b), end) for f in a["open"].values() if f < end]
+        pieces += [(max(f, b), end) for f in a.open_spans.values() if f < end]
         return logic.agent_figures(online, pieces)
 
     def _flush_agent(self, key: tuple[str, str, int], cause: Cause) -> list[dict]:
         tenant, agent, b = key
-        before = self._agent_figs.get(key)
+        before = self._agent_figures.get(key)
         figs = self._agent(tenant, agent, b, fresh=True)
         if figs != before:
             self._dirty_buckets.setdefault((tenant, b), cause)
         okey = f"{tenant}|{b}|agent_status|{agent}"
-        if figs["online_ms"] == 0 and okey not in self._emitted and not self._recovered.get(tenant):
+        if figs["online_ms"] == 0 and okey not in self._published and not self._recovered.get(tenant):
             return []  # never published (by this worker, nor by one before it)
         rec = self._record(
-            "AgentIntervalStat", tenant, okey, self._tenant(tenant)["wm"], cause,
+            "AgentIntervalStat", tenant, okey, self._tenant(tenant).watermark, cause,
             agent_id=agent, interval_start=b, online_ms=figs["online_ms"],
             open_conversation_ms=figs["open_ms"], idle_ms=figs["idle_ms"],
             peak_concurrency=figs["peak"], time_at_level_ms=figs["levels"],
@@ -379,10 +489,10 @@ class KpiEngine:
 
     def _flush_contact(self, key: tuple[str, str, str], cause: Cause) -> list[dict]:
         tenant, thread, ep_id = key
-        st = self.s.threads.get(f"{tenant}|{thread}") or _new_thread()
-        ep, status = st["eps"].get(ep_id), None
+        st = self.stores.threads.get(f"{tenant}|{thread}") or ThreadState()
+        ep, status = st.episodes.get(ep_id), None
         if ep is None or not ep["contact"]:
-            ep, status = st["void"].get(ep_id), "void"
+            ep, status = st.voided.get(ep_id), "void"
             if ep is None:
                 return []
         fields = logic.contact_fields(ep)
@@ -395,19 +505,20 @@ class KpiEngine:
     def _flush_interval(self, key: tuple[str, int], cause: Cause) -> list[dict]:
         tenant, b = key
         ts = self._tenant(tenant)
-        v = self.s.buckets.get(f"{tenant}|{b}") or _new_bucket()
+        interval = self.stores.buckets.get(f"{tenant}|{b}") or IntervalState()
         eps = []
-        for ep_id, thread in v["eps"].items():
-            ep = (self.s.threads.get(f"{tenant}|{thread}") or {"eps": {}})["eps"].get(ep_id)
+        for ep_id, thread in interval.episodes.items():
+            st = self.stores.threads.get(f"{tenant}|{thread}")
+            ep = st.episodes.get(ep_id) if st is not None else None
             if ep is not None:
                 eps.append(ep)
-        team = [self._agent(tenant, agent, b) for agent in ts["agents"]]
-        metrics = logic.interval_metrics(eps, v["msg"], team, ts["wm"])
-        gone = {tuple(k) for k in v["dk"]} - set(metrics)
+        team = [self._agent(tenant, agent, b) for agent in ts.agents]
+        metrics = logic.interval_metrics(eps, interval.messages, team, ts.watermark)
+        gone = interval.keys - set(metrics)
         out = []
         for dim, value in sorted(metrics) + sorted(gone):
             rec = self._record(
-                "IntervalStat", tenant, f"{tenant}|{b}|{dim}|{value}", ts["wm"], cause,
+                "IntervalStat", tenant, f"{tenant}|{b}|{dim}|{value}", ts.watermark, cause,
                 interval_start=b, dimension=dim, dimension_value=value,
                 metrics=metrics.get((dim, value), {}),
                 definition_version=logic.DEFINITION_VERSION,
@@ -418,60 +529,52 @@ class KpiEngine:
 
     def _record(self, etype: str, tenant: str, key: str, as_of: int, cause: Cause,
                 **fields: Any) -> dict[str, Any] | None:
-        """The record, or None when the key's content did not change since it was emitted."""
+        """The record, or None when the key's content did not change since it was published."""
         digest = hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(),
                                  digest_size=16).hexdigest()
-        if self._emitted.get(key) == digest:
+        if self._published.get(key) == digest:
             return None
-        self._emitted[key] = digest
+        self._published[key] = digest
         env = envelope(etype, event_id=derive_id(etype, key, as_of, digest), occurred_at=as_of,
                        tenant_id=tenant, partition_key=key, correlation_id=cause[1],
                        causation_id=cause[0], producer=self.producer)
         return make(etype, env, **fields)
 
 
-def _new_bucket() -> dict[str, Any]:
-    # eps: episode id -> thread; msg: counters; dk: every (dimension, value) it ever had
-    return {"eps": {}, "msg": {}, "dk": []}
-
-
-def _new_thread() -> dict[str, Any]:
-    # eps/spans/n: the thread's latest measure; void: contacts that no longer exist (last
-    # measure); bk: intervals its episodes ever started in; ag: agent -> earliest span start
-    return {"eps": {}, "spans": [], "n": {}, "v": [-1, 0], "void": {}, "bk": [], "ag": {}}
-
-
-def measure(tenant: str, thread: str, items: Iterable[list[Any]], latest: int = 0) -> dict[str, Any]:
+def measure(tenant: str, thread: str, items: Iterable[list[Any]], latest: int = 0) -> Measure:
     """A thread's KPI measure from its compact events (``logic.compact``): episodes, assignment
-    spans, message counters per interval (``"interval|metric|dimension|value" -> n``), its
-    latest event time (at least ``latest``) and a version: (events, latest time), which only
-    grows as the thread's event set does, so the aggregate keeps the newest measure whatever
-    order measures reach it in. A function of the event set only."""
+    spans, message counters per interval, its latest event time (at least ``latest``) and a
+    version: (events, latest time), which only grows as the thread's event set does, so the
+    aggregate keeps the newest measure whatever order measures reach it in. A function of the
+    event set only."""
     items = list(items)
-    eps, spans = logic.measure_thread(tenant, thread, items)
-    t = max([latest, *(i[0] for i in items)])
-    return {"eps": eps, "spans": spans, "counts": counts(items), "t": t, "v": [len(items), t]}
+    episodes, spans = logic.measure_thread(tenant, thread, items)
+    t = max([latest, *(i[logic.AT] for i in items)])
+    return Measure(episodes, spans, counts(items), t, (len(items), t))
 
 
 def counts(items: Iterable[list[Any]]) -> dict[str, int]:
-    """Messages in and out, and sentiment labels, per interval of their own time."""
+    """Messages in and out, and sentiment labels, per interval of their own time:
+    ``"interval|metric|dimension|value" -> n``."""
     out: dict[str, int] = {}
-    for item in items:
-        rank = item[1]
+    for at, rank, _event_id, a, b, c in items:  # a, b, c: the type's fields (``logic.compact``)
         names: list[str] = []
         if rank == logic.R_RECEIVED:
-            names += _dims("messages_in", item[3])
+            channel = a
+            names += _dims("messages_in", channel)
         elif rank == logic.R_SENT:
-            names += _dims("messages_out", item[3])
-            if item[4] in ("agent", "bot"):
-                names += _dims(f"messages_out_{item[4]}", item[3])
-            if item[4] == "agent" and item[5] is not None:
-                names.append(f"messages_out|agent|{item[5]}")
+            channel, author_type, author_id = a, b, c
+            names += _dims("messages_out", channel)
+            if author_type in ("agent", "bot"):
+                names += _dims(f"messages_out_{author_type}", channel)
+            if author_type == "agent" and author_id is not None:
+                names.append(f"messages_out|agent|{author_id}")
         elif rank == logic.R_ENRICHED:
-            names += _dims(f"sentiment_{item[4]}", item[5])
-        b = bucket(item[0])
+            label, channel = b, c
+            names += _dims(f"sentiment_{label}", channel)
+        interval = bucket(at)
         for name in names:
-            key = f"{b}|{name}"
+            key = f"{interval}|{name}"
             out[key] = out.get(key, 0) + 1
     return out
 

@@ -87,7 +87,9 @@ KPI_TYPES = CONVERSATION_TYPES | {AGENT_STATUS}
 # Types that only move the watermark: no KPI reads their fields.
 WATERMARK_ONLY = frozenset({"ConversationStarted", "ConversationReopened", "ConversationQueued"})
 
-# A compact event: [occurred_at, rank, event_id, a, b, c] (JSON-friendly, for table values).
+# A compact event: [occurred_at, rank, event_id, a, b, c] (JSON-friendly, for table values);
+# a, b, c are its type's fields below, in this order (None where a type has fewer).
+AT, EVENT_ID = 0, 2  # where a compact event keeps its time and its event id
 _FIELDS = {
     "MessageReceived": ("channel", "customer_id", None),
     "MessageSent": ("channel", "author_type", "author_id"),

@@ -10,7 +10,8 @@ Key: tenant|customer, co-partitioned with the input: no repartition.
 State: one :class:`CustomerThreads` per customer: its recent threads (subject, order/ticket
     references, activity times, open or resolved). Kept apart by the stage, so this record stays
     small: which thread each message id belongs to (``replied``: e-mail References, replies
-    quoting a message) and the ids of the events already applied.
+    quoting a message) and the ids of the events already applied. On the changelog a customer's
+    record is a list of rows, one per thread, without field names (``Thread.to_row``).
 
 Which thread a customer message joins, in order:
 1. the thread holding a message it replies to (e-mail In-Reply-To/References, quoted message);
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from schemas.events import caused_by, derive_id, envelope, make
@@ -76,9 +77,20 @@ class Thread:
     def open(self) -> bool:
         return self.resolved_at is None
 
+    # On the store's changelog a thread is a row, a JSON array without field names (a
+    # customer's record, up to MAX_THREADS threads, is written again on each of their messages):
+    # [thread_id, started_at, last_activity_at, subject, refs, last_customer_at,
+    #  last_business_at, resolved_at]
+    def to_row(self) -> list[Any]:
+        return [self.thread_id, self.started_at, self.last_activity_at, self.subject, self.refs,
+                self.last_customer_at, self.last_business_at, self.resolved_at]
 
-_THREAD = tuple(f.name for f in fields(Thread))  # positional rows in the store's changelog
-_REFS = _THREAD.index("refs")
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Thread:
+        (thread_id, started_at, last_activity_at, subject, refs, last_customer_at,
+         last_business_at, resolved_at) = row
+        return cls(thread_id, started_at, last_activity_at, subject, tuple(refs), last_customer_at,
+                   last_business_at, resolved_at)
 
 
 @dataclass(frozen=True)
@@ -89,13 +101,14 @@ class CustomerThreads:
         return next((t for t in self.threads if t.thread_id == thread_id), None)
 
     def to_json(self) -> list[list[Any]]:
-        return [[getattr(t, f) for f in _THREAD] for t in self.threads]
+        """The changelog value: one row per thread (``Thread.to_row``), most recent first."""
+        return [t.to_row() for t in self.threads]
 
     @classmethod
-    def from_json(cls, d: Sequence[Sequence[Any]] | None) -> CustomerThreads:
-        if not d:
+    def from_json(cls, rows: Sequence[Sequence[Any]] | None) -> CustomerThreads:
+        if not rows:
             return cls()
-        return cls(tuple(Thread(**{**dict(zip(_THREAD, t)), "refs": tuple(t[_REFS])}) for t in d))
+        return cls(tuple(Thread.from_row(row) for row in rows))
 
 
 # --- text features ---------------------------------------------------------------------------
@@ -324,7 +337,8 @@ def _put(state: CustomerThreads, thread: Thread, front: bool = True) -> Customer
     return replace(state, threads=tuple(threads))
 
 
-def customer_key(event: Mapping[str, Any]) -> str:
-    """The state key of an input event: tenant|customer."""
+def customer_key_of(event: Mapping[str, Any]) -> str:
+    """The state key of an input event: tenant|customer (its partition key when it names no
+    customer)."""
     return f"{event['envelope']['tenant_id']}|{event['customer_id']}" if event.get("customer_id") \
         else event["envelope"]["partition_key"]

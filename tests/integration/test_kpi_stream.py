@@ -44,11 +44,11 @@ def kpi_inputs(delivery: list[dict]) -> list[tuple[bytes, bytes]]:
         latest[key] = max(latest.get(key, 0), e["envelope"]["occurred_at"])
         item = logic.compact(e)
         if item is not None:
-            sets.setdefault(key, {})[item[2]] = item
+            sets.setdefault(key, {})[e["envelope"]["event_id"]] = item
         m = measure(tenant, key[1], sets.get(key, {}).values(), latest[key])
         out.append((tenant.encode(), orjson.dumps({
-            "t": m["t"], "r": 0, "id": f"{tenant}|{key[1]}", "type": "ThreadMeasured", "tenant": tenant,
-            "thread": key[1], "m": m, "cause": [e["envelope"]["event_id"], e["envelope"]["correlation_id"]]})))
+            "t": m.latest, "r": 0, "id": f"{tenant}|{key[1]}", "type": "ThreadMeasured", "tenant": tenant,
+            "thread": key[1], "m": m.to_json(), "cause": [e["envelope"]["event_id"], e["envelope"]["correlation_id"]]})))
     random.Random(3).shuffle(out)
     return out
 

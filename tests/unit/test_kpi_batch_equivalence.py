@@ -1,7 +1,8 @@
 """The streaming KPIs equal the independent batch recomputation, exactly, on a generated day.
 
 The day (``parley.simulate``) is delivered out of order with redeliveries; the streaming engine
-runs over stores that copy values in and out as JSON (as the worker's changelogs do),
+runs over stores that copy values in and out as JSON with the stage's codecs (as the worker's
+changelogs do),
 flushing every few events or only at the end; the batch (``batch.kpi_batch``, DuckDB) reads the
 same delivery. Every contact, every (interval, dimension, value) and every agent-interval must be
 equal: same keys, same integers to the millisecond, same doubles.
@@ -10,28 +11,30 @@ equal: same keys, same integers to the millisecond, same doubles.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import pytest
 
 from batch.kpi_batch import compute
 from parley.simulate import shuffled_with_duplicates, simulate_day
-from streams.kpi.engine import KpiEngine, Stores
+from streams.kpi.agents import TABLES
+from streams.kpi.engine import CODECS, KpiEngine, Stores
 from streams.kpi.logic import fold_outputs
 
 
 class JsonStore(MutableMapping):
     """Values stored as JSON text: a mutation not written back is lost, as it would be from a changelog."""
 
-    def __init__(self) -> None:
+    def __init__(self, dump: Callable[[Any], Any], load: Callable[[Any], Any]) -> None:
         self._d: dict[str, str] = {}
+        self._dump, self._load = dump, load
 
     def __getitem__(self, key: str) -> Any:
-        return json.loads(self._d[key])
+        return self._load(json.loads(self._d[key]))
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._d[key] = json.dumps(value)
+        self._d[key] = json.dumps(self._dump(value))
 
     def __delitem__(self, key: str) -> None:
         del self._d[key]
@@ -43,8 +46,13 @@ class JsonStore(MutableMapping):
         return len(self._d)
 
 
+def json_stores() -> Stores:
+    """The KPI stage's stores, each value through its changelog codec (``engine.CODECS``)."""
+    return Stores(**{name: JsonStore(*CODECS[name]) for name in TABLES})
+
+
 def stream(delivery: list[dict], flush_every: int) -> dict:
-    engine = KpiEngine(Stores(*(JsonStore() for _ in range(5))))
+    engine = KpiEngine(json_stores())
     out: list[dict] = []
     for i, event in enumerate(delivery):
         engine.apply(event)
@@ -90,19 +98,35 @@ def test_a_restart_mid_stream_loses_and_doubles_nothing(seed, full_shuffle, at):
     import copy
 
     delivery = shuffled_with_duplicates(simulate_day(seed, 0.3), seed, full_shuffle=full_shuffle)
-    a, out = KpiEngine(Stores(*(JsonStore() for _ in range(5)))), []
+    a, out = KpiEngine(json_stores()), []
     crash = int(len(delivery) * at)
-    committed, snapshot = 0, copy.deepcopy((a.s, a._sets))
+    committed, snapshot = 0, copy.deepcopy((a.stores, a._thread_events))
     for i, event in enumerate(delivery[:crash], start=1):
         a.apply(event)
         if i % 100 == 0 and i <= crash - 150:
             out += a.flush()
-            committed, snapshot = i, copy.deepcopy((a.s, a._sets))
+            committed, snapshot = i, copy.deepcopy((a.stores, a._thread_events))
     b = KpiEngine(snapshot[0])
-    b._sets = snapshot[1]
+    b._thread_events = snapshot[1]
     for i, event in enumerate(delivery[committed:], start=1):
         b.apply(event)
         if i % 100 == 0:
             out += b.flush()
     out += b.flush()
     assert_same(fold_outputs(out), compute(delivery))
+
+
+def test_every_store_value_round_trips_its_changelog_codec():
+    """What the stage writes to a changelog (orjson of ``CODECS[name][0]``) reads back equal."""
+    import orjson
+
+    engine = KpiEngine()
+    for event in shuffled_with_duplicates(simulate_day(4, 0.2), 4):
+        engine.apply(event)
+    engine.flush()
+    for name in TABLES:
+        dump, load = CODECS[name]
+        values = getattr(engine.stores, name)
+        assert values, name
+        for value in values.values():
+            assert load(orjson.loads(orjson.dumps(dump(value)))) == value, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -258,3 +259,12 @@ def test_state_round_trips_json_and_is_bounded() -> None:
     state, _ = run(events)
     assert len(state.threads) == logic.MAX_THREADS
     assert CustomerThreads.from_json(json.loads(json.dumps(state.to_json()))) == state
+
+
+def test_a_thread_row_holds_every_field_in_its_place() -> None:
+    """The changelog's row layout (``Thread.to_row``) names each field once, in order."""
+    values = {f.name: f"v{i}" for i, f in enumerate(dataclasses.fields(logic.Thread))}
+    thread = logic.Thread(**{**values, "refs": ("R1", "R2")})
+    row = json.loads(json.dumps(thread.to_row()))
+    assert row == [["R1", "R2"] if name == "refs" else v for name, v in values.items()]
+    assert logic.Thread.from_row(row) == thread
