@@ -240,7 +240,7 @@ def command_time_and_id(tenant: str, kind: str, subject: tuple[str, ...],
                         body: _Command, received_ms: int) -> tuple[int, str]:
     """(event time, event id) of a command: the same request (occurred_at, request_id) gives the same id."""
     at = body.occurred_at if body.occurred_at is not None or body.request_id else received_ms
-    # with occurred_at and no request_id: the id streams.testing.thread_command derives (n=0)
+    # with occurred_at and no request_id: the id parley.app.synthetic.events.thread_command derives (n=0)
     return body.occurred_at or received_ms, derive_id(tenant, kind, *subject, at, body.request_id or 0)
 
 

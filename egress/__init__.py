@@ -9,7 +9,7 @@ how its answers are classified). ``events`` builds the delivery events, ``state`
 I/O around them: ``accounts`` (send credentials and templates from the accounts file),
 ``lanes`` (per-account dispatch), ``runner`` (Kafka in, provider calls, outcomes to Kafka),
 ``sender`` (HTTP, SMTP, web chat push, access tokens), ``kafka_io``, ``webchat`` (the push hub
-the browser widgets connect to), ``main`` (the process), and ``emulator`` / ``emulator_smtp``
-(every provider's API on one local server, for tests, the benchmark and the demo).
+the browser widgets connect to) and ``main`` (the process). The providers' emulator (every
+provider's API on one local server, for tests, the benchmark and the demo) is ``parley.app.emulator``.
 ``docs/EGRESS.md`` describes the whole.
 """

@@ -247,8 +247,8 @@ class DemoSettings(_Base):
     day: str | None = None  # YYYY-MM-DD; default: the last weekday before today (UTC)
     ingress_port: int = 8080  # another free port when taken
     api_port: int = 8000  # another free port when taken
-    accounts_file: Path | None = None  # None: the packaged example (parley/demo/data)
-    routing_file: Path | None = None  # None: the packaged example (parley/demo/data)
+    accounts_file: Path | None = None  # None: the packaged example (parley/app/demo/data)
+    routing_file: Path | None = None  # None: the packaged example (parley/app/demo/data)
     agent_token: SecretStr = SecretStr("demo-agent-token")
     slice_s: int = 300  # simulated seconds per slice: actors react to decisions up to a slice late
     # The demo worker's lateness bound (None: two slices) and idle time. A slice's requests go

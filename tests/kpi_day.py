@@ -1,6 +1,6 @@
 """A generated day through the real KPI engine, as records the projections read.
 
-``run_day(seed, scale)`` simulates a day (``parley.simulate``: agents with capacity, shifts and
+``run_day(seed, scale)`` simulates a day (``parley.app.synthetic.simulate``: agents with capacity, shifts and
 breaks, assignments, transfers, abandons, reopens, bots), delivers it out of order with
 redeliveries to a ``KpiEngine`` flushing on the way (as the worker does), and returns the KPI
 records it published plus the day's conversation and presence events, all as ``(topic, key,
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from parley.simulate import shuffled_with_duplicates, simulate_day
+from parley.app.synthetic.simulate import shuffled_with_duplicates, simulate_day
 from schemas import topics
 from schemas.topics import Topic
 from streams.kpi import logic

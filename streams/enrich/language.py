@@ -10,7 +10,7 @@ Pure and deterministic: the same text always gives the same answer.
   which decides clear English and French messages on its own; lingua,
   restricted to a configurable set of languages, for the others
   (high-accuracy mode: on short chat messages the low-accuracy mode is ~3x
-  faster but clearly worse, see ``bench/enrich_accuracy.py``), plus a small
+  faster but clearly worse, see ``parley/app/bench/enrich_accuracy.py``), plus a small
   table of chat words (``bjr``, ``thx``, ``merci``...) that settles the
   short or unaccented messages lingua is unsure about. Lingua costs 50 to
   500 µs a message, the first pass a few µs; on the labelled messages it

@@ -8,7 +8,7 @@ Key: whatever the agent keys by (the conversation); enrichment needs no key.
 State: none per message. A :class:`BuiltinEnricher` holds read-only models
     built at start-up (function words and lingua detector, lexicons, intent
     pattern index); nothing is cached per text.
-Cost: about 30 to 50 µs a message on one core (``bench/enrich_accuracy.py``):
+Cost: about 30 to 50 µs a message on one core (``parley/app/bench/enrich_accuracy.py``):
     the text is folded once, clear English and French are recognised from
     their function words without lingua, each intent pattern set and lexicon
     is matched in one pass.

@@ -7,5 +7,5 @@
 * ``agents``: the KPI stage's wiring (``KpiStage``); the thread measures come from the
   conversations stage (``streams.conversations``).
 
-``batch/`` at the repository root recomputes the same figures independently from the raw log.
+``parley/app/batch/`` recomputes the same figures independently from the raw log.
 """

@@ -1,7 +1,7 @@
 """KPI arithmetic: pure functions over the events of one thread, one agent, one interval.
 
 Definitions (version ``DEFINITION_VERSION``; ../shared/KPIS.md is the source, these are its exact
-reading, shared with the independent batch recomputation in ``batch/``):
+reading, shared with the independent batch recomputation in ``parley/app/batch/``):
 
 * Event time only. Every timestamp is ``envelope.occurred_at`` (epoch ms UTC). An interval is the
   15-minute UTC bucket ``t - t % 900_000``.

@@ -105,7 +105,7 @@ def test_as_strict_as_fastavro_defaults_filled_unknown_fields_refused(name: str)
 
 
 def test_an_event_built_by_make_encodes_alike_both_ways() -> None:
-    from streams import testing
+    from parley.app.synthetic import events
 
     e = testing.received("acme", testing.identity("sms", "+33612345678"), "hi", testing.T0)
     sv = CAT.latest("MessageReceived")

@@ -10,7 +10,7 @@ import pytest
 
 from schemas import topics
 from schemas.events import derive_id
-from streams import testing as f
+from parley.app.synthetic import events as f
 from tests.integration.test_ingress_kafka import AGENT_AUTH, Running, read
 from tests.unit.test_identity import MSGR, WA, Stages, the_message
 

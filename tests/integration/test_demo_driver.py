@@ -21,7 +21,7 @@ import pytest
 from rich.console import Console
 
 from parley import topics_admin
-from parley.demo.main import Outcome, play
+from parley.app.demo.main import Outcome, play
 from parley.settings import DemoSettings, KafkaSettings
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from aiohttp import web
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from egress import accounts as send_accounts
-from egress.emulator import Emulator
-from egress.emulator_smtp import SmtpServer
+from parley.app.emulator.providers import Emulator
+from parley.app.emulator.smtp import SmtpServer
 from egress.runner import Egress
 from egress.sender import Sender
 from egress.webchat import Hub

@@ -82,7 +82,7 @@ async def test_kill_9_repeatedly_loses_nothing_and_duplicates_only_in_doubt_call
            "PARLEY_ACCOUNTS_FILE": str(tmp_path / "accounts.toml"), "PARLEY_EMULATOR_URL": url,
            "PARLEY_GROUP_ID": "egress-kill", "PARLEY_INSTANCE_ID": "egress-1", "PARLEY_PORT": str(free_port()), "PARLEY_LOG__FORMAT": "json",
            "PARLEY_CALL_TIMEOUT_S": "5", "PARLEY_BACKOFF_BASE_S": "0.1", "PARLEY_BACKOFF_MAX_S": "1"}
-    emulator = subprocess.Popen([sys.executable, "-c", f"from egress.emulator import run; run('127.0.0.1', {port}, None)"],
+    emulator = subprocess.Popen([sys.executable, "-c", f"from parley.app.emulator.providers import run; run('127.0.0.1', {port}, None)"],
                                 env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
     try:
         await _wait(f"{url}/_emulator/counts")
@@ -96,13 +96,13 @@ async def test_kill_9_repeatedly_loses_nothing_and_duplicates_only_in_doubt_call
         kills = 0
         log = open(tmp_path / "egress.log", "ab")
         for i in range(5):
-            p = subprocess.Popen([sys.executable, "-m", "parley.cli", "egress"], env=env, stderr=log, cwd=ROOT)
+            p = subprocess.Popen([sys.executable, "-m", "parley.app.cli", "egress"], env=env, stderr=log, cwd=ROOT)
             await _sending(tmp_path / "egress.log", i + 1)  # it has its partitions and reads them
             await asyncio.sleep(rng.uniform(0.0, 1.0))
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
             kills += 1
-        p = subprocess.Popen([sys.executable, "-m", "parley.cli", "egress"], env=env, stderr=log, cwd=ROOT)
+        p = subprocess.Popen([sys.executable, "-m", "parley.app.cli", "egress"], env=env, stderr=log, cwd=ROOT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(final(outcomes(k))) < len(msgs):
             await asyncio.sleep(1.0)

@@ -1,10 +1,10 @@
 """The KPI stage on the real broker equals the batch recomputation.
 
-A generated day (``parley.simulate``: threads, routing decisions, replies, presence), delivered
+A generated day (``parley.app.synthetic.simulate``: threads, routing decisions, replies, presence), delivered
 out of order with redeliveries, is turned into what the conversations stage sends the KPI stage:
 each thread's measure after every few of its events (out of order too, as measures of a thread
 that moved between workers may be), and agent presence. The worker runs the KPI stage alone; the
-compacted KPI topics, folded latest-per-key, equal ``batch.kpi_batch.compute`` over the delivery.
+compacted KPI topics, folded latest-per-key, equal ``parley.app.batch.kpi_batch.compute`` over the delivery.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import uuid
 import orjson
 import pytest
 
-from batch.kpi_batch import compute
+from parley.app.batch.kpi_batch import compute
 from parley.settings import WorkerSettings
-from parley.simulate import shuffled_with_duplicates, simulate_day
+from parley.app.synthetic.simulate import shuffled_with_duplicates, simulate_day
 from schemas import topics
 from streams.kpi import logic
 from streams.kpi.agents import KpiStage

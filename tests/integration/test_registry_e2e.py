@@ -59,7 +59,7 @@ def _env(k: KafkaSettings, **extra: str) -> dict[str, str]:
 def parley(args: list[str], env: dict[str, str], log: Path) -> Iterator[Callable[[], None]]:
     """``parley <args>`` in its own process; yields a check that it is still running."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "parley.cli", *args], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "parley.app.cli", *args], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
 
     def alive() -> None:

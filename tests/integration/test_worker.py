@@ -19,7 +19,7 @@ import pytest
 
 from parley.settings import KafkaSettings, WorkerSettings
 from schemas import topics
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams import topology
 from streams.identity.logic import new_customer_id
 from streams.routing import config

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from parley.demo.actors import Actors
-from parley.demo.scenario import (
+from parley.app.demo.actors import Actors
+from parley.app.synthetic.scenario import (
     BOT_ID, Context, Conversation, Inbound, Link, Merge, Receipt, Reply, Resolve, Scenario, Transfer,
     build_day, make_inbound,
 )
-from parley.demo.view import View
+from parley.app.demo.view import View
 
 DAY = date(2026, 11, 17)
 MIN = 60_000
@@ -252,7 +252,7 @@ def test_the_view_keeps_the_agent_when_routing_publishes_its_handoff_after_the_a
 
 
 def test_the_demo_day_is_a_weekday_and_its_files_ship_with_the_package() -> None:
-    from parley.demo.main import packaged, the_day
+    from parley.app.demo.main import packaged, the_day
     from parley.settings import DemoSettings
 
     s = DemoSettings()

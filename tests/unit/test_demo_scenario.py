@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from parley.demo import texts
-from parley.demo.cast import ROSTER, agents_for
-from parley.demo.main import packaged
-from parley.demo.scenario import (
+from parley.app.synthetic import texts
+from parley.app.synthetic.cast import ROSTER, agents_for
+from parley.app.demo.main import packaged
+from parley.app.synthetic.scenario import (
     BAD_AT_SCALE_1, CHANNELS, STORIES, BadRequest, Inbound, Presence, Redelivery, Say, Scenario,
     build_day,
 )

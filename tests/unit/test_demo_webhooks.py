@@ -22,12 +22,12 @@ from adapters.agent_events import (
 from adapters.app import check_event
 from adapters.base import Rejected, Request
 from adapters.channels import Registry
-from parley.demo import webhooks
-from parley.demo.scenario import (
+from parley.app.demo import webhooks
+from parley.app.synthetic.scenario import (
     BadRequest, Context, Handshake, Inbound, Link, Merge, Presence, Receipt, Redelivery, Reply, Resolve, Scenario,
     Transfer, build_day,
 )
-from parley.demo.webhooks import HttpRequest, RenderContext
+from parley.app.demo.webhooks import HttpRequest, RenderContext
 
 ACCOUNTS = Path(__file__).resolve().parents[2] / "config" / "accounts.example.toml"
 RECEIPT_CHANNELS = ("whatsapp", "messenger", "viber", "rbm", "webchat")

@@ -13,7 +13,7 @@ import pytest
 import requests
 from aiohttp import web
 
-from egress.emulator import Emulator
+from parley.app.emulator.providers import Emulator
 
 
 @pytest.fixture(scope="module")

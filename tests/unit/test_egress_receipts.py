@@ -10,8 +10,8 @@ from adapters.app import build_app
 from adapters.base import Account
 from adapters.channels import Registry
 from adapters.metrics import IngressMetrics
-from egress.emulator import Emulator
-from egress.emulator_receipts import Receipts
+from parley.app.emulator.providers import Emulator
+from parley.app.emulator.receipts import Receipts
 from egress.model import Plan, SendAccount
 from egress.plan import keys
 from egress.providers import PROVIDERS

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from egress import accounts as send_accounts
-from egress.emulator import Emulator
+from parley.app.emulator.providers import Emulator
 from egress.model import SendAccount
 from egress.sender import Sender
 from egress.webchat import Hub

@@ -1,6 +1,6 @@
 """Accuracy floors of the builtin enricher on tests/data/labelled_messages.jsonl.
 
-Floors sit a little under the figures measured by bench/enrich_accuracy.py
+Floors sit a little under the figures measured by parley/app/bench/enrich_accuracy.py
 (all 281 rows: language 1.000, sentiment 0.82 (fr 0.85, en 0.78), intent 0.97).
 A drop below them means a lexicon, pattern or rule change made things worse.
 """

@@ -18,7 +18,7 @@ from streams.enrich.intent import (
 )
 from streams.enrich.language import fold
 from streams.enrich.patterns import PatternIndex
-from streams.testing import TEXTS
+from parley.app.synthetic.events import TEXTS
 
 LABELLED = Path(__file__).parents[1] / "data" / "labelled_messages.jsonl"
 

@@ -80,7 +80,7 @@ async def test_aenrich_equals_enrich(enricher):
 
 
 def test_enrich_many_equals_enrich_one_by_one(enricher):
-    from streams.testing import TEXTS
+    from parley.app.synthetic.events import TEXTS
 
     rows = [json.loads(line)["text"] for line in LABELLED.read_text(encoding="utf-8").splitlines()]
     items = [(t, "default") for t in rows] + [(t.format(ref="123456"), "acme") for t in TEXTS] + [

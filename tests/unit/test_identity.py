@@ -9,7 +9,7 @@ import random
 import pytest
 
 from schemas.codec import Codec
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams.identity import logic
 from streams.identity.logic import Customer, Graph
 

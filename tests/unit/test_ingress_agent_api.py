@@ -11,7 +11,7 @@ from adapters.app import build_app
 from adapters.metrics import IngressMetrics
 from schemas import topics
 from schemas.events import derive_id
-from streams import testing as f
+from parley.app.synthetic import events as f
 from tests.unit.test_identity import MSGR, WA, Stages, the_message
 from tests.unit.test_ingress_app import (
     FAKE_ACCOUNT,
@@ -149,7 +149,7 @@ async def test_a_resolve_becomes_conversation_resolved_keyed_by_customer(client_
     assert dict(record.headers)["event_type"] == b"ConversationResolved"
     env = event["envelope"]
     assert (await resp.json())["event_id"] == env["event_id"]
-    # the id the processors' tests use for an agent-API command (streams.testing.thread_command)
+    # the id the processors' tests use for an agent-API command (parley.app.synthetic.events.thread_command)
     assert env["event_id"] == derive_id("acme", "ConversationResolved", "th-1", NOW_MS - 5000, 0)
     assert env["event_type"] == "ConversationResolved" and env["tenant_id"] == "acme"
     assert env["partition_key"] == "acme|cust-7" and env["occurred_at"] == NOW_MS - 5000

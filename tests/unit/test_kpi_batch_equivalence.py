@@ -1,9 +1,9 @@
 """The streaming KPIs equal the independent batch recomputation, exactly, on a generated day.
 
-The day (``parley.simulate``) is delivered out of order with redeliveries; the streaming engine
+The day (``parley.app.synthetic.simulate``) is delivered out of order with redeliveries; the streaming engine
 runs over stores that copy values in and out as JSON with the stage's codecs (as the worker's
 changelogs do),
-flushing every few events or only at the end; the batch (``batch.kpi_batch``, DuckDB) reads the
+flushing every few events or only at the end; the batch (``parley.app.batch.kpi_batch``, DuckDB) reads the
 same delivery. Every contact, every (interval, dimension, value) and every agent-interval must be
 equal: same keys, same integers to the millisecond, same doubles.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from batch.kpi_batch import compute
-from parley.simulate import shuffled_with_duplicates, simulate_day
+from parley.app.batch.kpi_batch import compute
+from parley.app.synthetic.simulate import shuffled_with_duplicates, simulate_day
 from streams.kpi.agents import TABLES
 from streams.kpi.engine import CODECS, KpiEngine, Stores
 from streams.kpi.logic import fold_outputs

@@ -1,13 +1,13 @@
 """One arithmetic (issue 9): every place that shows a KPI figure shows the same one.
 
-A generated day (``tests.kpi_day``: ``parley.simulate`` through the real ``KpiEngine``, out of
+A generated day (``tests.kpi_day``: ``parley.app.synthetic.simulate`` through the real ``KpiEngine``, out of
 order with redeliveries) is projected into SQLite and PostgreSQL. Per channel and overall, FRT
 p50 and p90, SL(300), SL(20) (with the target met or not) and bot containment must be equal,
 exactly, from:
 
 * the stream: its published interval counts summed over the day (SL, containment) and its
   published contact measures (percentiles, with ``streams.kpi.arithmetic``);
-* the independent batch recomputation (``batch.kpi_batch``, DuckDB), the same way;
+* the independent batch recomputation (``parley.app.batch.kpi_batch``, DuckDB), the same way;
 * the read side in Python (``projections.query.kpi_summary``) on both databases;
 * the SQL views (``kpi_daily``, migration 0003) on both databases;
 * ``parley kpi --format json``, ``/api/kpi/summary`` and ``/api/dashboard``.
@@ -28,7 +28,7 @@ import typer
 from aiohttp.test_utils import TestClient, TestServer
 from typer.testing import CliRunner
 
-from batch.kpi_batch import compute
+from parley.app.batch.kpi_batch import compute
 from parley.settings import ApiSettings
 from projections import api, cli_kpi, query
 from projections.store import open_store

@@ -1,10 +1,10 @@
-"""The synthetic day (parley.simulate): deterministic, varied, and delivered messily."""
+"""The synthetic day (parley.app.synthetic.simulate): deterministic, varied, and delivered messily."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from parley.simulate import shuffled_with_duplicates, simulate_day
+from parley.app.synthetic.simulate import shuffled_with_duplicates, simulate_day
 from schemas.codec import Codec
 
 

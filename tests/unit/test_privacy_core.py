@@ -18,7 +18,7 @@ from parley.privacy.seal import ERASED, EXPIRED, OPEN, Opener, seal_raw
 from parley.settings import PrivacySettings
 from schemas.codec import Codec
 from schemas.events import derive_id, envelope, make
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams.identity import logic as identity
 
 T = f.T0

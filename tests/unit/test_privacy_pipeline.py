@@ -26,7 +26,7 @@ from parley.privacy.keyring import Keyring
 from parley.settings import PrivacySettings, WorkerSettings
 from schemas import topics
 from schemas.events import derive_id, envelope, make
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams import topology
 from streams.runtime.local import LocalRunner
 from tests.unit.test_topology import RULES, phase_one, phase_two

@@ -26,7 +26,7 @@ from projections.privacy import PrivacyPass
 from projections.store import Store, open_store
 from schemas import topics
 from schemas.events import derive_id, envelope, make
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams import topology
 from streams.runtime.local import LocalRunner
 from tests.projection_support import dump

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import projections
-from projections import sample
+from parley.app.synthetic import sample
 from projections.engine import Batcher, Decoded, truncate
 from projections.store import Store, migrations, open_store, split_sql
 

@@ -8,7 +8,7 @@ from functools import reduce
 import pytest
 
 from schemas.codec import Codec
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams.routing import config, logic
 from streams.routing.hours import open_at
 from streams.routing.logic import Signals

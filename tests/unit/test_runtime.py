@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas import topics
 from schemas.codec import Codec
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams.runtime.sequencer import NEG_INF, POS_INF, OffsetBook, Sequencer, ranges
 from streams.runtime.stage import Input, Stage, StoreSpec
 from streams.runtime.store import Store

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from schemas.codec import Codec
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams.threads import logic
 from streams.threads.logic import CustomerThreads, Rules
 

@@ -20,7 +20,7 @@ import pytest
 from parley.settings import WorkerSettings
 from schemas import topics
 from schemas.codec import Codec
-from streams import testing as f
+from parley.app.synthetic import events as f
 from streams import topology
 from streams.runtime.local import LocalRunner
 from streams.runtime.sequencer import POS_INF

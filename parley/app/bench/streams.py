@@ -47,11 +47,11 @@ from parley.settings import KafkaSettings, PrivacySettings, WorkerSettings
 from schemas import topics
 from schemas.codec import Codec, codec_for
 from schemas.events import derive_id, envelope, make
-from streams import testing
+from parley.app.synthetic import events
 
 APP_ID = "bench-streams"
 SINK = topics.Topic("bench.raw-sink", "same as input", ("MessageReceived",), 12)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the checkout
 EXAMPLE_RULES = ROOT / "config" / "routing.example.toml"
 PEER = ROOT.parent / "shared" / "peers" / "run.sh"
 OWN = frozenset({"MessageReceived", "MessageEnriched"})

@@ -33,7 +33,7 @@ from urllib.parse import quote, urlencode
 from adapters.accounts import Accounts
 from adapters.base import Account
 from adapters.channels import Registry
-from parley.demo.scenario import (
+from parley.app.synthetic.scenario import (
     BadRequest, Context, Handshake, Inbound, Link, Merge, Presence, Receipt, Redelivery, Reply, Resolve,
     Scenario, Step, Transfer,
 )

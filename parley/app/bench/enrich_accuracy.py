@@ -5,7 +5,7 @@ Usage: python bench/enrich_accuracy.py [--errors] [--lingua-modes]
 Prints language, sentiment and top-1 intent accuracy per split (``dev`` = the
 first 40 % of the file, the only part looked at while building; ``test`` = the
 remaining 60 %) and per language, then the mean µs per enrich() call on the labelled texts and on
-the synthetic traffic of ``streams.testing.traffic`` (the stream benchmarks' texts).
+the synthetic traffic of ``parley.app.synthetic.events.traffic`` (the stream benchmarks' texts).
 ``--errors`` lists the dev mistakes (never the test ones, to keep them held out).
 ``--lingua-modes`` compares lingua's high- and low-accuracy modes.
 """
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout
 sys.path.insert(0, str(ROOT))
 
 from streams.enrich.logic import BuiltinEnricher, Enrichment  # noqa: E402
@@ -67,7 +67,7 @@ def print_table(enricher: BuiltinEnricher, rows: list[dict]) -> None:
 
 def traffic_items() -> list[tuple[str, str]]:
     """(text, tenant) of the synthetic traffic the stream benchmarks replay."""
-    from streams.testing import traffic
+    from parley.app.synthetic.events import traffic
 
     return [(e["text"], e["envelope"]["tenant_id"])
             for e in traffic(TRAFFIC_MESSAGES, customers=500, tenants=("acme", "globex"))]

@@ -423,12 +423,12 @@ ERRORS = {"whatsapp": _meta_error, "messenger": _meta_error, "instagram": _meta_
 
 async def serve(host: str, port: int, smtp_port: int | None, stop: asyncio.Event, *,
                 receipts_to: str | None = None, accounts_file: str | None = None) -> Emulator:
-    from egress.emulator_smtp import SmtpServer
+    from parley.app.emulator.smtp import SmtpServer
 
     receipts = None
     if receipts_to and accounts_file:
         from adapters.accounts import load
-        from egress.emulator_receipts import Receipts
+        from parley.app.emulator.receipts import Receipts
 
         receipts = Receipts(receipts_to, load(accounts_file))
     emu = Emulator(receipts=receipts)

@@ -27,13 +27,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from parley.demo import texts
-from parley.demo.cast import Agent
-from parley.demo.scenario import (
+from parley.app.synthetic import texts
+from parley.app.synthetic.cast import Agent
+from parley.app.synthetic.scenario import (
     BOT_ID, LAST_REOPEN_MIN, RECEIPTS, REDELIVERY_RATE, Context, Conversation, Inbound, Link, Merge,
     Receipt, Redelivery, Reply, Resolve, Say, Scenario, Step, Transfer, make_inbound,
 )
-from parley.demo.view import ORDER_REF, Message, Thread, View
+from parley.app.demo.view import ORDER_REF, Message, Thread, View
 
 S = 1000
 MIN = 60 * S

@@ -15,7 +15,7 @@ counts threads (contained: never routed to a human, and resolved at the end), ea
 interval, channel and queue of its first episode.
 
 Input: decoded events (dicts as ``schemas.codec`` returns them), in any order, with repeats:
-``compute(events)``; or a dump with one JSON event per line: ``python -m batch.kpi_batch FILE``.
+``compute(events)``; or a dump with one JSON event per line: ``python -m parley.app.batch.kpi_batch FILE``.
 Output, the shape ``streams.kpi.logic.fold_outputs`` gives for the published KPI topics:
 ``{"contacts": {contact_id: fields}, "intervals": {(tenant, interval_start, dimension, value):
 metrics}, "agents": {(tenant, agent_id, interval_start): figures}}``.
@@ -391,7 +391,7 @@ def _contacts(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m batch.kpi_batch DUMP.jsonl``: print the interval figures as JSON lines."""
+    """``python -m parley.app.batch.kpi_batch DUMP.jsonl``: print the interval figures as JSON lines."""
     path = (argv or sys.argv[1:])[0]
     with open(path, encoding="utf-8") as f:
         result = compute(json.loads(line) for line in f if line.strip())

@@ -35,12 +35,12 @@ import aiohttp
 
 from adapters import accounts as accounts_mod
 from adapters.accounts import Accounts
-from parley.demo import webhooks
-from parley.demo.actors import Actors
-from parley.demo.pipeline import Pipeline
-from parley.demo.scenario import Inbound, Presence, Scenario, Step
-from parley.demo.view import View
-from parley.demo.webhooks import HttpRequest, RenderContext
+from parley.app.demo import webhooks
+from parley.app.demo.actors import Actors
+from parley.app.demo.pipeline import Pipeline
+from parley.app.synthetic.scenario import Inbound, Presence, Scenario, Step
+from parley.app.demo.view import View
+from parley.app.demo.webhooks import HttpRequest, RenderContext
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 # A reply refused as outside the customer-service window (422) right after the customer wrote:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from parley.demo.view import Thread, View
+from parley.app.demo.view import Thread, View
 from projections import dashboard, query
 from projections.store import Store
 from streams.kpi import arithmetic as ar

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
 from parley import topics_admin
-from parley.demo import main as demo
+from parley.app.demo import main as demo
 from parley.settings import DemoSettings, KafkaSettings
 from schemas import topics
 

@@ -1,6 +1,6 @@
 """`parley demo`: a synthetic working day driven through the whole system.
 
-``scenario`` makes the day (pure, seeded: the cast, what customers mean to say, the fixed-time
+``parley.app.synthetic.scenario`` makes the day (pure, seeded: the cast, what customers mean to say, the fixed-time
 agenda); ``actors`` plans what customers, the bot, agents and the CRM do in each slice of event
 time from the pipeline's decisions (``view``, folded from parley.conversations); ``webhooks``
 renders each step as the HTTP request a provider or an agent's client sends; ``driver`` sends

@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from egress.emulator import Emulator
+    from parley.app.emulator.providers import Emulator
 
 class SmtpServer:
     """A minimal SMTP server (EHLO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT) that files each

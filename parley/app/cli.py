@@ -217,7 +217,7 @@ def egress_emulator(
 ) -> None:
     """Provider emulators for tests and the demo: point the egress at them with
     PARLEY_EMULATOR_URL=http://host:port and PARLEY_EMULATOR_SMTP=host:smtp_port."""
-    from egress.emulator import run
+    from parley.app.emulator.providers import run
 
     run(host, port, smtp_port or None, receipts_to=receipts_to, accounts_file=accounts)
 
@@ -261,7 +261,7 @@ def demo(
                                 "customers react to the pipeline's decisions up to a slice late (default 300)."),
 ) -> None:
     """The main job: broker, topics, ingress, worker, projections, API, and a synthetic day."""
-    from parley.demo.main import run
+    from parley.app.demo.main import run
     from parley.settings import DemoSettings
 
     s = DemoSettings()
@@ -275,7 +275,7 @@ def demo(
 def _bench(module: str, ctx: typer.Context) -> None:
     import importlib
 
-    importlib.import_module(f"bench.{module}").main(list(ctx.args))
+    importlib.import_module(f"parley.app.bench.{module}").main(list(ctx.args))
 
 
 # every argument, --help included, goes to the benchmark's own parser
@@ -284,31 +284,31 @@ _PASS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_
 
 @bench_app.command("ingress", context_settings=_PASS)
 def bench_ingress(ctx: typer.Context) -> None:
-    """Webhook requests/s and request-to-ack latency (bench/ingress.py; --help for options)."""
+    """Webhook requests/s and request-to-ack latency (parley/app/bench/ingress.py; --help for options)."""
     _bench("ingress", ctx)
 
 
 @bench_app.command("streams", context_settings=_PASS)
 def bench_streams(ctx: typer.Context) -> None:
-    """Events/s and latency through the processor chain (bench/streams.py)."""
+    """Events/s and latency through the processor chain (parley/app/bench/streams.py)."""
     _bench("streams", ctx)
 
 
 @bench_app.command("rebuild", context_settings=_PASS)
 def bench_rebuild(ctx: typer.Context) -> None:
-    """Projection rebuild events/s (bench/rebuild.py)."""
+    """Projection rebuild events/s (parley/app/bench/rebuild.py)."""
     _bench("rebuild", ctx)
 
 
 @bench_app.command("e2e", context_settings=_PASS)
 def bench_e2e(ctx: typer.Context) -> None:
-    """Ingress to projection: sustained messages/s and latency (bench/e2e.py)."""
+    """Ingress to projection: sustained messages/s and latency (parley/app/bench/e2e.py)."""
     _bench("e2e", ctx)
 
 
 @bench_app.command("egress", context_settings=_PASS)
 def bench_egress(ctx: typer.Context) -> None:
-    """Sends/s and event-to-provider latency through the egress, beside a raw HTTP loop (bench/egress.py)."""
+    """Sends/s and event-to-provider latency through the egress, beside a raw HTTP loop (parley/app/bench/egress.py)."""
     _bench("egress", ctx)
 
 

@@ -1,7 +1,7 @@
 """The cast of the synthetic day: customers (with their id on every channel) and the agent roster.
 
 Pure: everything derives from the ``random.Random`` passed in. The roster matches the queues of
-``routing.example.toml`` (packaged in ``parley/demo/data``): each agent serves some of the queues
+``routing.example.toml`` (packaged in ``parley/app/demo/data``): each agent serves some of the queues
 ``general``, ``orders``, ``english``, ``billing`` (skill ``billing``), ``vip`` (skill ``vip``) and
 ``escalation`` (skill ``escalation``), in the languages they speak, with a capacity of 2 to 4
 conversations, shifts and short breaks.

@@ -35,8 +35,8 @@ from datetime import date, datetime, time
 from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
-from parley.demo import texts
-from parley.demo.cast import Agent, Customer, agents_for, make_customer
+from parley.app.synthetic import texts
+from parley.app.synthetic.cast import Agent, Customer, agents_for, make_customer
 
 TENANT = "acme"
 TIMEZONE = "Europe/Paris"

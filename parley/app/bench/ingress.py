@@ -50,7 +50,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

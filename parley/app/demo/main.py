@@ -8,7 +8,7 @@ projections have settled, then prints what the pipeline did per feature (``evide
 KPI tables (the same functions as ``parley kpi``, checked against the API and the dashboard's
 data), the worker's late-record count and the dashboard's address. The SQLite file stays in
 ``<data_dir>`` for inspection. The accounts file and the routing rules default to the copies
-packaged in ``parley/demo/data`` (the ``config/*.example.toml`` of the checkout), so the
+packaged in ``parley/app/demo/data`` (the ``config/*.example.toml`` of the checkout), so the
 command runs from any directory.
 """
 
@@ -70,8 +70,8 @@ class Demo:
 
 
 def packaged(name: str) -> Path:
-    """A file of ``parley/demo/data`` (accounts, routing rules) as a real path."""
-    with as_file(files("parley.demo") / "data" / name) as p:
+    """A file of ``parley/app/demo/data`` (accounts, routing rules) as a real path."""
+    with as_file(files("parley.app.demo") / "data" / name) as p:
         return Path(p).resolve()
 
 
@@ -136,7 +136,7 @@ def start(d: Demo, name: str, args: list[str], **env: str) -> Child:
     d.log_dir.mkdir(parents=True, exist_ok=True)
     log = d.log_dir / f"{name}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "parley.cli", *args], stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "parley.app.cli", *args], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=child_env(d, **env), start_new_session=True)
     child = Child(name, proc, log)
@@ -302,9 +302,9 @@ def play(s: DemoSettings, *, serve: bool = False, console: Console | None = None
 
 def _day(d: Demo) -> Outcome:
     """Drive the day, let the pipeline settle, and say what it did."""
-    from parley.demo.driver import drive
-    from parley.demo.pipeline import Pipeline
-    from parley.demo.scenario import build_day
+    from parley.app.demo.driver import drive
+    from parley.app.demo.pipeline import Pipeline
+    from parley.app.synthetic.scenario import build_day
 
     s, console = d.settings, d.console
     day = the_day(s)
@@ -333,7 +333,7 @@ def _day(d: Demo) -> Outcome:
 
 def _results(d: Demo, result: Any, projected: dict[str, int], identity_events: list[dict[str, Any]],
              tz: str) -> Outcome:
-    from parley.demo import evidence, report
+    from parley.app.demo import evidence, report
     from projections.store import open_store
 
     console = d.console

@@ -39,7 +39,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -208,7 +208,7 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
            "PARLEY_ACCOUNTS_FILE": str(tmp / "accounts.toml"), "PARLEY_EMULATOR_URL": emu_url,
            "PARLEY_GROUP_ID": f"{run}-egress", "PARLEY_PORT": str(hub_port), "PARLEY_LOG__LEVEL": os.environ.get("BENCH_EGRESS_LOG", "WARNING"),
            "PARLEY_LOG__FORMAT": "json"}
-    emulator = subprocess.Popen([sys.executable, "-c", f"from egress.emulator import run; run('127.0.0.1', {port}, None)"],
+    emulator = subprocess.Popen([sys.executable, "-c", f"from parley.app.emulator.providers import run; run('127.0.0.1', {port}, None)"],
                                 env=env, stdout=subprocess.DEVNULL)
     report: dict[str, Any] = {"messages": a.messages, "accounts": a.accounts, "processes": a.processes,
                               "throttle_ratio": a.throttle_ratio}
@@ -219,7 +219,7 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
         await _post(f"{emu_url}/_emulator/reset", {})
         traffic = Traffic(k, a.accounts, a.recipients, run)
         traffic.inbound()
-        egresses = [subprocess.Popen([sys.executable, "-m", "parley.cli", "egress"], cwd=ROOT,
+        egresses = [subprocess.Popen([sys.executable, "-m", "parley.app.cli", "egress"], cwd=ROOT,
                                      env={**env, "PARLEY_PORT": str(_port()), "PARLEY_INSTANCE_ID": f"bench-{i}"},
                                      stderr=open(tmp / f"egress-{i}.log", "wb")) for i in range(a.processes)]
         # every process has its partitions (and has read the windows) before the burst is written

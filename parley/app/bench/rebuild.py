@@ -2,7 +2,7 @@
 
 Usage: python bench/rebuild.py [--customers N] [--database-url URL] [--json PATH] [--keep]
 
-Produces a synthetic log (``projections.sample``: identities, context, threads, messages,
+Produces a synthetic log (``parley.app.synthetic.sample``: identities, context, threads, messages,
 delivery statuses, KPI records) under a fresh topic prefix, then for each projection, in the
 same run and against the same topics:
 
@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
