@@ -105,9 +105,9 @@ def test_as_strict_as_fastavro_defaults_filled_unknown_fields_refused(name: str)
 
 
 def test_an_event_built_by_make_encodes_alike_both_ways() -> None:
-    from parley.app.synthetic import events
+    from parley.app.synthetic import events as synthetic
 
-    e = testing.received("acme", testing.identity("sms", "+33612345678"), "hi", testing.T0)
+    e = synthetic.received("acme", synthetic.identity("sms", "+33612345678"), "hi", synthetic.T0)
     sv = CAT.latest("MessageReceived")
     buf = io.BytesIO()
     schemaless_writer(buf, sv.parsed, e, strict_allow_default=True)

@@ -20,7 +20,8 @@ import pytest
 from aiohttp import web
 
 from parley.settings import ApiSettings
-from projections import api, dashboard, query, sample
+from parley.app.synthetic import sample
+from projections import api, dashboard, query
 from projections.store import open_store
 from tests.kpi_day import run_day
 from tests.projection_support import project_all, reference

@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import projections
 from parley.settings import KafkaSettings, ProjectionSettings
-from projections import runner, sample
+from parley.app.synthetic import sample
+from projections import runner
 from projections.store import open_store
 from schemas import topics
 from schemas.codec import Codec

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 import projections
-from projections import dashboard, query, sample
+from parley.app.synthetic import sample
+from projections import dashboard, query
 from projections.engine import Batcher, Decoded
 from projections.store import open_store
 

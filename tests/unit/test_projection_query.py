@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from typer.testing import CliRunner
 
 from parley.settings import ApiSettings
-from projections import api, cli_kpi, dashboard, query, sample
+from parley.app.synthetic import sample
+from projections import api, cli_kpi, dashboard, query
 from projections.store import Store, open_store
 from tests.projection_support import project_all
 

@@ -47,7 +47,7 @@ from parley.settings import KafkaSettings, PrivacySettings, WorkerSettings
 from schemas import topics
 from schemas.codec import Codec, codec_for
 from schemas.events import derive_id, envelope, make
-from parley.app.synthetic import events
+from parley.app.synthetic import events as synthetic
 
 APP_ID = "bench-streams"
 SINK = topics.Topic("bench.raw-sink", "same as input", ("MessageReceived",), 12)
@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tenants = tuple(["acme", "globex", "initech", "umbrella"][: max(1, args.tenants)])
     inputs = [*agents(tenants, args.agents),
-              *testing.traffic(args.messages, customers=args.customers, tenants=tenants, spacing_ms=1000)]
+              *synthetic.traffic(args.messages, customers=args.customers, tenants=tenants, spacing_ms=1000)]
     out: dict[str, Any] = {"messages": args.messages, "customers": args.customers, "tenants": len(tenants),
                            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()[0]}
     out["raw_aiokafka"] = throughput(args, "raw_aiokafka", inputs)
@@ -162,12 +162,12 @@ def latency(args: argparse.Namespace, kind: str, rate: float, tenants: tuple[str
         produce(k, agents(tenants, args.agents, at=now - 60_000))
         proc = start(kind, k, args.rules, guarantee)
         try:
-            warm = testing.received(tenants[0], testing.identity("sms", "+33700000000"), "hello", now, n="warm")
+            warm = synthetic.received(tenants[0], synthetic.identity("sms", "+33700000000"), "hello", now, n="warm")
             produce(k, [warm])
             wait_for(k, topics.CONVERSATIONS if kind == "worker" else SINK, 1, lambda v: True, timeout=180)
             n = max(1, int(rate * args.duration))
             start_at = int(time.time() * 1000) + 500
-            msgs = list(testing.traffic(n, customers=args.customers, tenants=tenants, seed=11, start=start_at,
+            msgs = list(synthetic.traffic(n, customers=args.customers, tenants=tenants, seed=11, start=start_at,
                                         spacing_ms=1000 / rate))
             produce(k, msgs, rate=rate)
             wait_for(k, topics.CONVERSATIONS if kind == "worker" else SINK, len(msgs) + 1,
@@ -535,7 +535,7 @@ def pct(values: list[float], p: int) -> float:
     return round(values[max(1, -(-p * len(values) // 100)) - 1], 1)
 
 
-def agents(tenants: tuple[str, ...], n: int, at: int = testing.T0 - 3_600_000) -> list[dict[str, Any]]:
+def agents(tenants: tuple[str, ...], n: int, at: int = synthetic.T0 - 3_600_000) -> list[dict[str, Any]]:
     out = []
     for tenant in tenants:
         for i in range(n):
