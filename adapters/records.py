@@ -41,7 +41,7 @@ def raw_request_event(adapter: str, account: Account, req: Request, *, remote: s
     """The RawRequest record of a verified request (its id is ``req.raw_event_id``); ``body``
     replaces the received body when the adapter redacted credentials from it."""
     heads, params = frozenset(secret_headers), frozenset(secret_params)
-    key = f"{account.tenant_id}|{adapter}|{account.account_id}"
+    key = topics.RAW_INGRESS.key(account.tenant_id, adapter, account.account_id)
     env = envelope("RawRequest", event_id=req.raw_event_id, occurred_at=req.received_at_ms,
                    tenant_id=account.tenant_id, partition_key=key, producer=f"ingress/{adapter}")
     headers = {k: (REDACTED if k in heads else v) for k, v in req.headers.items()}
@@ -85,7 +85,7 @@ def check_event(event: Any, account: Account, index: int = 0) -> str | None:
         if env["tenant_id"] != account.tenant_id:
             return f"event {index}: tenant {env['tenant_id']!r} is not the account's {account.tenant_id!r}"
         who = event["sender"] if etype == "MessageReceived" else event["recipient"]
-        expected = f"{account.tenant_id}|{event['channel']}|{who['id']}"
+        expected = topics.MESSAGES.key(account.tenant_id, event["channel"], who["id"])
         if env["partition_key"] != expected:
             return f"event {index}: partition key {env['partition_key']!r}, expected {expected!r}"
         if not isinstance(env["occurred_at"], int) or env["occurred_at"] < 0:

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from schemas.catalog import catalog
+from schemas.keys import tenant_of
 
 _NS = uuid.UUID("6f1c1d2e-9a57-4f0e-8a55-7061726c6579")  # fixed: ids must never change
 
@@ -116,7 +117,7 @@ def dead_letter(stage: str, reason: str, error: str, payload: bytes, source_topi
     was. The id derives from the position (or the payload's stage and error when it has none),
     so a re-processed record parks the same dead letter. The tenant is the key's first part."""
     text_key = (key or b"").decode("utf-8", "replace")
-    tenant = tenant_id or text_key.split("|", 1)[0] or "unknown"
+    tenant = tenant_id or tenant_of(text_key) or "unknown"
     env = envelope("DeadLetter", event_id=derive_id("deadletter", stage, source_topic, source_partition,
                                                     source_offset, reason),
                    occurred_at=occurred_at, tenant_id=tenant, partition_key=stage, producer=stage)

@@ -2,8 +2,8 @@
 
 Names are lowercase-dotted and never renamed; a breaking change is a new topic. Each topic builds
 and parses its own keys (``key`` / ``parse_key``, the grammar in ``schemas.keys``): no other file
-spells a key. Public topics
-are read by other services, so their schemas are held to FULL_TRANSITIVE compatibility.
+spells a key. Public topics are read by other services, so their schemas are held to
+FULL_TRANSITIVE compatibility.
 The stream worker's internal topics are declared at the end (INTERNAL); its changelogs and
 watermarks topic are named by the worker from its app id (streams/runtime/worker.py).
 """

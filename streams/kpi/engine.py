@@ -60,7 +60,9 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas import topics
 from schemas.events import derive_id, envelope, make
+from schemas.keys import scoped
 from streams.kpi import logic
 from streams.kpi.logic import MAX_SL_MS, bucket, buckets_between
 
@@ -145,7 +147,7 @@ class KpiEngine:
         if item is None:  # a watermark-only type
             return True
         thread = logic.thread_of(event)
-        items = self._sets.setdefault(f"{tenant}|{thread}", {})
+        items = self._sets.setdefault(scoped(tenant, thread), {})
         if item[2] in items:
             return False
         items[item[2]] = item
@@ -159,7 +161,7 @@ class KpiEngine:
         if tenant not in self._recovered:
             self._recovered[tenant] = tenant in self.s.tenants
         wm = self._advance(tenant, m["t"], cause)
-        tkey = f"{tenant}|{thread}"
+        tkey = scoped(tenant, thread)
         st = self.s.threads.get(tkey) or _new_thread()
         version = list(m["v"])
         if version <= st["v"]:
@@ -185,7 +187,7 @@ class KpiEngine:
             if not delta:
                 continue
             b, name = key.split("|", 1)
-            bkey = f"{tenant}|{b}"
+            bkey = scoped(tenant, b)
             v = self.s.buckets.get(bkey) or _new_bucket()
             n = v["msg"].get(name, 0) + delta
             if n:
@@ -229,7 +231,7 @@ class KpiEngine:
 
     def _note_keys(self, tenant: str, b: int, keys: list[tuple[str, str]]) -> None:
         """Remember every key an interval ever had, to publish it empty once it has no data."""
-        key = f"{tenant}|{b}"
+        key = scoped(tenant, b)
         v = self.s.buckets.get(key) or _new_bucket()
         known = {tuple(k) for k in v["dk"]}
         if not known.issuperset(keys):
@@ -238,7 +240,7 @@ class KpiEngine:
 
     def _index(self, tenant: str, b: int, ep_id: str, thread: str | None, cause: Cause) -> None:
         """Add (thread given) or remove an episode from its interval's membership."""
-        key = f"{tenant}|{b}"
+        key = scoped(tenant, b)
         v = self.s.buckets.get(key) or _new_bucket()
         if thread is None:
             v["eps"].pop(ep_id, None)
@@ -257,7 +259,7 @@ class KpiEngine:
     def _span(self, tenant: str, span: tuple, add: bool, wm: int, cause: Cause) -> None:
         sid, agent, start, end = span
         if end is None:
-            akey = f"{tenant}|{agent}"
+            akey = scoped(tenant, agent)
             a = self.s.agents.get(akey) or {"p": [], "open": {}}
             if add:
                 a["open"][sid] = start
@@ -268,7 +270,7 @@ class KpiEngine:
         else:
             marked = logic.span_pieces(start, end)
             for b, piece in marked.items():
-                self._piece(f"{tenant}|{agent}|{b}", sid, piece if add else None)
+                self._piece(scoped(tenant, agent, b), sid, piece if add else None)
         for b in marked:
             self._mark_agent(tenant, agent, b, cause)
 
@@ -285,7 +287,7 @@ class KpiEngine:
 
     def _apply_presence(self, tenant: str, event: Mapping[str, Any], wm: int, cause: Cause) -> bool:
         env, agent = event["envelope"], event["agent_id"]
-        akey = f"{tenant}|{agent}"
+        akey = scoped(tenant, agent)
         a = self.s.agents.get(akey) or {"p": [], "open": {}}
         t, eid = env["occurred_at"], env["event_id"]
         keys = [(p[0], p[1]) for p in a["p"]]
@@ -350,11 +352,11 @@ class KpiEngine:
 
     def _compute_agent(self, tenant: str, agent: str, b: int) -> dict[str, Any]:
         end = min(b + logic.INTERVAL_MS, self._tenant(tenant)["wm"])
-        a = self.s.agents.get(f"{tenant}|{agent}")
+        a = self.s.agents.get(scoped(tenant, agent))
         online = logic.online_segments(a["p"], b, end) if a and end > b else []
         if not online:
             return logic.agent_figures([], [])
-        closed = (self.s.pieces.get(f"{tenant}|{agent}|{b}") or {}).values()
+        closed = (self.s.pieces.get(scoped(tenant, agent, b)) or {}).values()
         pieces = [(lo, min(hi, end)) for lo, hi in closed if lo < end]
         pieces += [(max(f, b), end) for f in a["open"].values() if f < end]
         return logic.agent_figures(online, pieces)
@@ -365,7 +367,7 @@ class KpiEngine:
         figs = self._agent(tenant, agent, b, fresh=True)
         if figs != before:
             self._dirty_buckets.setdefault((tenant, b), cause)
-        okey = f"{tenant}|{b}|agent_status|{agent}"
+        okey = topics.KPI_INTERVALS.key(tenant, b, "agent_status", agent)
         if figs["online_ms"] == 0 and okey not in self._emitted and not self._recovered.get(tenant):
             return []  # never published (by this worker, nor by one before it)
         rec = self._record(
@@ -379,7 +381,7 @@ class KpiEngine:
 
     def _flush_contact(self, key: tuple[str, str, str], cause: Cause) -> list[dict]:
         tenant, thread, ep_id = key
-        st = self.s.threads.get(f"{tenant}|{thread}") or _new_thread()
+        st = self.s.threads.get(scoped(tenant, thread)) or _new_thread()
         ep, status = st["eps"].get(ep_id), None
         if ep is None or not ep["contact"]:
             ep, status = st["void"].get(ep_id), "void"
@@ -388,17 +390,17 @@ class KpiEngine:
         fields = logic.contact_fields(ep)
         if status:
             fields["status"] = status
-        rec = self._record("ContactMeasured", tenant, f"{tenant}|{ep_id}", ep["last_at"], cause,
+        rec = self._record("ContactMeasured", tenant, topics.KPI_CONTACTS.key(tenant, ep_id), ep["last_at"], cause,
                            contact_id=ep_id, **fields)
         return [rec] if rec else []
 
     def _flush_interval(self, key: tuple[str, int], cause: Cause) -> list[dict]:
         tenant, b = key
         ts = self._tenant(tenant)
-        v = self.s.buckets.get(f"{tenant}|{b}") or _new_bucket()
+        v = self.s.buckets.get(scoped(tenant, b)) or _new_bucket()
         eps = []
         for ep_id, thread in v["eps"].items():
-            ep = (self.s.threads.get(f"{tenant}|{thread}") or {"eps": {}})["eps"].get(ep_id)
+            ep = (self.s.threads.get(scoped(tenant, thread)) or {"eps": {}})["eps"].get(ep_id)
             if ep is not None:
                 eps.append(ep)
         team = [self._agent(tenant, agent, b) for agent in ts["agents"]]
@@ -407,7 +409,7 @@ class KpiEngine:
         out = []
         for dim, value in sorted(metrics) + sorted(gone):
             rec = self._record(
-                "IntervalStat", tenant, f"{tenant}|{b}|{dim}|{value}", ts["wm"], cause,
+                "IntervalStat", tenant, topics.KPI_INTERVALS.key(tenant, b, dim, value), ts["wm"], cause,
                 interval_start=b, dimension=dim, dimension_value=value,
                 metrics=metrics.get((dim, value), {}),
                 definition_version=logic.DEFINITION_VERSION,
