@@ -575,9 +575,3 @@ def _serve_one(settings: IngressSettings, accounts: Accounts, registry: Registry
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None, reuse_port=reuse_port)
-
-
-def describe_accounts(accounts: Accounts) -> str:
-    """One line per account (for logs and the CLI): tenant, adapter, account, route."""
-    return "\n".join(f"{a.tenant_id:16} {a.channel:10} {a.account_id:24} /webhooks/{a.channel}/{a.account_id}"
-                     for a in accounts)

@@ -223,7 +223,6 @@ class ProjectionSettings(_Base):
     """`parley projections run|rebuild`."""
 
     database_url: str = "sqlite:///parley-data/parley.db"
-    group_id: str = "parley-projections"
     batch_size: int = 500
     projections: list[str] = Field(default_factory=lambda: ["customers", "threads", "kpis"])
     rebuild_batch_size: int = 5000  # records per getmany/transaction during a rebuild

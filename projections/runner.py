@@ -384,10 +384,5 @@ def rebuild(settings: ProjectionSettings, name: str) -> Stats:
     return asyncio.run(arebuild(settings, name))
 
 
-def catch_up(settings: ProjectionSettings, names: list[str] | None = None) -> dict[str, Stats]:
-    """Apply everything already in the topics, then return (for scripts and the demo)."""
-    return asyncio.run(acatch_up(settings, names))
-
-
 if __name__ == "__main__":  # `python -m projections.runner`: the live run, settings from the env
     run(ProjectionSettings())

@@ -156,7 +156,6 @@ ALL: tuple[Topic, ...] = (
     IDENTITY_COMMANDS, CONVERSATION_MESSAGES, CONVERSATIONS, KPI_CONTACTS,
     KPI_INTERVALS, OUTBOUND, SERVICE_WINDOWS, PRIVACY_ERASURES,
 )
-BY_NAME = {t.name: t for t in ALL}
 
 # Internal topics of the stream worker (`streams/topology.py` draws who writes and reads them).
 # They are named per worker app id (internal_name), so a replay under a fresh app id never
