@@ -279,7 +279,7 @@ class Ingress:
             dead = self.sealer.dead_letter(dead, account.tenant_id)
         headers = tuple((f"parley.error.{k}", v.encode()) for k, v in dead["headers"].items())
         planned.append((dead["envelope"]["event_id"],
-                        Record(self.dead_letter_topic, dead["stage"].encode(),
+                        Record(self.dead_letter_topic, dead["envelope"]["partition_key"].encode(),
                                self.codec.encode(dead, self.dead_letter_topic), headers, req.received_at_ms)))
         return planned, []
 
