@@ -18,9 +18,9 @@ from typing import Any
 from schemas import topics
 from schemas.events import derive_id, envelope, make
 from schemas.topics import Topic
+from streams.kpi.arithmetic import INTERVAL_MS
 
 DAY0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-INTERVAL_MS = 15 * 60 * 1000
 CHANNELS = ("whatsapp", "sms", "email", "webchat", "messenger")
 AGENTS = ("ana", "bruno", "chloe", "dev")
 QUEUES = ("general", "billing", "vip")
