@@ -96,7 +96,8 @@ def stage_table(stages: list[Stage]) -> str:
 
     rows = ["| stage | partitions | reads (key; sequenced?) | writes (key) | stores |", "|---|---|---|---|---|"]
     for s in stages:
-        reads = ", ".join(f"`{i.topic.name}` ({esc(i.topic.key_shape)}; {'yes' if i.sequenced else 'no'})" for i in s.inputs)
+        reads = ", ".join(f"`{i.topic.name}` ({esc(i.topic.key_shape)}; {'yes' if i.sequenced else 'no'})"
+                          for i in s.inputs)
         writes = ", ".join(f"`{t.name}` ({esc(t.key_shape)})" for t in s.outputs)
         stores = ", ".join(st.name for st in s.stores) or "-"
         rows.append(f"| `{s.name}` | {s.partitions} | {reads} | {writes} | {stores} |")

@@ -396,7 +396,8 @@ def step(graph: Graph, event: dict[str, Any]) -> tuple[Graph, list[dict[str, Any
 def with_customer(msg: dict[str, Any], customer_id: str) -> dict[str, Any]:
     """The message re-keyed by customer, same event id (DeliveryStatusChanged has no field)."""
     tenant = msg["envelope"]["tenant_id"]
-    out = {**msg, "envelope": {**msg["envelope"], "partition_key": topics.CONVERSATION_MESSAGES.key(tenant, customer_id)}}
+    key = topics.CONVERSATION_MESSAGES.key(tenant, customer_id)
+    out = {**msg, "envelope": {**msg["envelope"], "partition_key": key}}
     if "customer_id" in msg:
         out["customer_id"] = customer_id
     return out
