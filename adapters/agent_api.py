@@ -110,7 +110,7 @@ from adapters.agent_events import (
     unlink_event,
 )
 from adapters import limits
-from adapters.app import Ingress, Refusal, log, read_body
+from adapters.ingress import Ingress, Refusal, log, read_body
 from adapters.producer import Record
 from adapters.windows import WindowBook
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters.rich_body import RichMessageBody
+from schemas import topics
 from schemas.events import derive_id, envelope, make
 
 CHANNELS = ("whatsapp", "messenger", "instagram", "sms", "telegram", "line", "viber", "wechat", "rbm",
@@ -207,8 +208,8 @@ def status_event(tenant: str, agent: str, body: StatusBody, raw: bytes, received
     """AgentStatusChanged from a validated body (pure)."""
     change = body.change_id or hashlib.sha256(raw).hexdigest()
     env = envelope("AgentStatusChanged", event_id=derive_id(tenant, "AgentStatusChanged", agent, change),
-                   occurred_at=body.occurred_at or received_ms, tenant_id=tenant, partition_key=tenant,
-                   producer="ingress/agent-api")
+                   occurred_at=body.occurred_at or received_ms, tenant_id=tenant,
+                   partition_key=topics.AGENT_STATUS.key(tenant), producer="ingress/agent-api")
     return make("AgentStatusChanged", env, agent_id=agent, presence=body.presence, capacity=body.capacity,
                 skills=list(body.skills), languages=list(body.languages), channels=list(body.channels),
                 queues=list(body.queues), display_name=body.display_name)
@@ -219,7 +220,8 @@ def reply_event(tenant: str, agent: str, body: ReplyBody, received_ms: int) -> d
     recipient = {"channel": body.channel, **body.recipient.model_dump()}
     env = envelope("MessageSent", event_id=derive_id(tenant, "MessageSent", body.message_id),
                    occurred_at=body.occurred_at or received_ms, tenant_id=tenant,
-                   partition_key=f"{tenant}|{body.channel}|{body.recipient.id}", producer="ingress/agent-api")
+                   partition_key=topics.MESSAGES.key(tenant, body.channel, body.recipient.id),
+                   producer="ingress/agent-api")
     rich = None
     if body.rich is not None:
         rich = {"kind": body.rich.kind, "payload": body.rich.payload, "title": body.rich.title,
@@ -255,14 +257,16 @@ def _command(tenant: str, kind: str, subject: tuple[str, ...], body: _Command, r
 
 def resolve_event(tenant: str, agent: str, thread: str, body: ResolveBody, received_ms: int) -> dict[str, Any]:
     """ConversationResolved from a validated body (pure), keyed by the thread's customer."""
-    return _command(tenant, "ConversationResolved", (thread,), body, received_ms, f"{tenant}|{body.customer_id}",
+    key = topics.CONVERSATION_MESSAGES.key(tenant, body.customer_id)
+    return _command(tenant, "ConversationResolved", (thread,), body, received_ms, key,
                     thread_id=thread, customer_id=body.customer_id, channel=body.channel,
                     resolved_by=body.resolved_by, agent_id=agent)
 
 
 def transfer_event(tenant: str, agent: str, thread: str, body: TransferBody, received_ms: int) -> dict[str, Any]:
     """ConversationTransferred from a validated body (pure), keyed by the thread's customer."""
-    return _command(tenant, "ConversationTransferred", (thread,), body, received_ms, f"{tenant}|{body.customer_id}",
+    key = topics.CONVERSATION_MESSAGES.key(tenant, body.customer_id)
+    return _command(tenant, "ConversationTransferred", (thread,), body, received_ms, key,
                     thread_id=thread, customer_id=body.customer_id, channel=body.channel, from_agent_id=agent,
                     from_queue=body.from_queue, to_agent_id=body.to_agent, to_queue=body.to_queue,
                     reason=body.reason)
@@ -271,23 +275,26 @@ def transfer_event(tenant: str, agent: str, thread: str, body: TransferBody, rec
 def context_event(tenant: str, customer: str, body: ContextBody, received_ms: int) -> dict[str, Any]:
     """CustomerContextUpdated from a validated body (pure); the source is part of the id."""
     return _command(tenant, "CustomerContextUpdated", (customer, body.source), body, received_ms,
-                    f"{tenant}|{customer}", customer_id=customer, source=body.source, name=body.name,
-                    tier=body.tier, lifecycle_stage=body.lifecycle_stage, attributes=dict(body.attributes))
+                    topics.CUSTOMER_CONTEXT.key(tenant, customer), customer_id=customer, source=body.source,
+                    name=body.name, tier=body.tier, lifecycle_stage=body.lifecycle_stage,
+                    attributes=dict(body.attributes))
 
 
 def link_event(tenant: str, agent: str, body: LinkBody, received_ms: int, key: str | None = None) -> dict[str, Any]:
     """IdentityLinked (a command: the processor emits the event) from a validated body (pure);
     ``key``: the identity key as a token, when sealing (docs/PRIVACY.md)."""
     key = key or body.identity_key()
-    return _command(tenant, "IdentityLinked", (key, body.customer_id), body, received_ms, tenant,
-                    customer_id=body.customer_id, identity_key=key, signal="agent_manual", linked_by=agent)
+    return _command(tenant, "IdentityLinked", (key, body.customer_id), body, received_ms,
+                    topics.IDENTITY_COMMANDS.key(tenant), customer_id=body.customer_id, identity_key=key,
+                    signal="agent_manual", linked_by=agent)
 
 
 def unlink_event(tenant: str, agent: str, body: UnlinkBody, received_ms: int, key: str | None = None) -> dict[str, Any]:
     """IdentityUnlinked (a command) from a validated body (pure); "" lets the processor name the new
     customer; ``key`` as for ``link_event``."""
     key = key or body.identity_key()
-    return _command(tenant, "IdentityUnlinked", (key, body.customer_id), body, received_ms, tenant,
+    return _command(tenant, "IdentityUnlinked", (key, body.customer_id), body, received_ms,
+                    topics.IDENTITY_COMMANDS.key(tenant),
                     customer_id=body.customer_id, identity_key=key, new_customer_id=body.new_customer_id or "",
                     undoes_event_id=body.undoes_event_id, reason=body.reason, unlinked_by=agent)
 
@@ -295,5 +302,6 @@ def unlink_event(tenant: str, agent: str, body: UnlinkBody, received_ms: int, ke
 def merge_event(tenant: str, agent: str, body: MergeBody, received_ms: int) -> dict[str, Any]:
     """IdentitiesMerged (a command; the processor lists the keys that move) from a validated body (pure)."""
     return _command(tenant, "IdentitiesMerged", (body.customer_id, body.merged_customer_id), body,
-                    received_ms, tenant, customer_id=body.customer_id, merged_customer_id=body.merged_customer_id,
+                    received_ms, topics.IDENTITY_COMMANDS.key(tenant), customer_id=body.customer_id,
+                    merged_customer_id=body.merged_customer_id,
                     signal="agent_manual", merged_by=agent)

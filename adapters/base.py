@@ -1,7 +1,7 @@
 """The adapter contract: what one channel module provides to the ingress service.
 
 An adapter is pure: it verifies a request and maps it to event dicts, with no I/O. The ingress
-service (``adapters/app.py``) does the HTTP, the raw-request record, Kafka, metrics and dead
+service (``adapters/ingress.py``) does the HTTP, the raw-request record, Kafka, metrics and dead
 letters around it. Adding a channel is one module in ``adapters/channels/`` plus a line in
 ``adapters/channels/__init__.py``'s registry.
 """

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from adapters.base import Account, Request
 from schemas import topics
-from schemas.events import derive_id, envelope, make
+from schemas.events import dead_letter, derive_id, envelope, make
 
 REDACTED = "<redacted>"
 SECRET_HEADERS = frozenset({
@@ -41,7 +41,7 @@ def raw_request_event(adapter: str, account: Account, req: Request, *, remote: s
     """The RawRequest record of a verified request (its id is ``req.raw_event_id``); ``body``
     replaces the received body when the adapter redacted credentials from it."""
     heads, params = frozenset(secret_headers), frozenset(secret_params)
-    key = f"{account.tenant_id}|{adapter}|{account.account_id}"
+    key = topics.RAW_INGRESS.key(account.tenant_id, adapter, account.account_id)
     env = envelope("RawRequest", event_id=req.raw_event_id, occurred_at=req.received_at_ms,
                    tenant_id=account.tenant_id, partition_key=key, producer=f"ingress/{adapter}")
     headers = {k: (REDACTED if k in heads else v) for k, v in req.headers.items()}
@@ -63,16 +63,14 @@ def redact_query(query: str, names: frozenset[str] | set[str]) -> str:
 
 def dead_letter_event(adapter: str, account: Account, req: Request, reason: str, error: str,
                       raw_topic: str, payload: bytes | None = None) -> dict[str, Any]:
-    """A DeadLetter carrying the raw bytes (credentials redacted), the error and the context to
-    find the raw record."""
-    stage = f"ingress/{adapter}"
-    env = envelope("DeadLetter", event_id=derive_id(req.raw_event_id, "DeadLetter"), occurred_at=req.received_at_ms,
-                   tenant_id=account.tenant_id, partition_key=stage, producer=stage)
+    """A DeadLetter (``schemas.events.dead_letter``) carrying the raw bytes (credentials redacted),
+    the error and the context to find the raw record; named after the raw request."""
     headers = {"reason": reason, "adapter": adapter, "tenant_id": account.tenant_id,
                "account_id": account.account_id, "raw_event_id": req.raw_event_id,
                "content_type": req.headers.get("content-type", "")}
-    return make("DeadLetter", env, stage=stage, reason=reason, error=error[:8000],
-                payload=req.body if payload is None else payload, source_topic=raw_topic, headers=headers)
+    return dead_letter(f"ingress/{adapter}", reason, error, req.body if payload is None else payload,
+                       source_topic=raw_topic, occurred_at=req.received_at_ms, tenant_id=account.tenant_id,
+                       headers=headers, event_id=derive_id(req.raw_event_id, "DeadLetter"))
 
 
 def check_event(event: Any, account: Account, index: int = 0) -> str | None:
@@ -85,7 +83,7 @@ def check_event(event: Any, account: Account, index: int = 0) -> str | None:
         if env["tenant_id"] != account.tenant_id:
             return f"event {index}: tenant {env['tenant_id']!r} is not the account's {account.tenant_id!r}"
         who = event["sender"] if etype == "MessageReceived" else event["recipient"]
-        expected = f"{account.tenant_id}|{event['channel']}|{who['id']}"
+        expected = topics.MESSAGES.key(account.tenant_id, event["channel"], who["id"])
         if env["partition_key"] != expected:
             return f"event {index}: partition key {env['partition_key']!r}, expected {expected!r}"
         if not isinstance(env["occurred_at"], int) or env["occurred_at"] < 0:

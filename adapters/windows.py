@@ -52,8 +52,8 @@ class WindowBook:
         if not self.loaded or not windows.has_window(channel) or event.get("kind") == "template" \
                 or (event.get("content") or {}).get("template"):
             return None
-        k = windows.key(event["envelope"]["tenant_id"], channel, event["channel_account_id"],
-                        str(event["recipient"]["id"]))
+        k = topics.SERVICE_WINDOWS.key(event["envelope"]["tenant_id"], channel, event["channel_account_id"],
+                                       str(event["recipient"]["id"]))
         w = windows.window_at(channel, self.times.get(k, ()), event["envelope"]["occurred_at"],
                               event.get("author_type") or "agent")
         return None if w.free_form_allowed else windows.closed_reason(w, self._templates(channel, event))
@@ -65,7 +65,8 @@ class WindowBook:
         return sorted({f"{t.get('name')} ({t.get('language', 'en')})" for t in found if isinstance(t, dict)})
 
     def apply(self, e: dict[str, Any]) -> None:
-        k = windows.key(e["envelope"]["tenant_id"], e["channel"], e["channel_account_id"], e["customer_identity"])
+        k = topics.SERVICE_WINDOWS.key(e["envelope"]["tenant_id"], e["channel"], e["channel_account_id"],
+                                       e["customer_identity"])
         times = self.times.get(k, ())
         for t in e["inbound_at"]:
             times = windows.remember(times, t)

@@ -123,7 +123,8 @@ class Egress:
     def _load_windows(self) -> None:
         parts = partitions_of(self._conf(), self.windows_topic)
         for _, e in read_back(self._conf(), self.windows_topic, parts, None, self.codec, frozenset({"ServiceWindow"})):
-            k = windows.key(e["envelope"]["tenant_id"], e["channel"], e["channel_account_id"], e["customer_identity"])
+            k = topics.SERVICE_WINDOWS.key(e["envelope"]["tenant_id"], e["channel"], e["channel_account_id"],
+                                           e["customer_identity"])
             merged = self.windows.get(k, ())
             for t in e["inbound_at"]:
                 merged = windows.remember(merged, t)
@@ -283,7 +284,7 @@ class Egress:
         if not windows.has_window(channel):
             self.offsets[p].finish(off)
             return
-        k = windows.key(tenant, channel, e["channel_account_id"], e["sender"]["id"])
+        k = topics.SERVICE_WINDOWS.key(tenant, channel, e["channel_account_id"], e["sender"]["id"])
         before = self.windows.get(k, ())
         after = windows.remember(before, e["envelope"]["occurred_at"])
         self.windows[k] = after
@@ -312,7 +313,8 @@ class Egress:
             return
         account = self.accounts.find(msg["channel"], msg["channel_account_id"])
         # the window key as the log carries the customer (a token when sealed), like the inbound side
-        k = windows.key(msg["envelope"]["tenant_id"], msg["channel"], msg["channel_account_id"], str(msg["recipient"].get("id")))
+        k = topics.SERVICE_WINDOWS.key(msg["envelope"]["tenant_id"], msg["channel"], msg["channel_account_id"],
+                                       str(msg["recipient"].get("id")))
         opened = self._open(msg)
         if isinstance(opened, Refusal):
             self._refuse(msg, key, p, off, opened, done)

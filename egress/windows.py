@@ -49,11 +49,6 @@ class Window:
         return self.mode in ("response", "human_agent", "none")
 
 
-def key(tenant: str, channel: str, account: str, identity: str) -> str:
-    """The window's key: tenant|channel|account|customer identity (the windows topic's key)."""
-    return f"{tenant}|{channel}|{account}|{identity}"
-
-
 def has_window(channel: str) -> bool:
     return channel in POLICY
 

@@ -23,7 +23,7 @@ def topic_table() -> str:
     ]
     for t in topics.ALL:
         rows.append(
-            f"| `{t.name}` | {t.key} | {', '.join(t.value_types)} | {t.partitions} | {t.cleanup} | "
+            f"| `{t.name}` | {t.key_shape} | {', '.join(t.value_types)} | {t.partitions} | {t.cleanup} | "
             f"{_retention(t.retention_ms)} | {'yes' if t.public else 'no'} | {', '.join(t.producers)} | "
             f"{', '.join(t.consumers)} |"
         )

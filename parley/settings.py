@@ -33,39 +33,40 @@ class KafkaSettings(BaseModel):
     default_partitions: int = 6
     replication_factor: int = 1
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments shared by aiokafka producers, consumers and admin clients."""
-        kw: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            kw["sasl_mechanism"] = self.sasl_mechanism
-            kw["sasl_plain_username"] = self.sasl_username
-            kw["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            kw["ssl_context"] = create_ssl_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
-            )
-        return kw
-
-    def librdkafka_config(self, **overrides: Any) -> dict[str, Any]:
-        """The shared part of a confluent-kafka (librdkafka) client's configuration:
-        bootstrap servers, security and credentials; ``overrides`` are added as given."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers,
-                                "security.protocol": self.security_protocol.lower()}
+    def connection(self) -> dict[str, str]:
+        """How to connect, stated once (librdkafka's names): bootstrap servers, protocol, SASL
+        mechanism and credentials, CA file. Both client families' settings derive from it."""
+        conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username or ""
             conf["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else ""
         if self.ssl_cafile:
             conf["ssl.ca.location"] = str(self.ssl_cafile)
-        conf.update(overrides)
         return conf
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by aiokafka producers, consumers and admin clients
+        (``connection()`` under aiokafka's names; TLS as an SSL context)."""
+        conn = self.connection()
+        kw: dict[str, Any] = {_AIOKAFKA[k]: v for k, v in conn.items() if k in _AIOKAFKA}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(cafile=conn.get("ssl.ca.location"))
+        return kw
+
+    def librdkafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """The shared part of a confluent-kafka (librdkafka) client's configuration
+        (``connection()``); ``overrides`` are added as given."""
+        conn = self.connection()
+        return {**conn, "security.protocol": conn["security.protocol"].lower(), **overrides}
+
+
+# aiokafka's names for ``KafkaSettings.connection()``'s (the CA file becomes an SSL context)
+_AIOKAFKA = {"bootstrap.servers": "bootstrap_servers", "security.protocol": "security_protocol",
+             "sasl.mechanism": "sasl_mechanism", "sasl.username": "sasl_plain_username",
+             "sasl.password": "sasl_plain_password"}
 
 
 class LogSettings(BaseModel):
@@ -223,7 +224,6 @@ class ProjectionSettings(_Base):
     """`parley projections run|rebuild`."""
 
     database_url: str = "sqlite:///parley-data/parley.db"
-    group_id: str = "parley-projections"
     batch_size: int = 500
     projections: list[str] = Field(default_factory=lambda: ["customers", "threads", "kpis"])
     rebuild_batch_size: int = 5000  # records per getmany/transaction during a rebuild

@@ -106,9 +106,9 @@ async def describe(k: KafkaSettings) -> str:
         name = registry.named(k.topic_prefix, t)
         info = live.get(name)
         if info is None:
-            rows.append(f"{name:38} {'-':>5} {'MISSING':8} {'-':>13}  {t.key}")
+            rows.append(f"{name:38} {'-':>5} {'MISSING':8} {'-':>13}  {t.key_shape}")
             continue
         c = info["configs"]
         rows.append(f"{name:38} {info['partitions']:>5} {c.get('cleanup.policy', '?'):8} "
-                    f"{c.get('retention.ms', '?'):>13}  {t.key}")
+                    f"{c.get('retention.ms', '?'):>13}  {t.key_shape}")
     return "\n".join(rows)

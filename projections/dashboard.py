@@ -13,9 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from projections import query
-from projections.query import INTERVAL_MS, KpiFilter, iso
+from projections.query import KpiFilter, iso
 from projections.store import Store
 from streams.kpi import arithmetic as ar
+from streams.kpi.arithmetic import INTERVAL_MS
 
 FRT_BUCKETS_S = (30, 60, 120, 300, 600, 1800, 3600)
 

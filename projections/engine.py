@@ -111,6 +111,7 @@ class Decoded:
     event: Event | None
     error: str | None = None
     raw: bytes | None = None
+    key: bytes | None = None  # the record's key, for its dead letter
 
 
 def decode_batch(codec: Codec, records: Iterable[Any],
@@ -129,9 +130,9 @@ def decode_batch(codec: Codec, records: Iterable[Any],
             if wanted is not None and not wanted(r.topic, codec.writer_of(r.value).name):
                 out.append(Decoded(r.topic, r.partition, r.offset, None))
                 continue
-            out.append(Decoded(r.topic, r.partition, r.offset, codec.decode(r.value)))
+            out.append(Decoded(r.topic, r.partition, r.offset, codec.decode(r.value), key=r.key))
         except DecodeError as e:
-            out.append(Decoded(r.topic, r.partition, r.offset, None, str(e), r.value))
+            out.append(Decoded(r.topic, r.partition, r.offset, None, str(e), r.value, r.key))
     return out
 
 

@@ -28,7 +28,6 @@ from projections.engine import Table
 from projections.store import Store
 from streams.kpi import arithmetic as ar
 
-INTERVAL_MS = 15 * 60 * 1000
 # 90/300, and the call-centre 80/20 beside it, as shares
 SL_TARGET = {t: pct / 100 for t, pct in ar.SL_TARGETS.items()}
 

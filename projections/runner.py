@@ -37,7 +37,7 @@ from projections.privacy import PrivacyPass, opener_from
 from projections.store import Store, open_store
 from schemas import topics
 from schemas.codec import Codec, codec_for
-from schemas.events import derive_id, envelope, make
+from schemas.events import dead_letter, derive_id
 
 log = logs.get("projections.runner")
 
@@ -187,19 +187,18 @@ class Feeder:
                                               enable_idempotence=True)
             await self._producer.start()
         name = topics.named(self.prefix, topics.DEAD_LETTER)
-        sends = [await self._producer.send(name, self.codec.encode(self._dead_letter(d), name),
-                                           key=f"projections/{self.p.name}".encode())
-                 for d in failed]
+        deads = [self._dead_letter(d) for d in failed]
+        sends = [await self._producer.send(name, self.codec.encode(dead, name),
+                                           key=dead["envelope"]["partition_key"].encode())
+                 for dead in deads]
         await asyncio.gather(*sends)
 
     def _dead_letter(self, d: Decoded) -> dict[str, Any]:
-        eid = derive_id("projections", self.p.name, d.topic, d.partition, d.offset)
-        env = envelope("DeadLetter", event_id=eid, occurred_at=_event_time(d), tenant_id=_tenant(d),
-                       partition_key=f"projections/{self.p.name}", producer=f"projections/{self.p.name}")
-        return make("DeadLetter", env, stage=f"projections/{self.p.name}",
-                    reason="undecodable" if d.event is None else "poison", error=d.error or "",
-                    payload=d.raw or b"", source_topic=d.topic, source_partition=d.partition,
-                    source_offset=d.offset)
+        """``schemas.events.dead_letter`` of a record; its id named as the projections always named it."""
+        return dead_letter(f"projections/{self.p.name}", "undecodable" if d.event is None else "poison",
+                           d.error or "", d.raw or b"", d.topic, d.partition, d.offset, key=d.key,
+                           occurred_at=_event_time(d), tenant_id=_tenant(d),
+                           event_id=derive_id("projections", self.p.name, d.topic, d.partition, d.offset))
 
     async def stop(self) -> None:
         for client in (self._consumer, self._producer):
@@ -212,8 +211,8 @@ def _event_time(d: Decoded) -> int:
     return d.event["envelope"]["occurred_at"] if d.event else 0
 
 
-def _tenant(d: Decoded) -> str:
-    return d.event["envelope"]["tenant_id"] if d.event else "unknown"
+def _tenant(d: Decoded) -> str | None:
+    return d.event["envelope"]["tenant_id"] if d.event else None  # else the key's
 
 
 def _names(settings: ProjectionSettings, names: list[str] | None) -> list[Projection]:
@@ -382,11 +381,6 @@ def rebuild(settings: ProjectionSettings, name: str) -> Stats:
     """`parley projections rebuild NAME`: empty one projection and replay its topics."""
     logs.configure(settings.log, service="projections")
     return asyncio.run(arebuild(settings, name))
-
-
-def catch_up(settings: ProjectionSettings, names: list[str] | None = None) -> dict[str, Stats]:
-    """Apply everything already in the topics, then return (for scripts and the demo)."""
-    return asyncio.run(acatch_up(settings, names))
 
 
 if __name__ == "__main__":  # `python -m projections.runner`: the live run, settings from the env

@@ -10,7 +10,9 @@ import hashlib
 import uuid
 from typing import Any
 
+from schemas import topics
 from schemas.catalog import catalog
+from schemas.keys import tenant_of
 
 _NS = uuid.UUID("6f1c1d2e-9a57-4f0e-8a55-7061726c6579")  # fixed: ids must never change
 
@@ -111,15 +113,23 @@ ERROR_LIMIT = 8000  # characters of an error message kept in a DeadLetter
 def dead_letter(stage: str, reason: str, error: str, payload: bytes, source_topic: str | None = None,
                 source_partition: int | None = None, source_offset: int | None = None,
                 key: bytes | None = None, occurred_at: int = 0, tenant_id: str | None = None,
-                headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """The DeadLetter of a record that cannot be processed: its raw bytes, the error, where it
-    was. The id derives from the position (or the payload's stage and error when it has none),
-    so a re-processed record parks the same dead letter. The tenant is the key's first part."""
-    text_key = (key or b"").decode("utf-8", "replace")
-    tenant = tenant_id or text_key.split("|", 1)[0] or "unknown"
-    env = envelope("DeadLetter", event_id=derive_id("deadletter", stage, source_topic, source_partition,
-                                                    source_offset, reason),
-                   occurred_at=occurred_at, tenant_id=tenant, partition_key=stage, producer=stage)
+                headers: dict[str, str] | None = None, event_id: str | None = None) -> dict[str, Any]:
+    """The DeadLetter of a record that cannot be processed: its raw bytes, the error (cut to
+    ``ERROR_LIMIT`` characters), where it was; the one builder of dead letters (ingress, worker,
+    projections). Keyed by ``stage`` (``ingress/<channel>``, the worker's stage name,
+    ``projections/<name>``) on ``parley.deadletter``.
+
+    The id is ``event_id`` when the caller names the failure (the ingress: after its raw request),
+    else it derives from the position (or the stage and reason when there is none), so a
+    re-processed record parks the same dead letter. The tenant is ``tenant_id`` when known, else
+    the source key's (``schemas.keys.tenant_of``), else "unknown". ``key`` (the source record's,
+    when there is one) is kept in the headers as text."""
+    text_key = None if key is None else key.decode("utf-8", "replace")
+    tenant = tenant_id or tenant_of(text_key or "") or "unknown"
+    if event_id is None:
+        event_id = derive_id("deadletter", stage, source_topic, source_partition, source_offset, reason)
+    env = envelope("DeadLetter", event_id=event_id, occurred_at=occurred_at, tenant_id=tenant,
+                   partition_key=topics.DEAD_LETTER.key(stage), producer=stage)
     return make("DeadLetter", env, stage=stage, reason=reason, error=error[:ERROR_LIMIT], payload=bytes(payload),
                 source_topic=source_topic, source_partition=source_partition, source_offset=source_offset,
-                headers={"key": text_key, **(headers or {})})
+                headers={**({} if text_key is None else {"key": text_key}), **(headers or {})})

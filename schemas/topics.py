@@ -1,7 +1,9 @@
 """The topic catalogue: every topic Parley reads or writes. No other file spells a topic name.
 
-Names are lowercase-dotted and never renamed; a breaking change is a new topic. Public topics
-are read by other services, so their schemas are held to FULL_TRANSITIVE compatibility.
+Names are lowercase-dotted and never renamed; a breaking change is a new topic. Each topic builds
+and parses its own keys (``key`` / ``parse_key``, the grammar in ``schemas.keys``): no other file
+spells a key. Public topics are read by other services, so their schemas are held to
+FULL_TRANSITIVE compatibility.
 The stream worker's internal topics are declared at the end (INTERNAL); its changelogs and
 watermarks topic are named by the worker from its app id (streams/runtime/worker.py).
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas import keys
+
 DAY_MS = 24 * 3600 * 1000
 RAW_MAX_BYTES = 32 * 1024 * 1024  # raw webhook bodies: e-mails with attachments reach 30 MiB
 
@@ -17,7 +21,7 @@ RAW_MAX_BYTES = 32 * 1024 * 1024  # raw webhook bodies: e-mails with attachments
 @dataclass(frozen=True)
 class Topic:
     name: str
-    key: str  # what the key is, e.g. "tenant|channel|sender id"
+    key_shape: str  # the key's parts, named: "tenant|channel|channel identity" (schemas.keys)
     value_types: tuple[str, ...]  # event type names (short) the topic carries
     partitions: int
     cleanup: str = "delete"  # "delete" | "compact"
@@ -27,6 +31,19 @@ class Topic:
     consumers: tuple[str, ...] = ()
     doc: str = ""
     max_message_bytes: int | None = None  # None: the broker's default (about 1 MB)
+
+    @property
+    def key_parts(self) -> tuple[str, ...]:
+        return tuple(self.key_shape.split(keys.SEP))
+
+    def key(self, *parts: object) -> str:
+        """The key of a record of this topic, from its parts in ``key_shape``'s order:
+        ``CONVERSATIONS.key(tenant, customer_id)`` -> ``"acme|c-1"`` (encode it for Kafka)."""
+        return keys.join(parts, self.key_shape.count(keys.SEP) + 1, self.name)
+
+    def parse_key(self, key: str | bytes) -> tuple[str, ...]:
+        """The parts of one of this topic's keys (str or the record's bytes), as ``key`` took them."""
+        return keys.split(key, self.key_shape.count(keys.SEP) + 1, self.name)
 
     def configs(self) -> dict[str, str]:
         """Topic-level Kafka configs this catalogue owns."""
@@ -139,7 +156,6 @@ ALL: tuple[Topic, ...] = (
     IDENTITY_COMMANDS, CONVERSATION_MESSAGES, CONVERSATIONS, KPI_CONTACTS,
     KPI_INTERVALS, OUTBOUND, SERVICE_WINDOWS, PRIVACY_ERASURES,
 )
-BY_NAME = {t.name: t for t in ALL}
 
 # Internal topics of the stream worker (`streams/topology.py` draws who writes and reads them).
 # They are named per worker app id (internal_name), so a replay under a fresh app id never

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from schemas import topics
+from schemas.keys import scoped
 from streams.identity.logic import IdentityKey
 from streams.runtime.task import Task
 from streams.threads.logic import text_features
@@ -94,7 +96,7 @@ def forget_identity(ctx: Task, event: Mapping[str, Any]) -> None:
         kind, _, rest = key.partition(":")
         if kind == "channel":
             channel, _, ident = rest.partition(":")
-            store.pop(f"{tenant}|{channel}|{ident}")
+            store.pop(topics.MESSAGES.key(tenant, channel, ident))
 
 
 def forget_graph(ctx: Task, event: Mapping[str, Any]) -> None:
@@ -103,16 +105,16 @@ def forget_graph(ctx: Task, event: Mapping[str, Any]) -> None:
     owners, customers = ctx.store("owners"), ctx.store("customers")
     erased = set(event["customer_ids"]) | {event["customer_id"]}
     for key in event["identity_keys"]:
-        if owners.get(f"{tenant}|{key}") in erased:
-            owners.pop(f"{tenant}|{key}")
+        if owners.get(scoped(tenant, key)) in erased:
+            owners.pop(scoped(tenant, key))
     for cid in sorted(erased):
-        customers.pop(f"{tenant}|{cid}")
+        customers.pop(scoped(tenant, cid))
 
 
 def forget_threads(ctx: Task, event: Mapping[str, Any], texts: Texts | None = None) -> None:
     """``conversations``: drop the customer's threads and its timer; forget its keys in memory."""
     tenant = event["envelope"]["tenant_id"]
-    key = f"{tenant}|{event['customer_id']}"
+    key = topics.CONVERSATION_MESSAGES.key(tenant, event["customer_id"])  # the threads' key
     ctx.store("threads").pop(key)
     ctx.timer(key, None)
     if texts is not None:

@@ -84,8 +84,8 @@ def upstream(stages: list[Stage]) -> dict[str, tuple[str, ...]]:
 def describe(stages: list[Stage]) -> list[dict[str, Any]]:
     """One row per stage: name, partitions, inputs (sequenced or not) with their keys, outputs."""
     return [{"stage": s.name, "partitions": s.partitions,
-             "inputs": [(i.topic.name, i.topic.key, i.sequenced) for i in s.inputs],
-             "outputs": [(t.name, t.key) for t in s.outputs],
+             "inputs": [(i.topic.name, i.topic.key_shape, i.sequenced) for i in s.inputs],
+             "outputs": [(t.name, t.key_shape) for t in s.outputs],
              "stores": [st.name for st in s.stores]} for s in stages]
 
 
@@ -96,8 +96,9 @@ def stage_table(stages: list[Stage]) -> str:
 
     rows = ["| stage | partitions | reads (key; sequenced?) | writes (key) | stores |", "|---|---|---|---|---|"]
     for s in stages:
-        reads = ", ".join(f"`{i.topic.name}` ({esc(i.topic.key)}; {'yes' if i.sequenced else 'no'})" for i in s.inputs)
-        writes = ", ".join(f"`{t.name}` ({esc(t.key)})" for t in s.outputs)
+        reads = ", ".join(f"`{i.topic.name}` ({esc(i.topic.key_shape)}; {'yes' if i.sequenced else 'no'})"
+                          for i in s.inputs)
+        writes = ", ".join(f"`{t.name}` ({esc(t.key_shape)})" for t in s.outputs)
         stores = ", ".join(st.name for st in s.stores) or "-"
         rows.append(f"| `{s.name}` | {s.partitions} | {reads} | {writes} | {stores} |")
     return "\n".join(rows)

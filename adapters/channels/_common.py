@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from adapters.base import Account, Rejected, Reply, Request, Unmappable
+from schemas import topics
 from schemas.events import derive_id, envelope, make
 
 KIB = 1024
@@ -234,7 +235,7 @@ class Ctx:
         return envelope(
             event_type, event_id=event_id,
             occurred_at=self.req.received_at_ms if occurred_at is None else occurred_at,
-            tenant_id=tenant, partition_key=f"{tenant}|{channel}|{customer_id}",
+            tenant_id=tenant, partition_key=topics.MESSAGES.key(tenant, channel, customer_id),
             correlation_id=event_id, producer=f"ingress/{self.adapter}",
         )
 

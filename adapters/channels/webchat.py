@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from adapters.base import Account, Rejected, Reply, Request, secret_equals
+from schemas import topics
 from schemas.events import derive_id, envelope, make
 
 CHANNEL = "webchat"
@@ -196,7 +197,7 @@ def _first_error(e: ValidationError) -> str:
 
 
 def _to_event(item: WebchatMessage | WebchatStatus, req: Request, account: Account) -> dict[str, Any]:
-    key = f"{account.tenant_id}|{CHANNEL}|{item.visitor_id}"
+    key = topics.MESSAGES.key(account.tenant_id, CHANNEL, item.visitor_id)
     if isinstance(item, WebchatStatus):
         return _status(item, req, account, key)
     identity = {"channel": CHANNEL, "id": item.visitor_id, "display_name": item.display_name,

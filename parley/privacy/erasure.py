@@ -83,18 +83,19 @@ def plan(tenant: str, customer: str, identities: dict[str, list[str]], eid: str,
             kind, _, rest = k.partition(":")
             if kind == "channel":
                 channel, _, token = rest.partition(":")
-                key = f"{tenant}|{channel}|{token}"
+                key = topics.MESSAGES.key(tenant, channel, token)
                 out.append((topics.MESSAGES, key, erased(key, subject, keys)))
-    out.append((topics.IDENTITY_COMMANDS, tenant, erased(tenant, customer, every_key)))
+    key = topics.IDENTITY_COMMANDS.key(tenant)
+    out.append((topics.IDENTITY_COMMANDS, key, erased(key, customer, every_key)))
     for subject in ids:
-        key = f"{tenant}|{subject}"
+        key = topics.CONVERSATION_MESSAGES.key(tenant, subject)
         out.append((topics.CONVERSATION_MESSAGES, key, erased(key, subject, identities[subject])))
     return out
 
 
 def completed(e: Erasure, requested_by: str | None, reason: str | None) -> dict[str, Any]:
     """The ErasureCompleted evidence of ``e`` (keyed tenant|customer)."""
-    key = f"{e.tenant}|{e.customer_id}"
+    key = topics.PRIVACY_ERASURES.key(e.tenant, e.customer_id)
     env = envelope("ErasureCompleted", event_id=derive_id(e.erasure_id, "ErasureCompleted"),
                    occurred_at=e.completed_at, tenant_id=e.tenant, partition_key=key,
                    correlation_id=e.erasure_id, producer=PRODUCER)

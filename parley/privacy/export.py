@@ -34,7 +34,7 @@ def events(kafka: Any, opener: Opener | None, tenant: str, customers: Iterable[s
     from schemas.codec import codec_for
 
     codec = codec_for(kafka)
-    keys = {f"{tenant}|{c}".encode() for c in customers}
+    keys = {t.key(tenant, c).encode() for t in BY_CUSTOMER for c in customers}  # one shape: tenant|customer
     c = Consumer(kafka.librdkafka_config(**{"group.id": f"parley-privacy-export-{time.time_ns()}",
                                            "enable.auto.commit": False, "enable.partition.eof": True,
                                            "isolation.level": "read_committed"}))

@@ -43,6 +43,7 @@ import orjson
 from parley.privacy import crypto
 from parley.privacy.crypto import CONTENT, PROFILE, KeyRef, Unreadable
 from parley.privacy.keyring import TENANT_SUBJECT, Keyring
+from schemas import topics
 
 IDENTITY_FIELDS = ("id", "display_name", "phone_e164", "email", "login_id")
 PARTY = {"MessageReceived": "sender", "MessageSent": "recipient", "DeliveryStatusChanged": "recipient"}
@@ -133,7 +134,7 @@ def seal_message(keyring: Keyring, event: dict[str, Any], party: Party, *, subje
         data = crypto.seal_text(aead, ref, _dumps(plain))
     out[side] = {"channel": ident["channel"], "id": party.id_token, "display_name": None, "phone_e164": None,
                  "email": None, "login_id": None}
-    out["envelope"] = {**env, "partition_key": f"{tenant}|{event['channel']}|{party.id_token}"}
+    out["envelope"] = {**env, "partition_key": topics.MESSAGES.key(tenant, event["channel"], party.id_token)}
     out["privacy"] = {"subject_id": party.subject, "data": data, "identity": identity, "keys": list(party.keys),
                       "subject_token": subject_token, "ref_tokens": list(ref_tokens)}
     return out

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import topics
+from schemas.keys import SEP, scoped
 from streams import privacy
 from streams.enrich.agents import enriched_event
 from streams.enrich.logic import Enricher
@@ -67,7 +68,7 @@ class ConversationsStage(Stage):
             # its id; what identity and routing write is already once (deduplicated upstream,
             # written in transactions)
             seen = ctx.store("seen")
-            skey = f"{env['tenant_id']}|{env['event_id']}"
+            skey = scoped(env["tenant_id"], env["event_id"])
             if skey in seen:
                 return
             seen[skey] = env["occurred_at"]
@@ -80,14 +81,14 @@ class ConversationsStage(Stage):
         ckey = logic.customer_key_of(event)
         threads, replies = ctx.store("threads"), ctx.store("replies")
         state = threads.get(ckey) or CustomerThreads()
-        after, out = logic.step(state, event, self.rules, lambda mid: (replies.get(f"{ckey}|{mid}") or (None,))[0],
-                                privacy.thread_features)
+        after, out = logic.step(state, event, self.rules,
+                                lambda mid: (replies.get(_reply_key(ckey, mid)) or (None,))[0], privacy.thread_features)
         self._save(ctx, ckey, state, after)
         for e in out:
             self._publish(ctx, ckey, e)
 
     def on_timer(self, ctx: Task, key: str, at: int) -> None:
-        tenant, customer = key.split("|", 1)
+        tenant, customer = topics.CONVERSATION_MESSAGES.parse_key(key)
         state = ctx.store("threads").get(key) or CustomerThreads()
         after, out = logic.expire(state, at, tenant, customer, self.rules)
         self._save(ctx, key, state, after)
@@ -111,7 +112,7 @@ class ConversationsStage(Stage):
         if kind in ("MessageReceived", "MessageSent") and threaded:
             replies = ctx.store("replies")
             for mid in logic.reply_ids(e):
-                replies[f"{ckey}|{mid}"] = [threaded, e["envelope"]["occurred_at"]]
+                replies[_reply_key(ckey, mid)] = [threaded, e["envelope"]["occurred_at"]]
         request = [privacy.lean(e)]  # routing reads no sealed data: it does not carry it
         if kind == "MessageReceived" and threaded:
             enriched = enriched_event(e, self.enricher.enrich(self.texts.text(e), e["envelope"]["tenant_id"]))
@@ -119,13 +120,13 @@ class ConversationsStage(Stage):
                         ctx.encode(topics.CONVERSATIONS, enriched))
             self._kpi(ctx, enriched)
             request.append(enriched)  # routing reads a message with its enrichment
-        tkey = f"{e['envelope']['tenant_id']}|{threaded}"
+        tkey = scoped(e["envelope"]["tenant_id"], threaded)
         routes = ctx.store("routes")
         if kind in ("ConversationStarted", "ConversationReopened"):
             routes[tkey] = ["new", e["envelope"]["occurred_at"]]
         if self._routing_needs(e, routes.get(tkey)):
             env = e["envelope"]
-            ctx.send_json(topics.ROUTING_REQUESTS, env["tenant_id"], {
+            ctx.send_json(topics.ROUTING_REQUESTS, topics.ROUTING_REQUESTS.key(env["tenant_id"]), {
                 "t": env["occurred_at"], "r": SEQUENCE_RANK[kind], "id": env["event_id"], "events": request})
 
     @staticmethod
@@ -150,7 +151,7 @@ class ConversationsStage(Stage):
             stage = HUMAN
         if stage is not None:
             routes = ctx.store("routes")
-            tkey = f"{event['envelope']['tenant_id']}|{event['thread_id']}"
+            tkey = scoped(event["envelope"]["tenant_id"], event["thread_id"])
             current = routes.get(tkey)
             if current is None or at >= current[1]:  # a decision about an older contact is stale
                 routes[tkey] = [stage, at]
@@ -163,7 +164,7 @@ class ConversationsStage(Stage):
             return
         tenant = e["envelope"]["tenant_id"]
         thread = kpi_logic.thread_of(e)
-        entry = _kpi_index(ctx).setdefault(f"{tenant}|{thread}", {"items": {}, "t": 0})
+        entry = _kpi_index(ctx).setdefault(scoped(tenant, thread), {"items": {}, "t": 0})
         entry["t"] = max(entry["t"], e["envelope"]["occurred_at"])
         item = kpi_logic.compact(e)
         if item is not None and e["envelope"]["event_id"] not in entry["items"]:
@@ -179,13 +180,19 @@ class ConversationsStage(Stage):
             return
         index, store = _kpi_index(ctx), ctx.store("kpi")
         for (tenant, thread), cause in sorted(dirty.items()):
-            entry = index[f"{tenant}|{thread}"]
-            store[f"{tenant}|{thread}"] = {"items": list(entry["items"].values()), "t": entry["t"]}
+            tkey = scoped(tenant, thread)
+            entry = index[tkey]
+            store[tkey] = {"items": list(entry["items"].values()), "t": entry["t"]}
             m = measure(tenant, thread, entry["items"].values(), entry["t"])
-            ctx.send_json(topics.KPI_THREADS, tenant, {
-                "t": m.latest, "r": 0, "id": f"{tenant}|{thread}", "type": "ThreadMeasured",
+            ctx.send_json(topics.KPI_THREADS, topics.KPI_THREADS.key(tenant), {
+                "t": m.latest, "r": 0, "id": tkey, "type": "ThreadMeasured",
                 "tenant": tenant, "thread": thread, "m": m.to_json(), "cause": list(cause)})
         _prune_seen(ctx)
+
+
+def _reply_key(ckey: str, message_id: str) -> str:
+    """``replies``' key: the customer's key (tenant|customer) and a message id."""
+    return f"{ckey}{SEP}{message_id}"
 
 
 def _kpi_index(ctx: Task) -> dict[str, dict[str, Any]]:

@@ -14,8 +14,8 @@ Cost: about 30 to 50 µs a message on one core (``parley/app/bench/enrich_accura
     is matched in one pass.
 Idempotency / replay: pure and deterministic. The same text, tenant and
     config give the same Enrichment, so a replay reproduces the live output.
-    Only :mod:`streams.enrich.external` does I/O, and it records
-    ``enricher``/``fallback_used`` so a replay can tell which path answered.
+    ``enricher``/``fallback_used`` name the path that answered (always this
+    builtin today: ``fallback_used`` is false).
 """
 
 from __future__ import annotations
@@ -132,10 +132,6 @@ class BuiltinEnricher:
             enricher=self.name,
             fallback_used=False,
         )
-
-    async def aenrich(self, text: str | None, tenant_id: str) -> Enrichment:
-        """Same as :meth:`enrich`, awaitable like ``ExternalEnricher.aenrich``."""
-        return self.enrich(text, tenant_id)
 
 
 def _biased(score: float, intents: tuple[Intent, ...], biases: Mapping[str, float]) -> float:

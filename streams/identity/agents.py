@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import topics
+from schemas.keys import scoped
 from streams import privacy
 from streams.identity import logic
 from streams.identity.logic import Customer
@@ -46,7 +47,7 @@ class IdentityStage(Stage):
             return
         tenant = env["tenant_id"]
         seen = ctx.store("seen")
-        skey = f"{tenant}|{env['event_id']}"
+        skey = scoped(tenant, env["event_id"])
         if skey in seen:
             return  # a redelivered webhook: once on the public topics
         seen[skey] = env["occurred_at"]
@@ -57,11 +58,12 @@ class IdentityStage(Stage):
         elif env["event_type"] == "DeliveryStatusChanged":
             keys = []  # a look-up only: receipts never link
         if keys:
-            ikey = f"{tenant}|{ident['channel']}|{ident['id']}"
+            ikey = topics.MESSAGES.key(tenant, ident["channel"], ident["id"])  # the channel identity: its messages' key
             known = ctx.store("identities").get(ikey) or []
             if any(k.key not in known for k in keys):
                 ctx.store("identities")[ikey] = sorted({*known, *(k.key for k in keys)})
-                ctx.send_json(topics.IDENTITY_SIGHTINGS, tenant, logic.sighting(event, customer, keys))
+                sighting = logic.sighting(event, customer, keys)
+                ctx.send_json(topics.IDENTITY_SIGHTINGS, topics.IDENTITY_SIGHTINGS.key(tenant), sighting)
         ctx.send(topics.CONVERSATION_MESSAGES, logic.with_customer(event, customer))
 
 
@@ -98,13 +100,13 @@ class IdentityGraphStage(Stage):
             return
         tenant = event["envelope"]["tenant_id"]
         owners, customers = ctx.store("owners"), ctx.store("customers")
-        graph = logic.load(event, lambda k: owners.get(f"{tenant}|{k}"),
-                           lambda cid: customers.get(f"{tenant}|{cid}"))
+        graph = logic.load(event, lambda k: owners.get(scoped(tenant, k)),
+                           lambda cid: customers.get(scoped(tenant, cid)))
         after, out = logic.step(graph, event)
         changed_owners, changed_customers = logic.changes(graph, after)
         for key, cid in changed_owners.items():
-            owners[f"{tenant}|{key}"] = cid
+            owners[scoped(tenant, key)] = cid
         for cid, c in changed_customers.items():
-            customers[f"{tenant}|{cid}"] = c
+            customers[scoped(tenant, cid)] = c
         for e in out:
             ctx.send(topics.IDENTITY, e)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from schemas import topics
 from schemas.events import caused_by, derive_id, make
 
 PRODUCER = "streams/identity"
@@ -395,21 +396,17 @@ def step(graph: Graph, event: dict[str, Any]) -> tuple[Graph, list[dict[str, Any
 def with_customer(msg: dict[str, Any], customer_id: str) -> dict[str, Any]:
     """The message re-keyed by customer, same event id (DeliveryStatusChanged has no field)."""
     tenant = msg["envelope"]["tenant_id"]
-    out = {**msg, "envelope": {**msg["envelope"], "partition_key": f"{tenant}|{customer_id}"}}
+    key = topics.CONVERSATION_MESSAGES.key(tenant, customer_id)
+    out = {**msg, "envelope": {**msg["envelope"], "partition_key": key}}
     if "customer_id" in msg:
         out["customer_id"] = customer_id
     return out
 
 
-def customer_partition_key(tenant: str, customer_id: str) -> str:
-    """The partition key of a customer's events (``parley.conversation.messages``): tenant|customer."""
-    return f"{tenant}|{customer_id}"
-
-
 def _env(cause: Mapping[str, Any], kind: str, suffix: str, customer_id: str) -> dict[str, Any]:
     tenant = cause["envelope"]["tenant_id"]
     return caused_by(cause, kind, id_suffix=suffix, producer=PRODUCER,
-                     partition_key=customer_partition_key(tenant, customer_id))
+                     partition_key=topics.IDENTITY.key(tenant, customer_id))
 
 
 def _linked(msg: dict[str, Any], cid: str, key: str, signal: str) -> dict[str, Any]:

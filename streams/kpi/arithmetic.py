@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
+INTERVAL_MS = 15 * 60 * 1000  # the KPI interval: IntervalStat, AgentIntervalStat, the dashboard's buckets
 SHORT_ABANDON_MS = 30_000
 SL_TARGETS = {300: 90, 20: 80}  # T in seconds -> target percentage (90/300, and 80/20 beside it)
 

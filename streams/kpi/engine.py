@@ -65,6 +65,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import derive_id, envelope, make
+from schemas import topics
+from schemas.keys import scoped
 from streams.kpi import logic
 from streams.kpi.logic import MAX_SL_MS, bucket, buckets_between
 
@@ -259,7 +261,7 @@ class KpiEngine:
         if item is None:  # a watermark-only type
             return True
         thread = logic.thread_of(event)
-        items = self._thread_events.setdefault(f"{tenant}|{thread}", {})
+        items = self._thread_events.setdefault(scoped(tenant, thread), {})
         event_id = event["envelope"]["event_id"]
         if event_id in items:
             return False
@@ -274,7 +276,7 @@ class KpiEngine:
         if tenant not in self._recovered:
             self._recovered[tenant] = tenant in self.stores.tenants
         wm = self._advance(tenant, m.latest, cause)
-        tkey = f"{tenant}|{thread}"
+        tkey = scoped(tenant, thread)
         st = self.stores.threads.get(tkey) or ThreadState()
         if m.version <= st.version:
             return  # this measure or a newer one was applied: arrival order does not matter
@@ -296,7 +298,7 @@ class KpiEngine:
             if not delta:
                 continue
             b, name = key.split("|", 1)
-            bkey = f"{tenant}|{b}"
+            bkey = scoped(tenant, b)
             interval = self.stores.buckets.get(bkey) or IntervalState()
             n = interval.messages.get(name, 0) + delta
             if n:
@@ -340,7 +342,7 @@ class KpiEngine:
 
     def _note_keys(self, tenant: str, b: int, keys: list[tuple[str, str]]) -> None:
         """Remember every key an interval ever had, to publish it empty once it has no data."""
-        bkey = f"{tenant}|{b}"
+        bkey = scoped(tenant, b)
         interval = self.stores.buckets.get(bkey) or IntervalState()
         if not interval.keys.issuperset(keys):
             interval.keys.update(keys)
@@ -348,7 +350,7 @@ class KpiEngine:
 
     def _index(self, tenant: str, b: int, ep_id: str, thread: str | None, cause: Cause) -> None:
         """Add (thread given) or remove an episode from its interval's membership."""
-        bkey = f"{tenant}|{b}"
+        bkey = scoped(tenant, b)
         interval = self.stores.buckets.get(bkey) or IntervalState()
         if thread is None:
             interval.episodes.pop(ep_id, None)
@@ -367,7 +369,7 @@ class KpiEngine:
     def _span(self, tenant: str, span: tuple, add: bool, wm: int, cause: Cause) -> None:
         sid, agent, start, end = span
         if end is None:
-            akey = f"{tenant}|{agent}"
+            akey = scoped(tenant, agent)
             a = self.stores.agents.get(akey) or AgentState()
             if add:
                 a.open_spans[sid] = start
@@ -378,7 +380,7 @@ class KpiEngine:
         else:
             marked = logic.span_pieces(start, end)
             for b, piece in marked.items():
-                self._piece(f"{tenant}|{agent}|{b}", sid, piece if add else None)
+                self._piece(scoped(tenant, agent, b), sid, piece if add else None)
         for b in marked:
             self._mark_agent(tenant, agent, b, cause)
 
@@ -395,7 +397,7 @@ class KpiEngine:
 
     def _apply_presence(self, tenant: str, event: Mapping[str, Any], wm: int, cause: Cause) -> bool:
         env, agent = event["envelope"], event["agent_id"]
-        akey = f"{tenant}|{agent}"
+        akey = scoped(tenant, agent)
         a = self.stores.agents.get(akey) or AgentState()
         presence, t, eid = a.presence, env["occurred_at"], env["event_id"]
         i = bisect.bisect_left(presence, [t, eid])  # entries sort by (occurred_at, event_id)
@@ -460,11 +462,11 @@ class KpiEngine:
 
     def _compute_agent(self, tenant: str, agent: str, b: int) -> dict[str, Any]:
         end = min(b + logic.INTERVAL_MS, self._tenant(tenant).watermark)
-        a = self.stores.agents.get(f"{tenant}|{agent}")
+        a = self.stores.agents.get(scoped(tenant, agent))
         online = logic.online_segments(a.presence, b, end) if a and end > b else []
         if not online:
             return logic.agent_figures([], [])
-        closed = (self.stores.pieces.get(f"{tenant}|{agent}|{b}") or {}).values()
+        closed = (self.stores.pieces.get(scoped(tenant, agent, b)) or {}).values()
         pieces = [(lo, min(hi, end)) for lo, hi in closed if lo < end]
         pieces += [(max(f, b), end) for f in a.open_spans.values() if f < end]
         return logic.agent_figures(online, pieces)
@@ -475,7 +477,7 @@ class KpiEngine:
         figs = self._agent(tenant, agent, b, fresh=True)
         if figs != before:
             self._dirty_buckets.setdefault((tenant, b), cause)
-        okey = f"{tenant}|{b}|agent_status|{agent}"
+        okey = topics.KPI_INTERVALS.key(tenant, b, "agent_status", agent)
         if figs["online_ms"] == 0 and okey not in self._published and not self._recovered.get(tenant):
             return []  # never published (by this worker, nor by one before it)
         rec = self._record(
@@ -489,7 +491,7 @@ class KpiEngine:
 
     def _flush_contact(self, key: tuple[str, str, str], cause: Cause) -> list[dict]:
         tenant, thread, ep_id = key
-        st = self.stores.threads.get(f"{tenant}|{thread}") or ThreadState()
+        st = self.stores.threads.get(scoped(tenant, thread)) or ThreadState()
         ep, status = st.episodes.get(ep_id), None
         if ep is None or not ep["contact"]:
             ep, status = st.voided.get(ep_id), "void"
@@ -498,17 +500,17 @@ class KpiEngine:
         fields = logic.contact_fields(ep)
         if status:
             fields["status"] = status
-        rec = self._record("ContactMeasured", tenant, f"{tenant}|{ep_id}", ep["last_at"], cause,
+        rec = self._record("ContactMeasured", tenant, topics.KPI_CONTACTS.key(tenant, ep_id), ep["last_at"], cause,
                            contact_id=ep_id, **fields)
         return [rec] if rec else []
 
     def _flush_interval(self, key: tuple[str, int], cause: Cause) -> list[dict]:
         tenant, b = key
         ts = self._tenant(tenant)
-        interval = self.stores.buckets.get(f"{tenant}|{b}") or IntervalState()
+        interval = self.stores.buckets.get(scoped(tenant, b)) or IntervalState()
         eps = []
         for ep_id, thread in interval.episodes.items():
-            st = self.stores.threads.get(f"{tenant}|{thread}")
+            st = self.stores.threads.get(scoped(tenant, thread))
             ep = st.episodes.get(ep_id) if st is not None else None
             if ep is not None:
                 eps.append(ep)
@@ -518,7 +520,7 @@ class KpiEngine:
         out = []
         for dim, value in sorted(metrics) + sorted(gone):
             rec = self._record(
-                "IntervalStat", tenant, f"{tenant}|{b}|{dim}|{value}", ts.watermark, cause,
+                "IntervalStat", tenant, topics.KPI_INTERVALS.key(tenant, b, dim, value), ts.watermark, cause,
                 interval_start=b, dimension=dim, dimension_value=value,
                 metrics=metrics.get((dim, value), {}),
                 definition_version=logic.DEFINITION_VERSION,

@@ -66,11 +66,10 @@ from typing import Any
 
 from schemas.events import derive_id
 from streams.kpi import arithmetic
-from streams.kpi.arithmetic import SHORT_ABANDON_MS, SL_TARGETS  # noqa: F401 (re-exported)
+from streams.kpi.arithmetic import INTERVAL_MS, SHORT_ABANDON_MS, SL_TARGETS  # noqa: F401 (re-exported)
 
 # 2: long abandons count as missed in SL(T); containment per thread; FRT p50 per interval.
 DEFINITION_VERSION = "2"
-INTERVAL_MS = 15 * 60 * 1000
 MAX_SL_MS = max(SL_TARGETS) * 1000
 OVERALL = ("overall", "all")
 HUMAN_TARGETS = ("queue", "agent")

@@ -25,6 +25,7 @@ from typing import Any
 
 from parley import logs
 from schemas import topics
+from schemas.keys import scoped, tenant_of
 from streams.routing import config, logic
 from streams.routing.state import CustomerRoute, Desk, ThreadRoute, View
 from streams.runtime.stage import Input, Stage, StoreSpec
@@ -54,8 +55,8 @@ class RoutingStage(Stage):
         if not logic.wanted(event):
             return
         tenant, thread_id, customer_id = logic.keys(event)
-        tkey = f"{tenant}|{thread_id}" if thread_id else None
-        ckey = f"{tenant}|{customer_id}" if customer_id else None
+        tkey = scoped(tenant, thread_id) if thread_id else None
+        ckey = scoped(tenant, customer_id) if customer_id else None
         threads, customers = ctx.store("threads"), ctx.store("customers")
         desks = _desks(ctx)
         view = View(tenant, desks.get(tenant), threads.get(tkey) if tkey else None,
@@ -63,9 +64,9 @@ class RoutingStage(Stage):
         after, out = logic.step(view, event, *self.book(tenant))
         desks.save(tenant)
         if after.thread is not None and after.thread != view.thread:
-            threads[f"{tenant}|{after.thread.thread_id}"] = after.thread
+            threads[scoped(tenant, after.thread.thread_id)] = after.thread
         if after.customer is not None and after.customer != view.customer:
-            customers[f"{tenant}|{after.customer.customer_id}"] = after.customer
+            customers[scoped(tenant, after.customer.customer_id)] = after.customer
         for e in out:
             ctx.send(topics.ROUTING_DECISIONS, e)
 
@@ -78,8 +79,8 @@ class PresenceStage(Stage):
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
         assert ctx.record is not None and ctx.record.value is not None
         tenant = event["envelope"]["tenant_id"]
-        ctx.forward(topics.ROUTING_REQUESTS, tenant, ctx.record.value)
-        ctx.forward(topics.KPI_THREADS, tenant, ctx.record.value)
+        ctx.forward(topics.ROUTING_REQUESTS, topics.ROUTING_REQUESTS.key(tenant), ctx.record.value)
+        ctx.forward(topics.KPI_THREADS, topics.KPI_THREADS.key(tenant), ctx.record.value)
 
 
 class ContextStage(Stage):
@@ -89,7 +90,8 @@ class ContextStage(Stage):
 
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
         assert ctx.record is not None and ctx.record.value is not None
-        ctx.forward(topics.ROUTING_REQUESTS, event["envelope"]["tenant_id"], ctx.record.value)
+        key = topics.ROUTING_REQUESTS.key(event["envelope"]["tenant_id"])
+        ctx.forward(topics.ROUTING_REQUESTS, key, ctx.record.value)
 
 
 def rules_path(settings: Any) -> Any:
@@ -127,8 +129,7 @@ class _Desks:
     def get(self, tenant: str) -> Desk:
         desk = self._desks.get(tenant)
         if desk is None:
-            prefix = f"{tenant}|"
-            rows = [row for key, row in self.waiting.items() if key.startswith(prefix)]
+            rows = [row for key, row in self.waiting.items() if tenant_of(key) == tenant]
             desk = self._desks[tenant] = Desk.from_json({**(self.heads.get(tenant) or {"agents": []}),
                                                          "waiting": rows})
         return desk
@@ -142,9 +143,9 @@ class _Desks:
         for tid in threads:
             w = desk.entry(tid)
             if w is None:
-                self.waiting.pop(f"{tenant}|{tid}")
+                self.waiting.pop(scoped(tenant, tid))
             else:
-                self.waiting[f"{tenant}|{tid}"] = w.row()
+                self.waiting[scoped(tenant, tid)] = w.row()
 
 
 def _desks(ctx: Task) -> _Desks:

@@ -45,6 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from schemas import topics
 from schemas.events import caused_by, make
 from streams.routing.config import Queue, TenantRules
 from streams.routing.hours import describe, open_at
@@ -353,7 +354,7 @@ def dispatch(view: View, cause: dict[str, Any], rules: TenantRules) -> tuple[Vie
             unfit.add(kind)
             continue
         env = caused_by(cause, "ConversationAssigned", id_suffix=f"{w.thread_id}|{agent.agent_id}",
-                        producer=PRODUCER, partition_key=f"{view.tenant}|{w.customer_id}")
+                        producer=PRODUCER, partition_key=topics.ROUTING_DECISIONS.key(view.tenant, w.customer_id))
         e = make("ConversationAssigned", env, thread_id=w.thread_id, customer_id=w.customer_id,
                  channel=w.channel, agent_id=agent.agent_id, queue=w.queue)
         view = evolve(view, e)
@@ -553,7 +554,7 @@ def _thread_event(cause: dict[str, Any], view: View, kind: str, *, named: str = 
     different decision gets a different id)."""
     t = view.thread
     env = caused_by(cause, kind, id_suffix=f"{t.thread_id}|{named}" if named else t.thread_id, producer=PRODUCER,
-                    partition_key=f"{view.tenant}|{t.customer_id}")
+                    partition_key=topics.ROUTING_DECISIONS.key(view.tenant, t.customer_id))
     fields.setdefault("channel", _address(view, cause)[0])
     return make(kind, env, thread_id=t.thread_id, customer_id=t.customer_id, **fields)
 
@@ -576,7 +577,7 @@ def _auto_reply(cause: dict[str, Any], view: View, rules: TenantRules, queue: Qu
         hours=hours.summary() if hours else "", queue=queue.name, expected_response=queue.expected_response,
         next_open=describe(rules, queue, next_open) if next_open else "later")
     env = caused_by(cause, "MessageSent", id_suffix=f"{t.thread_id}|business_hours", producer=PRODUCER,
-                    partition_key=f"{view.tenant}|{t.customer_id}")
+                    partition_key=topics.ROUTING_DECISIONS.key(view.tenant, t.customer_id))
     channel, account, recipient = _address(view, cause)
     return make("MessageSent", env, channel=channel, channel_account_id=account or "", recipient=recipient,
                 message_id=env["event_id"], author_type="automation", author_id="routing/business_hours",

@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from schemas import topics
 from schemas.events import caused_by, derive_id, envelope, make
 
 PRODUCER = "streams/threads"
@@ -304,7 +305,7 @@ def _timed_out(tenant: str, customer: str, thread: Thread, deadline: int) -> dic
     """The timeout of a thread: named by the thread and its deadline only, whichever event or
     timer noticed it (its own correlation: the thread)."""
     env = envelope("ConversationResolved", event_id=derive_id(thread.thread_id, "timeout", deadline),
-                   occurred_at=deadline, tenant_id=tenant, partition_key=f"{tenant}|{customer}",
+                   occurred_at=deadline, tenant_id=tenant, partition_key=topics.CONVERSATIONS.key(tenant, customer),
                    correlation_id=thread.thread_id, producer=PRODUCER)
     return make("ConversationResolved", env, thread_id=thread.thread_id, customer_id=customer, channel=None,
                 resolved_by="timeout")
@@ -338,7 +339,7 @@ def _put(state: CustomerThreads, thread: Thread, front: bool = True) -> Customer
 
 
 def customer_key_of(event: Mapping[str, Any]) -> str:
-    """The state key of an input event: tenant|customer (its partition key when it names no
-    customer)."""
-    return f"{event['envelope']['tenant_id']}|{event['customer_id']}" if event.get("customer_id") \
-        else event["envelope"]["partition_key"]
+    """The state key of an input event: its topic's key, tenant|customer (its partition key when
+    it names no customer)."""
+    return topics.CONVERSATION_MESSAGES.key(event["envelope"]["tenant_id"], event["customer_id"]) \
+        if event.get("customer_id") else event["envelope"]["partition_key"]

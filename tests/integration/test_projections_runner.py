@@ -149,6 +149,8 @@ async def test_undecodable_records_are_dead_lettered_and_skipped(
     assert sorted((d["source_topic"], d["source_partition"], d["source_offset"], d["reason"])
                   for d in letters) == [(conv, 0, 0, "undecodable"), (conv, 0, 1, "undecodable")]
     assert letters[0]["stage"] == "projections/threads" and letters[0]["payload"]
+    # the one dead-letter builder's rules: the tenant and the key from the undecodable record's key
+    assert {(d["envelope"]["tenant_id"], d["headers"]["key"]) for d in letters} == {("acme", "acme|x")}
 
 
 async def _read_all(kafka: KafkaSettings, topic: topics.Topic) -> list[dict]:

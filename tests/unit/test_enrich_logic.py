@@ -74,11 +74,6 @@ def test_long_text_is_bounded(enricher):
     assert result.intents[0].name == "refund"
 
 
-async def test_aenrich_equals_enrich(enricher):
-    text = "where is my order?"
-    assert await enricher.aenrich(text, "t") == enricher.enrich(text, "t")
-
-
 def test_enrich_many_equals_enrich_one_by_one(enricher):
     from parley.app.synthetic.events import TEXTS
 

@@ -86,3 +86,28 @@ def test_answers_is_false_on_a_closed_port() -> None:
 def test_tls_builds_an_ssl_context(protocol) -> None:
     kw = KafkaSettings(security_protocol=protocol).client_kwargs()
     assert kw["ssl_context"] is not None
+
+
+
+def test_both_client_families_connect_as_the_one_connection_says() -> None:
+    k = KafkaSettings(bootstrap_servers="b:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                      sasl_username="parley", sasl_password="hunter2")
+    assert k.connection() == {"bootstrap.servers": "b:9093", "security.protocol": "SASL_SSL",
+                              "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "parley", "sasl.password": "hunter2"}
+    assert k.librdkafka_config(**{"acks": "all"}) == {**k.connection(), "security.protocol": "sasl_ssl", "acks": "all"}
+    kw = k.client_kwargs()
+    assert kw.pop("ssl_context") is not None
+    assert kw == {"bootstrap_servers": "b:9093", "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                  "sasl_plain_username": "parley", "sasl_plain_password": "hunter2"}
+
+
+def test_the_ca_file_is_the_connections(tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    k = KafkaSettings(security_protocol="SSL", ssl_cafile=ca)
+    assert k.connection()["ssl.ca.location"] == k.librdkafka_config()["ssl.ca.location"] == str(ca)
+
+
+def test_plaintext_needs_no_credentials() -> None:
+    k = KafkaSettings(bootstrap_servers="b:9092")
+    assert k.client_kwargs() == {"bootstrap_servers": "b:9092", "security_protocol": "PLAINTEXT"}
+    assert k.librdkafka_config() == {"bootstrap.servers": "b:9092", "security.protocol": "plaintext"}

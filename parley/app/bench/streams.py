@@ -540,7 +540,7 @@ def agents(tenants: tuple[str, ...], n: int, at: int = synthetic.T0 - 3_600_000)
     for tenant in tenants:
         for i in range(n):
             env = envelope("AgentStatusChanged", event_id=derive_id(tenant, "bench-agent", i, at), occurred_at=at,
-                           tenant_id=tenant, partition_key=tenant, producer="bench")
+                           tenant_id=tenant, partition_key=topics.AGENT_STATUS.key(tenant), producer="bench")
             out.append(make("AgentStatusChanged", env, agent_id=f"agent-{i}", presence="online", capacity=5,
                             skills=["billing", "vip", "escalation"] if i % 4 == 0 else [],
                             languages=["fr", "en"]))

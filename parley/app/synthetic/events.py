@@ -10,6 +10,7 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from schemas import topics
 from schemas.events import derive_id, envelope, make
 
 T0 = 1_736_150_400_000  # 2025-01-06 08:00 UTC, a Monday (09:00 in Paris)
@@ -30,7 +31,7 @@ def received(tenant: str, sender: dict[str, Any], text: str | None, at: int, *, 
     """A MessageReceived as ingress writes it (key tenant|channel|sender id)."""
     channel = sender["channel"]
     cmid = f"{channel}-{sender['id']}-{n}"
-    key = f"{tenant}|{channel}|{sender['id']}"
+    key = topics.MESSAGES.key(tenant, channel, sender["id"])
     env = envelope("MessageReceived", event_id=derive_id(tenant, channel, cmid), occurred_at=at,
                    tenant_id=tenant, partition_key=key, producer=f"ingress/{channel}", recorded_at=recorded_at)
     return make("MessageReceived", env, channel=channel, channel_account_id=account, sender=sender,
@@ -47,7 +48,7 @@ def sent(tenant: str, recipient: dict[str, Any], text: str, at: int, *, n: int |
     channel = recipient["channel"]
     mid = derive_id(tenant, "out", channel, recipient["id"], n)
     env = envelope("MessageSent", event_id=mid, occurred_at=at, tenant_id=tenant,
-                   partition_key=f"{tenant}|{channel}|{recipient['id']}", producer="agent-api")
+                   partition_key=topics.MESSAGES.key(tenant, channel, recipient["id"]), producer="agent-api")
     return make("MessageSent", env, channel=channel, channel_account_id="acct-1", recipient=recipient,
                 message_id=mid, author_type=author_type, author_id=author_id, text=text,
                 customer_id=customer_id, thread_id=thread_id, template_name=template_name,
@@ -58,7 +59,8 @@ def delivery(tenant: str, recipient: dict[str, Any], at: int, *, n: int | str = 
              status: str = "delivered") -> dict[str, Any]:
     channel = recipient["channel"]
     env = envelope("DeliveryStatusChanged", event_id=derive_id(tenant, "dsc", channel, recipient["id"], n),
-                   occurred_at=at, tenant_id=tenant, partition_key=f"{tenant}|{channel}|{recipient['id']}",
+                   occurred_at=at, tenant_id=tenant,
+                   partition_key=topics.MESSAGES.key(tenant, channel, recipient["id"]),
                    producer=f"ingress/{channel}")
     return make("DeliveryStatusChanged", env, channel=channel, channel_account_id="acct-1",
                 recipient=recipient, channel_message_id=f"out-{n}", status=status, raw_event_id="raw")
@@ -67,7 +69,7 @@ def delivery(tenant: str, recipient: dict[str, Any], at: int, *, n: int | str = 
 def command(kind: str, tenant: str, at: int, *, n: int | str = 0, **fields: Any) -> dict[str, Any]:
     """An identity command from the agent API (to parley.identity.commands, key tenant)."""
     env = envelope(kind, event_id=derive_id(tenant, "cmd", kind, n), occurred_at=at, tenant_id=tenant,
-                   partition_key=tenant, producer="agent-api")
+                   partition_key=topics.IDENTITY_COMMANDS.key(tenant), producer="agent-api")
     return make(kind, env, **fields)
 
 
@@ -75,14 +77,15 @@ def agent_status(tenant: str, agent_id: str, at: int, *, presence: str = "online
                  skills: Sequence[str] = (), languages: Sequence[str] = (), channels: Sequence[str] = (),
                  queues: Sequence[str] = (), n: int | str = 0) -> dict[str, Any]:
     env = envelope("AgentStatusChanged", event_id=derive_id(tenant, "agent", agent_id, at, n), occurred_at=at,
-                   tenant_id=tenant, partition_key=tenant, producer="agent-api")
+                   tenant_id=tenant, partition_key=topics.AGENT_STATUS.key(tenant), producer="agent-api")
     return make("AgentStatusChanged", env, agent_id=agent_id, presence=presence, capacity=capacity,
                 skills=list(skills), languages=list(languages), channels=list(channels), queues=list(queues))
 
 
 def context(tenant: str, customer_id: str, at: int, *, tier: str | None = None, n: int | str = 0) -> dict[str, Any]:
     env = envelope("CustomerContextUpdated", event_id=derive_id(tenant, "ctx", customer_id, at, n), occurred_at=at,
-                   tenant_id=tenant, partition_key=f"{tenant}|{customer_id}", producer="crm")
+                   tenant_id=tenant, partition_key=topics.CUSTOMER_CONTEXT.key(tenant, customer_id),
+                   producer="crm")
     return make("CustomerContextUpdated", env, customer_id=customer_id, source="crm", tier=tier)
 
 
@@ -90,7 +93,7 @@ def thread_command(kind: str, tenant: str, customer_id: str, thread_id: str, at:
                    **fields: Any) -> dict[str, Any]:
     """ConversationResolved / ConversationTransferred from the agent API (key tenant|customer)."""
     env = envelope(kind, event_id=derive_id(tenant, kind, thread_id, at, n), occurred_at=at, tenant_id=tenant,
-                   partition_key=f"{tenant}|{customer_id}", producer="agent-api")
+                   partition_key=topics.CONVERSATION_MESSAGES.key(tenant, customer_id), producer="agent-api")
     return make(kind, env, thread_id=thread_id, customer_id=customer_id, **fields)
 
 

@@ -18,9 +18,9 @@ from typing import Any
 from schemas import topics
 from schemas.events import derive_id, envelope, make
 from schemas.topics import Topic
+from streams.kpi.arithmetic import INTERVAL_MS
 
 DAY0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-INTERVAL_MS = 15 * 60 * 1000
 CHANNELS = ("whatsapp", "sms", "email", "webchat", "messenger")
 AGENTS = ("ana", "bruno", "chloe", "dev")
 QUEUES = ("general", "billing", "vip")
@@ -65,7 +65,7 @@ def generate(customers: int = 50, *, seed: int = 7, tenant: str = "acme",
 
 def _customer(rnd: random.Random, tenant: str, i: int, start_ms: int) -> Log:
     log, cust = Log(), f"cust-{i:05d}"
-    ckey = f"{tenant}|{cust}"
+    ckey = topics.IDENTITY.key(tenant, cust)  # also parley.customers.context's
     t = start_ms + rnd.randrange(6 * 3600_000, 20 * 3600_000)
     channel = rnd.choice(CHANNELS)
     ident = _identity(channel, i)
@@ -85,7 +85,7 @@ def _customer(rnd: random.Random, tenant: str, i: int, start_ms: int) -> Log:
 
 def _thread(rnd: random.Random, log: Log, tenant: str, cust: str, ident: dict, i: int, n: int,
             t: int) -> int:
-    ckey, thread = f"{tenant}|{cust}", derive_id(cust, "thread", n)
+    ckey, thread = topics.CONVERSATIONS.key(tenant, cust), derive_id(cust, "thread", n)
     agent, queue = rnd.choice(AGENTS), rnd.choice(QUEUES)
     first = _inbound(rnd, log, tenant, cust, ident, thread, f"{i}-{n}-0", t, subject=f"order {i}-{n}")
     start = log.add(topics.CONVERSATIONS, ckey, make(
@@ -128,7 +128,7 @@ def _thread(rnd: random.Random, log: Log, tenant: str, cust: str, ident: dict, i
 
 def _inbound(rnd: random.Random, log: Log, tenant: str, cust: str, ident: dict, thread: str,
              mid: str, t: int, subject: str | None = None) -> dict:
-    ckey = f"{tenant}|{cust}"
+    ckey = topics.CONVERSATIONS.key(tenant, cust)
     msg = log.add(topics.CONVERSATIONS, ckey, make(
         "MessageReceived", _env("MessageReceived", derive_id(tenant, ident["channel"], mid), t, tenant, ckey),
         channel=ident["channel"], channel_account_id="acct-1", sender=ident,
@@ -146,14 +146,14 @@ def _inbound(rnd: random.Random, log: Log, tenant: str, cust: str, ident: dict, 
 
 def _reply(rnd: random.Random, log: Log, tenant: str, cust: str, ident: dict, thread: str,
            agent: str, mid: str, t: int, cause: dict) -> None:
-    ckey, cmid = f"{tenant}|{cust}", f"out.{mid}"
+    ckey, cmid = topics.CONVERSATIONS.key(tenant, cust), f"out.{mid}"  # also parley.outbound's
     sent = log.add(topics.CONVERSATIONS, ckey, make(
         "MessageSent", _env("MessageSent", derive_id(tenant, "sent", mid), t, tenant, ckey, cause),
         channel=ident["channel"], channel_account_id="acct-1", recipient=ident, message_id=mid,
         channel_message_id=cmid, author_type="agent", author_id=agent, text="Elle arrive demain.",
         customer_id=cust, thread_id=thread, in_reply_to_event_id=cause["envelope"]["event_id"]))
     _egress(rnd, log, tenant, ckey, sent, cmid, t)
-    mkey = f"{tenant}|{ident['channel']}|{ident['id']}"
+    mkey = topics.MESSAGES.key(tenant, ident["channel"], ident["id"])
     statuses = [("delivered", t + 2000, t + 2000), ("read", t + 30_000, t + 30_000)]
     if rnd.random() < 0.3:  # receipts are not ordered by any channel: "read" comes first
         statuses = [("read", t + 30_000, t + 30_000), ("delivered", t + 2000, t + 30_001)]
@@ -186,7 +186,7 @@ def _egress(rnd: random.Random, log: Log, tenant: str, ckey: str, sent: dict, cm
 def _contact(log: Log, tenant: str, cust: str, thread: str, channel: str, queue: str, agent: str,
              t: int, t_reply: int, t_resolved: int | None, cause: dict) -> None:
     contact = derive_id(thread, "contact", 0)
-    key = f"{tenant}|{contact}"
+    key = topics.KPI_CONTACTS.key(tenant, contact)
     base = dict(contact_id=contact, thread_id=thread, customer_id=cust, channel=channel, queue=queue,
                 interval_start=t - t % INTERVAL_MS, started_at=t)
     versions = [dict(base, status="waiting"),
@@ -211,7 +211,7 @@ def _interval_stats(tenant: str, contacts: list[dict]) -> list[tuple[Topic, str,
             groups.setdefault((c["interval_start"], dim, val), []).append(c)
     out = []
     for (start, dim, val), cs in sorted(groups.items()):
-        key = f"{tenant}|{start}|{dim}|{val}"
+        key = topics.KPI_INTERVALS.key(tenant, start, dim, val)
         answered = [c for c in cs if c["frt_ms"] is not None]
         w300 = sum(1 for c in answered if c["frt_ms"] <= 300_000)
         w20 = sum(1 for c in answered if c["frt_ms"] <= 20_000)
@@ -231,16 +231,17 @@ def _interval_stats(tenant: str, contacts: list[dict]) -> list[tuple[Topic, str,
 def _agent_stats(rnd: random.Random, tenant: str, start_ms: int) -> list[tuple[Topic, str, dict]]:
     out = []
     for a, agent in enumerate(AGENTS):
-        out.append((topics.AGENT_STATUS, tenant, make(
+        akey = topics.AGENT_STATUS.key(tenant)
+        out.append((topics.AGENT_STATUS, akey, make(
             "AgentStatusChanged", _env("AgentStatusChanged", derive_id(agent, "online"), start_ms + 8 * 3600_000,
-                                       tenant, tenant),
+                                       tenant, akey),
             agent_id=agent, presence="online", capacity=3, skills=["order_status"], languages=["fr", "en"],
             display_name=agent.title())))
         for k in range(8 * 4, 18 * 4):
             start = start_ms + k * INTERVAL_MS
             online = INTERVAL_MS if (k + a) % 7 else INTERVAL_MS // 2
             open_ms = rnd.randrange(0, 3 * online)
-            ikey = f"{tenant}|{start}|agent|{agent}"
+            ikey = topics.KPI_INTERVALS.key(tenant, start, "agent", agent)
             out.append((topics.KPI_INTERVALS, ikey, make(
                 "AgentIntervalStat", _env("AgentIntervalStat", derive_id(ikey), start + INTERVAL_MS, tenant, ikey),
                 agent_id=agent, interval_start=start, online_ms=online, open_conversation_ms=open_ms,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from schemas import topics
 from schemas.events import caused_by, derive_id, envelope, make
 
 S = 1000  # ms per second
@@ -188,7 +189,7 @@ class _Sim:
         a = self.agents[agent_id]
         a.online, a.away = state == "online", state == "away"
         env = envelope("AgentStatusChanged", event_id=self.new_id("presence", agent_id),
-                       occurred_at=t, tenant_id=self.tenant, partition_key=self.tenant,
+                       occurred_at=t, tenant_id=self.tenant, partition_key=topics.AGENT_STATUS.key(self.tenant),
                        producer="agent-api")
         self.emit(t, make("AgentStatusChanged", env, agent_id=a.id, presence=state,
                           capacity=a.capacity, skills=list(a.queues), languages=["en", "fr"],
@@ -247,7 +248,7 @@ class _Sim:
         ident = {"channel": ch, "id": f"{ch}:{th.customer}", "display_name": None,
                  "phone_e164": None, "email": None, "login_id": None}
         env = envelope("MessageReceived", event_id=eid, occurred_at=t, tenant_id=self.tenant,
-                       partition_key=f"{self.tenant}|{th.customer}", producer="streams/threads")
+                       partition_key=topics.CONVERSATIONS.key(self.tenant, th.customer), producer="streams/threads")
         m = self.emit(t, make("MessageReceived", env, channel=ch, channel_account_id=f"{ch}-main",
                               sender=ident, channel_message_id=f"{ch}-{eid[:13]}",
                               text=f"({th.intent})", raw_event_id=derive_id("raw", eid),
@@ -272,7 +273,7 @@ class _Sim:
         ident = {"channel": th.channel, "id": f"{th.channel}:{th.customer}", "display_name": None,
                  "phone_e164": None, "email": None, "login_id": None}
         env = envelope("MessageSent", event_id=eid, occurred_at=t, tenant_id=self.tenant,
-                       partition_key=f"{self.tenant}|{th.customer}",
+                       partition_key=topics.CONVERSATIONS.key(self.tenant, th.customer),
                        correlation_id=th.last_msg["envelope"]["correlation_id"] if th.last_msg
                        else None, producer="agent-api")
         self.emit(t, make("MessageSent", env, channel=th.channel,
