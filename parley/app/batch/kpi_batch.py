@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from schemas.events import derive_id
 
-INTERVAL = 900_000  # 15 minutes in ms
+INTERVAL = 900_000  # 15 minutes in ms; its own constant: this recomputation shares no code with the stream
 SL = ((300, 90), (20, 80))  # (T seconds, target %)
 THREAD_TYPES = ("MessageReceived", "MessageSent", "RoutingDecided", "ConversationAssigned",
                 "ConversationTransferred", "ConversationResolved", "MessageEnriched")
