@@ -89,6 +89,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from adapters import limits
 from adapters.agent_events import (
     AGENT_ID,
     ContextBody,
@@ -109,7 +110,6 @@ from adapters.agent_events import (
     transfer_event,
     unlink_event,
 )
-from adapters import limits
 from adapters.app import Ingress, Refusal, log, read_body
 from adapters.producer import Record
 from adapters.windows import WindowBook

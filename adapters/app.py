@@ -58,7 +58,6 @@ from adapters.channels import AdapterUnavailable, Registry, UnknownAdapter
 from adapters.dedup import Busy, Dedup, Item, Outcome
 from adapters.metrics import CONTENT_TYPE, IngressMetrics
 from adapters.producer import Producer, Record, Stored, TooLarge, Unavailable
-from adapters.sealing import Sealer, sealer_from
 from adapters.records import (  # noqa: F401 - re-exported: tests and the demo import them from here
     REDACTED,
     SECRET_HEADERS,
@@ -67,6 +66,7 @@ from adapters.records import (  # noqa: F401 - re-exported: tests and the demo i
     dead_letter_event,
     raw_request_event,
 )
+from adapters.sealing import Sealer, sealer_from
 from parley import logs
 from parley.settings import IngressSettings
 from schemas import topics

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import hashlib
 import hmac
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import sys

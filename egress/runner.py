@@ -40,7 +40,6 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from adapters.avro_fast import FastEncoder
-
 from egress import events, windows
 from egress.accounts import SendAccounts
 from egress.kafka_io import AsyncProducer, Offsets, partitions_of, read_back

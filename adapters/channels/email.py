@@ -37,8 +37,7 @@ from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from adapters.base import Account, Rejected, Request, Unmappable, secret_equals
-from adapters.channels._common import MIB, BaseAdapter, attachment, header, identity, \
-    mapping_errors
+from adapters.channels._common import MIB, BaseAdapter, attachment, header, identity, mapping_errors
 
 CHANNEL = "email"
 _MSG_ID = re.compile(r"<[^<>\s]+>")

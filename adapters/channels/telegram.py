@@ -20,9 +20,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.base import Account, Rejected, Request, Unmappable, secret_equals
-from adapters.channels._common import MIB, BaseAdapter, Ctx, as_dict, as_list, attachment, \
-    e164, header, identity, json_object, location, mapping_errors, ms_from_seconds, need, rich, \
-    text
+from adapters.channels._common import (
+    MIB,
+    BaseAdapter,
+    Ctx,
+    as_dict,
+    as_list,
+    attachment,
+    e164,
+    header,
+    identity,
+    json_object,
+    location,
+    mapping_errors,
+    ms_from_seconds,
+    need,
+    rich,
+    text,
+)
 
 CHANNEL = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"

@@ -29,8 +29,19 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 from adapters.base import Account, Rejected, Reply, Request, Unmappable, hmac_matches
-from adapters.channels._common import KIB, BaseAdapter, attachment, e164, header, identity, \
-    json_object, location, mapping_errors, rich, text
+from adapters.channels._common import (
+    KIB,
+    BaseAdapter,
+    attachment,
+    e164,
+    header,
+    identity,
+    json_object,
+    location,
+    mapping_errors,
+    rich,
+    text,
+)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"

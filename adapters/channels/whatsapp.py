@@ -27,8 +27,21 @@ from typing import Any
 
 from adapters.base import Account, Reply, Request, Unmappable
 from adapters.channels import meta
-from adapters.channels._common import BaseAdapter, Ctx, as_dict, as_list, attachment, e164, \
-    identity, location, mapping_errors, ms_from_seconds, need, rich, text
+from adapters.channels._common import (
+    BaseAdapter,
+    Ctx,
+    as_dict,
+    as_list,
+    attachment,
+    e164,
+    identity,
+    location,
+    mapping_errors,
+    ms_from_seconds,
+    need,
+    rich,
+    text,
+)
 
 CHANNEL = "whatsapp"
 MEDIA = {"image", "video", "audio", "document", "sticker"}

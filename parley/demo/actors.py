@@ -30,8 +30,24 @@ from dataclasses import dataclass, field
 from parley.demo import texts
 from parley.demo.cast import Agent
 from parley.demo.scenario import (
-    BOT_ID, LAST_REOPEN_MIN, RECEIPTS, REDELIVERY_RATE, Context, Conversation, Inbound, Link, Merge,
-    Receipt, Redelivery, Reply, Resolve, Say, Scenario, Step, Transfer, make_inbound,
+    BOT_ID,
+    LAST_REOPEN_MIN,
+    RECEIPTS,
+    REDELIVERY_RATE,
+    Context,
+    Conversation,
+    Inbound,
+    Link,
+    Merge,
+    Receipt,
+    Redelivery,
+    Reply,
+    Resolve,
+    Say,
+    Scenario,
+    Step,
+    Transfer,
+    make_inbound,
 )
 from parley.demo.view import ORDER_REF, Message, Thread, View
 

@@ -267,7 +267,7 @@ async def wait_ready(session: aiohttp.ClientSession, timeout_s: float) -> None:
             async with session.get("/readyz") as resp:
                 if resp.status == 200:
                     return
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"the ingress was not ready within {timeout_s:.0f} s (/readyz)")
@@ -294,7 +294,7 @@ async def _send(session: aiohttp.ClientSession, step: Step, req: HttpRequest,
                 body = await resp.read()
                 status = resp.status
             error = None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             status, body, error = None, b"", f"{type(e).__name__}: {e}"
             if req.expect == frozenset({413}):  # the server may close before reading it all
                 status, error = _oversize_refused(e), None

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from parley.demo.view import Thread, View
 from projections import dashboard, query
 from projections.store import Store
 from streams.kpi import arithmetic as ar
+
 
 @dataclass(frozen=True)
 class Line:

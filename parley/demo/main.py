@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ def the_day(s: DemoSettings, today: date | None = None) -> date:
     office keeps weekday hours."""
     if s.day:
         return date.fromisoformat(s.day)
-    d = (today or datetime.now(timezone.utc).date()) - timedelta(days=1)
+    d = (today or datetime.now(UTC).date()) - timedelta(days=1)
     while d.weekday() >= 5:
         d -= timedelta(days=1)
     return d
@@ -273,7 +273,7 @@ def play(s: DemoSettings, *, serve: bool = False, console: Console | None = None
     """Run the day (see the module docstring); ``run_id`` names the topics (default: a fresh one)."""
     t_start = time.monotonic()
     console = console or Console(width=None if sys.stdout.isatty() else 160)
-    run_id = run_id or "demo" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+    run_id = run_id or "demo" + datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     bootstrap, started = broker(s, console)
     d = Demo(s, console, run_id, KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"{run_id}."),
              broker_started=started)

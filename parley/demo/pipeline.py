@@ -26,7 +26,12 @@ from typing import Any
 
 import orjson
 from confluent_kafka import (
-    OFFSET_BEGINNING, ConsumerGroupState, ConsumerGroupTopicPartitions, Consumer, IsolationLevel, KafkaError,
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec

@@ -25,7 +25,15 @@ import orjson
 import pytest
 
 from parley.settings import KafkaSettings
-from tests.integration.test_egress_delivery import ACCOUNTS, final, free_port, make_received, make_sent, outcomes, produce
+from tests.integration.test_egress_delivery import (
+    ACCOUNTS,
+    final,
+    free_port,
+    make_received,
+    make_sent,
+    outcomes,
+    produce,
+)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -287,7 +287,7 @@ async def campaign(port: int, total: int, seed_: int, concurrency: int = 32) -> 
                     await asyncio.wait_for(rd.read(1024), 5)
                     w.close()
                     broken["sent"] += 1
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     broken["no answer"] += 1
                 continue
             req = build(wr.choice(channels), wr, now_s) if wr.random() < 0.9 else build_other(wr)

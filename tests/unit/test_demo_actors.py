@@ -12,8 +12,19 @@ import pytest
 
 from parley.demo.actors import Actors
 from parley.demo.scenario import (
-    BOT_ID, Context, Conversation, Inbound, Link, Merge, Receipt, Reply, Resolve, Scenario, Transfer,
-    build_day, make_inbound,
+    BOT_ID,
+    Context,
+    Conversation,
+    Inbound,
+    Link,
+    Merge,
+    Receipt,
+    Reply,
+    Resolve,
+    Scenario,
+    Transfer,
+    build_day,
+    make_inbound,
 )
 from parley.demo.view import View
 

@@ -14,7 +14,15 @@ from parley.demo import texts
 from parley.demo.cast import ROSTER, agents_for
 from parley.demo.main import packaged
 from parley.demo.scenario import (
-    BAD_AT_SCALE_1, CHANNELS, STORIES, BadRequest, Inbound, Presence, Redelivery, Say, Scenario,
+    BAD_AT_SCALE_1,
+    CHANNELS,
+    STORIES,
+    BadRequest,
+    Inbound,
+    Presence,
+    Redelivery,
+    Say,
+    Scenario,
     build_day,
 )
 from streams.enrich.logic import BuiltinEnricher

@@ -16,16 +16,40 @@ import pytest
 
 from adapters import accounts as accounts_mod
 from adapters.agent_events import (
-    ContextBody, LinkBody, MergeBody, ReplyBody, ResolveBody, StatusBody, TransferBody, context_event, link_event,
-    merge_event, reply_event, resolve_event, status_event, transfer_event,
+    ContextBody,
+    LinkBody,
+    MergeBody,
+    ReplyBody,
+    ResolveBody,
+    StatusBody,
+    TransferBody,
+    context_event,
+    link_event,
+    merge_event,
+    reply_event,
+    resolve_event,
+    status_event,
+    transfer_event,
 )
 from adapters.app import check_event
 from adapters.base import Rejected, Request
 from adapters.channels import Registry
 from parley.demo import webhooks
 from parley.demo.scenario import (
-    BadRequest, Context, Handshake, Inbound, Link, Merge, Presence, Receipt, Redelivery, Reply, Resolve, Scenario,
-    Transfer, build_day,
+    BadRequest,
+    Context,
+    Handshake,
+    Inbound,
+    Link,
+    Merge,
+    Presence,
+    Receipt,
+    Redelivery,
+    Reply,
+    Resolve,
+    Scenario,
+    Transfer,
+    build_day,
 )
 from parley.demo.webhooks import HttpRequest, RenderContext
 

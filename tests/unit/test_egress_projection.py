@@ -94,8 +94,8 @@ def test_receipts_join_the_message_through_the_provider_id(tmp_path) -> None:
 
 
 async def test_the_api_sums_deliveries_per_channel(tmp_path, client_for) -> None:
-    from projections import api
     from parley.settings import ApiSettings
+    from projections import api
 
     url = f"sqlite:///{tmp_path}/d.db"
     store = open_store(url)

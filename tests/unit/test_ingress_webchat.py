@@ -6,9 +6,8 @@ check is exercised against a real JWT implementation.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
+from dataclasses import replace
 from typing import Any
 
 import jwt

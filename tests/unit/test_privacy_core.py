@@ -13,7 +13,6 @@ from adapters.sealing import Sealer
 from parley.privacy import crypto, erasure, retention
 from parley.privacy.crypto import CONTENT, PROFILE, KeyRef, Unreadable
 from parley.privacy.keyring import DAY_MS, Keyring, period_of
-from parley.privacy.keystore import KeyStore
 from parley.privacy.seal import ERASED, EXPIRED, OPEN, Opener, seal_raw
 from parley.settings import PrivacySettings
 from schemas.codec import Codec
