@@ -235,7 +235,7 @@ class Ingress:
             if failure is not None or len(again) != len(events):
                 return [], f"the events naming {n!r} do not map under that account: {failure}"
             reparsed[n] = again
-        out = [e if account.matches(n) else reparsed[n][i] for i, (e, n) in enumerate(zip(events, named))]
+        out = [e if account.matches(n) else reparsed[n][i] for i, (e, n) in enumerate(zip(events, named, strict=True))]
         log.info("ingress.rerouted", adapter=name, route=account.account_id, accounts=foreign)
         return out, None
 

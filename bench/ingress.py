@@ -53,14 +53,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# E402 below: `python bench/ingress.py` runs from a checkout, so the path comes before the imports
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer  # noqa: E402
 
-from parley import logs, topics_admin
-from parley.settings import IngressSettings, KafkaSettings, LogSettings, PrivacySettings
-from schemas import topics
-from schemas.codec import Codec, codec_for
-from schemas.events import derive_id, envelope, make
+from parley import logs, topics_admin  # noqa: E402
+from parley.settings import IngressSettings, KafkaSettings, LogSettings, PrivacySettings  # noqa: E402
+from schemas import topics  # noqa: E402
+from schemas.codec import Codec, codec_for  # noqa: E402
+from schemas.events import derive_id, envelope, make  # noqa: E402
 
 WEB_TOKEN = "bench-webchat-token"
 META_SECRET = "bench-meta-app-secret"

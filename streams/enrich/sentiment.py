@@ -200,7 +200,7 @@ def _by_first_word(phrases: list[tuple[str, str]]) -> dict[str, list[tuple[str, 
 def _fits(parts: _Parts, words: list[str], k: int) -> bool:
     if k + len(parts) > len(words):
         return False
-    for (body, stem), word in zip(parts, words[k:]):
+    for (body, stem), word in zip(parts, words[k:], strict=False):  # the words from k on, as many as parts
         if not (word.startswith(body) if stem else word == body):
             return False
     return True

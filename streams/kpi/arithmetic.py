@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 
 SHORT_ABANDON_MS = 30_000
 SL_TARGETS = {300: 90, 20: 80}  # T in seconds -> target percentage (90/300, and 80/20 beside it)
@@ -126,7 +127,7 @@ def level_profile(online: Sequence[tuple[int, int]], spans: Iterable[tuple[int, 
     points = sorted(set(deltas).union(*online) if online else ())
     levels: dict[int, int] = defaultdict(int)
     n, k = 0, 0
-    for p, q in zip(points, points[1:]):
+    for p, q in pairwise(points):
         n += deltas.get(p, 0)
         while k < len(online) and online[k][1] <= p:
             k += 1

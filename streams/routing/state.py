@@ -189,7 +189,8 @@ class Desk:
             return cls()
         agents = {}
         for row in d["agents"]:
-            a = dict(zip(_AGENT, row))
+            # not strict: a row stored before a trailing field was added is shorter (the field's default)
+            a = dict(zip(_AGENT, row, strict=False))
             agents[a["agent_id"]] = Agent(**{**a, **{k: tuple(a[k]) for k in _TUPLES}})
         return cls(agents, (Waiting(*row) for row in d.get("waiting", ())), d.get("wake_at"))
 

@@ -155,7 +155,7 @@ class Worker:
         existing = set(admin.list_topics(timeout=30).topics)
         missing = [t for name, t in wanted.items() if name not in existing]
         if missing:
-            for name, fut in admin.create_topics(missing, request_timeout=30).items():
+            for fut in admin.create_topics(missing, request_timeout=30).values():
                 try:
                     fut.result()
                 except KafkaException as e:

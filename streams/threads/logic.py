@@ -95,7 +95,9 @@ class CustomerThreads:
     def from_json(cls, d: Sequence[Sequence[Any]] | None) -> CustomerThreads:
         if not d:
             return cls()
-        return cls(tuple(Thread(**{**dict(zip(_THREAD, t)), "refs": tuple(t[_REFS])}) for t in d))
+        # not strict: a row stored before a trailing field was added is shorter (the field's default)
+        return cls(tuple(Thread(**{**dict(zip(_THREAD, t, strict=False)), "refs": tuple(t[_REFS])})
+                         for t in d))
 
 
 # --- text features ---------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None
             proc.join(120)  # it kills itself inside its 3rd transaction
             assert proc.exitcode == -signal.SIGKILL
             continue
-        assert wait_until(lambda: enriched() > before, 60, every=0.2), "no output after a restart"
+        assert wait_until(lambda before=before: enriched() > before, 60, every=0.2), "no output after a restart"
         resumed.append(time.monotonic() - started)
         time.sleep(random.Random(kill).uniform(0.5, 2.0))
         assert enriched() < len(messages), "the work ended before the kill: more input needed"

@@ -120,8 +120,8 @@ class EchoCoPartitioned(Echo):
     inputs = (Input(topics.MESSAGES), Input(topics.CONVERSATION_MESSAGES))
 
 
-def _task(stage: Stage = Echo(), upstream: dict | None = None, lateness: int = 1000) -> Task:
-    task = Task(stage, 0, Env(CODEC, upstream or {}, lateness_ms=lateness, idle_ms=500))
+def _task(stage: Stage | None = None, upstream: dict | None = None, lateness: int = 1000) -> Task:
+    task = Task(stage or Echo(), 0, Env(CODEC, upstream or {}, lateness_ms=lateness, idle_ms=500))
     task.start({})
     return task
 

@@ -82,8 +82,8 @@ def phase_two(runner: LocalRunner) -> list[tuple[topics.Topic, dict]]:
         if i % 2 == 0:
             out.append((topics.CONVERSATION_MESSAGES, f.thread_command(
                 "ConversationResolved", tenant, customer, thread, at + 500, n=i, resolved_by="agent")))
-    for i, e in enumerate(f.traffic(60, customers=30, tenants=("acme", "globex"), seed=9,
-                                    start=later + 600_000, spacing_ms=500)):
+    for e in f.traffic(60, customers=30, tenants=("acme", "globex"), seed=9,
+                       start=later + 600_000, spacing_ms=500):
         out.append((topics.MESSAGES, e))
     out.append((topics.AGENT_STATUS, f.agent_status("acme", "acme-a0", later + 300_000, presence="offline")))
     out.sort(key=lambda x: x[1]["envelope"]["occurred_at"])
