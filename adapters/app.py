@@ -225,7 +225,8 @@ class Ingress:
         for n in foreign:
             owner = self.accounts.owner(name, n)
             if owner is None:
-                return [], f"the payload names {name} account {n!r}, not this route's ({account.account_id!r}) nor any configured"
+                return [], (f"the payload names {name} account {n!r}, not this route's ({account.account_id!r}) "
+                            "nor any configured")
             try:
                 adapter.verify(req, owner)
             except Exception:

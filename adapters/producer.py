@@ -321,7 +321,8 @@ class Producer:
         out = {}
         for resource, future in futures.items():
             entry = future.result(timeout=timeout).get("max.message.bytes")
-            out[resource.name] = int(entry.value) if entry is not None and entry.value else BROKER_DEFAULT_MAX_MESSAGE_BYTES
+            out[resource.name] = (int(entry.value) if entry is not None and entry.value
+                                  else BROKER_DEFAULT_MAX_MESSAGE_BYTES)
         return out
 
     async def stop(self) -> None:

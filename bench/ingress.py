@@ -237,7 +237,8 @@ def _privacy(tmp: Path) -> PrivacySettings:
 
     from parley.privacy.crypto import new_master_key
 
-    return PrivacySettings(enabled=True, master_key=SecretStr(new_master_key()), keys_url=f"sqlite:///{tmp / 'keys.db'}")
+    return PrivacySettings(enabled=True, master_key=SecretStr(new_master_key()),
+                           keys_url=f"sqlite:///{tmp / 'keys.db'}")
 
 
 # -- a lean HTTP/1.1 client ----------------------------------------------------------------------
@@ -559,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark's topics")
     ap.add_argument("--privacy", action=argparse.BooleanOptionalAction, default=True,
-                    help="also run the web chat and WhatsApp phases with sealing off and on, alternated (docs/PRIVACY.md)")
+                    help="also run the web chat and WhatsApp phases with sealing off and on, alternated "
+                         "(docs/PRIVACY.md)")
     ap.add_argument("--privacy-rounds", type=int, default=2, help="alternations of the privacy A/B")
     args = ap.parse_args(argv)
     logs.configure(LogSettings(level="WARNING"), service="bench")

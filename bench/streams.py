@@ -250,7 +250,8 @@ def stage_inputs(k: KafkaSettings, rules: str) -> dict[str, list[Any]]:
 
 # --- processes -------------------------------------------------------------------------------
 
-def start(kind: str, k: KafkaSettings, rules: str, guarantee: str, privacy: PrivacySettings | None = None) -> mp.Process:
+def start(kind: str, k: KafkaSettings, rules: str, guarantee: str,
+          privacy: PrivacySettings | None = None) -> mp.Process:
     ctx = mp.get_context("spawn")
     target = {"worker": worker_process, "raw_aiokafka": raw_aiokafka_process,
               "raw_confluent_txn": raw_confluent_process}[kind]
@@ -389,7 +390,8 @@ def privacy_cost(plain: dict[str, Any], sealed: dict[str, Any], args: argparse.N
     measured A/B: each stage fed the plaintext run's inputs and the sealed run's, alternately,
     ``rounds`` times, the least CPU of each kept (a shared machine's load moves between runs)."""
     out: dict[str, Any] = {"events_per_s_plain": plain["events_per_s"], "events_per_s_sealed": sealed["events_per_s"],
-                           "throughput_change_pct": round(100 * (sealed["events_per_s"] / plain["events_per_s"] - 1), 1)}
+                           "throughput_change_pct":
+                               round(100 * (sealed["events_per_s"] / plain["events_per_s"] - 1), 1)}
     a_in, b_in = plain.pop("_inputs", None), sealed.pop("_inputs", None)
     if a_in is None or b_in is None:
         return out
@@ -448,7 +450,8 @@ def produce(k: KafkaSettings, events: list[dict[str, Any]], rate: float = 0) -> 
         t = topics.AGENT_STATUS if e["envelope"]["event_type"] == "AgentStatusChanged" else topics.MESSAGES
         while True:
             try:
-                p.produce(topics.named(k.topic_prefix, t), codec.encode(e, t.name), e["envelope"]["partition_key"].encode())
+                p.produce(topics.named(k.topic_prefix, t), codec.encode(e, t.name),
+                          e["envelope"]["partition_key"].encode())
                 break
             except BufferError:
                 p.poll(0.01)
@@ -575,8 +578,8 @@ def print_result(r: dict[str, Any]) -> None:
     print(f"  raw confluent-kafka txn loop: p50 {lr['p50_ms']} ms, p99 {lr['p99_ms']} ms")
     if "privacy_cost" in r:
         c, s = r["privacy_cost"], r["privacy_seal"]
-        print(f"\nprivacy (the same messages sealed, same run): {c['events_per_s_plain']} -> {c['events_per_s_sealed']} "
-              f"events/s ({c['throughput_change_pct']:+.1f} %)")
+        print(f"\nprivacy (the same messages sealed, same run): {c['events_per_s_plain']} -> "
+              f"{c['events_per_s_sealed']} events/s ({c['throughput_change_pct']:+.1f} %)")
         if "stages_cpu_change_pct" in c:
             per = ", ".join(f"{k} {v[0]}->{v[1]}" for k, v in c["per_stage_cpu_us"].items())
             print(f"  stages' CPU per message {c['stages_cpu_us_per_message_plain']} -> "

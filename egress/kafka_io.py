@@ -30,7 +30,8 @@ class AsyncProducer:
             self.producer.poll(0)
             await asyncio.sleep(0.001 if self.in_flight else 0.02)
 
-    def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future:
+    def send(self, topic: str, key: bytes, value: bytes,
+             headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
 
         def done(err: KafkaError | None, msg: Any) -> None:

@@ -169,7 +169,8 @@ class Egress:
                     parts, self.to_load = self.to_load, []
                     await loop.run_in_executor(None, self._load_deliveries, parts)
                     self.consumer.resume([TopicPartition(self.input, p) for p in parts])
-                msgs = self.consumer.consume(self.s.max_batch, timeout=0) if len(self.jobs) < self.s.max_in_flight else []
+                room = len(self.jobs) < self.s.max_in_flight
+                msgs = self.consumer.consume(self.s.max_batch, timeout=0) if room else []
                 for m in msgs:
                     self._record(m)
                 now = time.monotonic()
@@ -200,7 +201,8 @@ class Egress:
             self.deliveries = {k: d for k, d in self.deliveries.items() if d.at >= horizon or k in self.jobs}
         if len(self.windows) >= max(100_000, 2 * self._kept[1]):
             latest = max((t[-1] for t in self.windows.values() if t), default=0)
-            self.windows = {k: t for k, t in self.windows.items() if t and t[-1] >= latest - topics.SERVICE_WINDOWS.retention_ms}
+            cut = latest - topics.SERVICE_WINDOWS.retention_ms
+            self.windows = {k: t for k, t in self.windows.items() if t and t[-1] >= cut}
         self._kept = (len(self.deliveries), len(self.windows))
 
     async def _drain(self) -> None:
@@ -274,8 +276,8 @@ class Egress:
         except Exception as e:  # noqa: BLE001 - a message that breaks the egress fails alone, visibly
             log.exception("egress.poison", partition=p, offset=off, event_id=event["envelope"]["event_id"])
             if kind == "MessageSent" and event["envelope"]["event_id"] not in self.jobs:
-                self._refuse(event, key, p, off, Refusal("internal_error", f"the egress could not handle this "
-                                                                           f"message ({type(e).__name__}: {e})"), Delivery())
+                why = f"the egress could not handle this message ({type(e).__name__}: {e})"
+                self._refuse(event, key, p, off, Refusal("internal_error", why), Delivery())
             else:
                 track.finish(off)
 
@@ -308,12 +310,14 @@ class Egress:
         recorded = msg["envelope"].get("recorded_at")
         now_ms = int(time.time() * 1000)
         if recorded and now_ms - recorded > self.s.send_horizon_s * 1000:
-            self._refuse(msg, key, p, off, Refusal("expired", f"not sent: the egress read it {(now_ms - recorded) // 1000} s "
-                                                               f"after it was written, past the send horizon of {self.s.send_horizon_s} s"), done)
+            why = (f"not sent: the egress read it {(now_ms - recorded) // 1000} s after it was written, past the "
+                   f"send horizon of {self.s.send_horizon_s} s")
+            self._refuse(msg, key, p, off, Refusal("expired", why), done)
             return
         account = self.accounts.find(msg["channel"], msg["channel_account_id"])
         # the window key as the log carries the customer (a token when sealed), like the inbound side
-        k = windows.key(msg["envelope"]["tenant_id"], msg["channel"], msg["channel_account_id"], str(msg["recipient"].get("id")))
+        k = windows.key(msg["envelope"]["tenant_id"], msg["channel"], msg["channel_account_id"],
+                        str(msg["recipient"].get("id")))
         opened = self._open(msg)
         if isinstance(opened, Refusal):
             self._refuse(msg, key, p, off, opened, done)
@@ -436,7 +440,8 @@ class Egress:
                 self.stats.sent += 1
                 break
             final = result.permanent or attempt >= self.s.max_attempts
-            delay = backoff(attempt, result.retry_after_s, self.rand.random(), self.s.backoff_base_s, self.s.backoff_max_s)
+            delay = backoff(attempt, result.retry_after_s, self.rand.random(), self.s.backoff_base_s,
+                            self.s.backoff_max_s)
             retry_at = None if final else _ms() + int(delay * 1000)
             await self._emit(events.failed(job.msg, attempt, result.code, result.reason, permanent=result.permanent,
                                            final=final, key=key, now_ms=_ms(), http_status=result.http_status,
@@ -444,7 +449,8 @@ class Egress:
             job.in_call = False
             if final:
                 self.stats.failed += 1
-                log.info("egress.failed", event_id=job.msg["envelope"]["event_id"], code=result.code, reason=result.reason)
+                log.info("egress.failed", event_id=job.msg["envelope"]["event_id"], code=result.code,
+                         reason=result.reason)
                 break
             self.stats.retried += 1
             in_doubt = False

@@ -110,7 +110,8 @@ def closed_reason(w: Window, templates: list[str]) -> str:
         head = (f"free-form message refused: the {name} closed at {iso(end)} "
                 f"(the customer last wrote at {iso(w.last_inbound_at)})")
         if w.human_agent_closes_at:
-            head += f"; the standard window closed at {iso(w.closes_at)}, human agents' replies were allowed until {iso(end)}"
+            head += (f"; the standard window closed at {iso(w.closes_at)}, human agents' replies were allowed "
+                     f"until {iso(end)}")
     if w.mode == "template":
         offer = f"send an approved template instead: {', '.join(templates)}" if templates else \
             "send an approved template instead (none is configured for this account)"

@@ -172,14 +172,15 @@ def _egress(rnd: random.Random, log: Log, tenant: str, ckey: str, sent: dict, cm
                thread_id=sent["thread_id"], attempt=1)
     rendering = {"asked": ["text"], "sent": ["text"], "reasons": [], "parts": 1, "mode": "response"}
     log.add(topics.OUTBOUND, ckey, make("OutboundAttempted", _env("OutboundAttempted", derive_id(cmid, "attempted"),
-                                                                  t + 50, tenant, ckey, sent), **ids, rendering=rendering))
+                                                                  t + 50, tenant, ckey, sent),
+                                        **ids, rendering=rendering))
     if rnd.random() < 0.1:
         log.add(topics.OUTBOUND, ckey, make("OutboundFailed", _env("OutboundFailed", derive_id(cmid, "failed"), t + 90,
                                                                    tenant, ckey, sent), **ids, code="131047",
                                             reason="outside the window", permanent=True, final=True))
     else:
-        log.add(topics.OUTBOUND, ckey, make("OutboundSent", _env("OutboundSent", derive_id(cmid, "sent"), t + 90, tenant,
-                                                                 ckey, sent), **ids, channel_message_id=cmid,
+        log.add(topics.OUTBOUND, ckey, make("OutboundSent", _env("OutboundSent", derive_id(cmid, "sent"), t + 90,
+                                                                 tenant, ckey, sent), **ids, channel_message_id=cmid,
                                             channel_message_ids=[cmid], rendering=rendering))
 
 

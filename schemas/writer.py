@@ -98,7 +98,8 @@ def _record(src: _Source, schema: dict[str, Any], expr: str, depth: int, named: 
         else:
             _write(src, f["type"], f"{v}[{f['name']!r}]", depth, named)
     names = src.constant(frozenset(f["name"] for f in schema["fields"]))
-    src.emit(depth, f"if len({v}) != {present}: raise TypeError('fields not in {name}: %r' % sorted(set({v}) - {names}))")
+    src.emit(depth, f"if len({v}) != {present}: "
+                    f"raise TypeError('fields not in {name}: %r' % sorted(set({v}) - {names}))")
 
 
 def _default(schema: Any, value: Any, named: dict[str, Any]) -> Any:

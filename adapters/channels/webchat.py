@@ -30,7 +30,8 @@ The raw record keeps the body with ``user_token`` redacted (``redact``).
 derives from (tenant, account, visitor, message id), so a retry is recognised. Event time: the
 SDK's ``sent_at`` (kept for messages queued offline) but never later than the receipt time nor
 more than 24 h before it (``options.max_client_skew_s`` changes the bound; 0 lifts it, for
-replays of recorded traffic such as `parley demo`); receipt time when absent. Partition key ``tenant|webchat|visitor_id``.
+replays of recorded traffic such as `parley demo`); receipt time when absent. Partition key
+``tenant|webchat|visitor_id``.
 Unknown ``type`` or a body that does not validate: 400 with the first error.
 """
 

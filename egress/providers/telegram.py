@@ -49,7 +49,8 @@ def _markup(part: dict[str, Any]) -> dict[str, Any] | None:
     items = part.get("buttons") or (part.get("list") or {}).get("rows")
     if items:
         return {"inline_keyboard": [[{"text": i["title"], "url": i["url"]} if i.get("url") else
-                                     {"text": i["title"], "callback_data": i["id"].encode()[:64].decode("utf-8", "ignore")}]
+                                     {"text": i["title"],
+                                  "callback_data": i["id"].encode()[:64].decode("utf-8", "ignore")}]
                                     for i in items]}
     if part.get("quick_replies"):
         return {"keyboard": [[{"text": q["title"]}] for q in part["quick_replies"]],

@@ -66,5 +66,6 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, call: Call | 
     if status >= 500:
         return transient(str(code), reason, status)
     if code in WINDOW_CODES:
-        return permanent(str(code), reason + " (free-form WhatsApp outside the 24-hour window: send a template)", status)
+        return permanent(str(code), reason + " (free-form WhatsApp outside the 24-hour window: send a template)",
+                         status)
     return permanent(str(code), reason, status)

@@ -164,7 +164,8 @@ def vip(threads: list[Thread]) -> Line:
     queues_ = Counter(d["queue"] for _, d, _ in hits)
     return Line("vip", f"{len(hits)} contacts of {len({t.customer_id for t, _, _ in hits})} VIP customers "
                        f"routed with priority ({_counts(tiers)}) to queue {_counts(queues_)}, "
-                       f"answered by {', '.join(served) or 'nobody yet'}", {"contacts": len(hits), "served_by": len(served)})
+                       f"answered by {', '.join(served) or 'nobody yet'}",
+                {"contacts": len(hits), "served_by": len(served)})
 
 
 def escalation(threads: list[Thread]) -> Line:

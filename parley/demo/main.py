@@ -2,8 +2,9 @@
 
 Starts (or reuses) a broker, applies the topic catalogue under a per-run prefix, starts the
 ingress, the stream worker, the projections, the API, and the egress with the providers'
-emulators as child processes (each logging JSON to ``<data_dir>/demo-logs/``), drives the day through the real HTTP ingress slice by slice with the
-actors reacting to the worker's decisions (``driver.py``), waits until the worker and the
+emulators as child processes (each logging JSON to ``<data_dir>/demo-logs/``), drives the day
+through the real HTTP ingress slice by slice with the actors reacting to the worker's decisions
+(``driver.py``), waits until the worker and the
 projections have settled, then prints what the pipeline did per feature (``evidence.py``), the
 KPI tables (the same functions as ``parley kpi``, checked against the API and the dashboard's
 data), the worker's late-record count and the dashboard's address. The SQLite file stays in

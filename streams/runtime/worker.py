@@ -22,8 +22,9 @@ the partitions it writes (the coordinator writes a commit marker into each).
 
 A transaction is committed in a background thread while the loop reads and decides the next
 batch (the commit's round trips are waits, not work); one at a time: batches collected while it
-commits go into the next, begun at most every ``commit_interval_ms``. Watermarks go through ``<prefix><app_id>-watermarks`` (one
-partition, compacted, key = task id): each task's watermark, idle flag and the end offsets of
+commits go into the next, begun at most every ``commit_interval_ms``. Watermarks go through
+``<prefix><app_id>-watermarks`` (one partition, compacted, key = task id): each task's
+watermark, idle flag and the end offsets of
 what it wrote to sequenced topics. A watermark computed in a transaction is published in the
 next one, when the end offsets of the first are known (acknowledged at its commit), so a reader
 never uses a watermark before it has read the data it covers; the tasks of this process use it
@@ -485,7 +486,8 @@ class Worker:
         self._on_assign(self.consumer, assigned)
         committed = self.consumer.committed(assigned, timeout=30)
         for tp in committed:
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
     # --- assignment --------------------------------------------------------------------------
 

@@ -45,7 +45,8 @@ PRODUCER = "streams/threads"
 MAX_THREADS = 50
 BUSINESS_REPLIES = frozenset({"agent", "bot"})  # automation notices are not an answer
 
-_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|tr|aw|wg|sv|vs|antw|rif|r)\s*(?:\[\d+\])?\s*:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
+_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|tr|aw|wg|sv|vs|antw|rif|r)\s*(?:\[\d+\])?\s*:\s*|\[[^\]]*\]\s*)+",
+                     re.IGNORECASE)
 _REF = re.compile(
     r"(?:\b(?:order|commande|cmd|ticket|case|dossier|facture|invoice|colis|parcel|tracking|r[ée]f[ée]rence|ref)"
     r"\b\.?\s*(?:n\s*[°ºo]\.?|no\.?|num[ée]ro|number|nr\.?)?\s*[:#]?\s*|#\s*)"

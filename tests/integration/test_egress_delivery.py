@@ -194,7 +194,8 @@ class Running:
     def __init__(self, s: EgressSettings, hub: Hub | None = None) -> None:
         self.accounts = send_accounts.parse(ACCOUNTS, {})
         self.hub = hub or Hub(accounts=self.accounts)
-        sender = Sender(emulator_url=s.emulator_url, emulator_smtp=s.emulator_smtp, timeout_s=s.call_timeout_s, hub=self.hub)
+        sender = Sender(emulator_url=s.emulator_url, emulator_smtp=s.emulator_smtp, timeout_s=s.call_timeout_s,
+                        hub=self.hub)
         self.egress = Egress(s, self.accounts, sender=sender)
         self.stop = asyncio.Event()
 
@@ -372,4 +373,5 @@ async def test_a_partition_moved_between_egresses_keeps_its_windows(applied_topi
         done = final(outcomes(k))
     assert sorted(e["envelope"]["event_type"] for e in done.values()) == ["OutboundSent"] * 24, \
         {e.get("code") for e in done.values()}
-    assert emu.count("whatsapp", "106540352242922") == 24 and emu.count("whatsapp", "106540352242922", "duplicates") == 0
+    assert emu.count("whatsapp", "106540352242922") == 24
+    assert emu.count("whatsapp", "106540352242922", "duplicates") == 0

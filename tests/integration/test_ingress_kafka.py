@@ -131,7 +131,7 @@ async def test_webchat_messages_go_to_kafka_field_by_field(applied_topics) -> No
     env = first["envelope"]
     assert record.key == b"acme|webchat|v-100" == env["partition_key"].encode()
     assert record.timestamp == env["occurred_at"] == sent_at
-    assert env["tenant_id"] == "acme" and env["event_type"] == "MessageReceived" and env["producer"] == "ingress/webchat"
+    assert (env["tenant_id"], env["event_type"], env["producer"]) == ("acme", "MessageReceived", "ingress/webchat")
     assert env["recorded_at"] is not None and env["recorded_at"] >= sent_at
     assert first["channel"] == "webchat" and first["channel_account_id"] == "acme-web"
     assert first["sender"] == {"channel": "webchat", "id": "v-100", "display_name": "Zoé", "phone_e164": None,

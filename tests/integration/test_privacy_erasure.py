@@ -187,8 +187,8 @@ async def test_an_erased_customer_is_in_no_byte_the_system_wrote(applied_topics:
         profile = query.customer_profile(store, "acme", wa_customer)
         assert profile["name"] == s["name"] and profile["attributes"] == {"address": s["address"]}
         assert set(profile["merged_customers"]) >= {survivor}
-        shown = json.dumps(profile) + "".join(json.dumps(query.thread_detail(store, "acme", t["thread_id"]), default=str)
-                                              for t in profile["threads"])
+        shown = json.dumps(profile) + "".join(
+            json.dumps(query.thread_detail(store, "acme", t["thread_id"]), default=str) for t in profile["threads"])
         exported = json.dumps(privacy_ops.export(proj, "acme", wa_customer), default=str)
         for n in needles:
             assert n in shown + exported, n

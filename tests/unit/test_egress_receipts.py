@@ -27,7 +27,8 @@ INGRESS_ACCOUNTS = Accounts([
 ])
 SENDS = [  # (egress account, recipient)
     (SendAccount("acme", "whatsapp", "106540352242922", {"access_token": "t"}), "33612345678"),
-    (SendAccount("acme", "twilio", "+33644600000", {"account_sid": "ACx", "auth_token": "twilio-token"}), "+33612345678"),
+    (SendAccount("acme", "twilio", "+33644600000", {"account_sid": "ACx", "auth_token": "twilio-token"}),
+     "+33612345678"),
     (SendAccount("acme", "viber", "acmesupport", {"auth_token": "viber-token"}), "viber-user=="),
     (SendAccount("acme", "rbm", "acme-support", {"access_token": "t", "agent_id": "acme-support"}), "+33612345678"),
 ]

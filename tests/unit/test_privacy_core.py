@@ -145,8 +145,9 @@ def _message() -> dict:
     sender = f.identity("whatsapp", "33612345678", phone="+33612345678", name="Zoltan Kovacs")
     e = f.received("acme", sender, "Re: Order 4455667 never arrived", T, subject="Order 4455667")
     e["channel_message_id"] = "wamid.opaque-1"  # providers' ids stay readable (docs/PRIVACY.md)
-    e["attachments"] = [{"kind": "image", "media_id": "m-1", "url": "https://cdn.example/p.jpg", "mime_type": "image/jpeg",
-                         "size_bytes": 10, "sha256": "ab", "caption": "my parcel", "filename": "p.jpg"}]
+    e["attachments"] = [{"kind": "image", "media_id": "m-1", "url": "https://cdn.example/p.jpg",
+                         "mime_type": "image/jpeg", "size_bytes": 10, "sha256": "ab", "caption": "my parcel",
+                         "filename": "p.jpg"}]
     return e
 
 

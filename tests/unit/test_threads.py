@@ -39,7 +39,8 @@ def run(events, rules=RULES, state=None, replies=None):
 
 def thread_of(out, event):
     eid = event["envelope"]["event_id"]
-    (m,) = [e for e in out if e["envelope"]["event_id"] == eid and e["envelope"]["event_type"] == event["envelope"]["event_type"]]
+    kind = event["envelope"]["event_type"]
+    (m,) = [e for e in out if e["envelope"]["event_id"] == eid and e["envelope"]["event_type"] == kind]
     return m["thread_id"]
 
 

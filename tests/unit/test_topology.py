@@ -250,7 +250,8 @@ def test_a_source_waking_after_a_quiet_spell_is_not_overtaken(seed) -> None:
     later = f.T0 + 3_600_000
     runner.produce(topics.MESSAGES, f.received("acme", sms, "thanks, all good", later, n=2))
     runner.produce(topics.CONVERSATION_MESSAGES, f.thread_command(
-        "ConversationResolved", "acme", threaded["customer_id"], threaded["thread_id"], later + 60_000, resolved_by="agent"))
+        "ConversationResolved", "acme", threaded["customer_id"], threaded["thread_id"], later + 60_000,
+        resolved_by="agent"))
     runner.run()
     assert sum(t.counts["late"] for t in runner.tasks.values()) == 0
     kinds = [v["envelope"]["event_type"] for _, v in runner.read(topics.CONVERSATIONS)]
