@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
+from typing import Any, TypeVar
 
 SHORT_ABANDON_MS = 30_000
 SL_TARGETS = {300: 90, 20: 80}  # T in seconds -> target percentage (90/300, and 80/20 beside it)
@@ -54,7 +55,10 @@ def rank(n: int, p: int) -> int:
     return max(1, (p * n + 99) // 100)
 
 
-def percentile(values: Iterable[float], p: int) -> float | None:
+_N = TypeVar("_N", int, float)
+
+
+def percentile(values: Iterable[_N], p: int) -> _N | None:
     """Nearest-rank p-th percentile; None when there are no values."""
     ordered = sorted(values)
     return ordered[rank(len(ordered), p) - 1] if ordered else None
@@ -113,7 +117,7 @@ def thread_contained(routed_to_human: Iterable[bool], last_resolved: bool) -> bo
 
 # --- levels over time (agents' concurrency, contacts waiting) --------------------------------
 
-def level_profile(online: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int]]) -> dict:
+def level_profile(online: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int]]) -> dict[str, Any]:
     """Time at each level of n(t) = number of ``spans`` [lo, hi) covering t, over ``online``.
 
     ``online``: sorted, disjoint [lo, hi) segments. Returns online ms, the integral of n (open

@@ -140,7 +140,8 @@ def _none(_: str) -> None:
     return None
 
 
-def decide(state: CustomerThreads, event: dict[str, Any], rules: Rules, replied: Replied = _none) -> list[dict]:
+def decide(state: CustomerThreads, event: dict[str, Any], rules: Rules,
+           replied: Replied = _none) -> list[dict[str, Any]]:
     """What ``event`` causes: timeouts first, then the thread event and the threaded message."""
     return step(state, event, rules, replied)[1]
 
@@ -150,7 +151,7 @@ def evolve(state: CustomerThreads, event: dict[str, Any], rules: Rules, replied:
 
 
 def step(state: CustomerThreads, event: dict[str, Any], rules: Rules,
-         replied: Replied = _none, features: Features = text_features) -> tuple[CustomerThreads, list[dict]]:
+         replied: Replied = _none, features: Features = text_features) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     """The new state and the events emitted for ``event``; ``replied`` finds the thread of a
     message id the event refers to (e-mail References, a reply quoting a message); ``features``
     says what a customer message is matched on."""
@@ -186,13 +187,14 @@ def next_deadline(state: CustomerThreads, rules: Rules) -> int | None:
     return min(deadlines, default=None)
 
 
-def expire(state: CustomerThreads, at: int, tenant: str, customer: str, rules: Rules) -> tuple[CustomerThreads, list]:
+def expire(state: CustomerThreads, at: int, tenant: str, customer: str,
+           rules: Rules) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     """Resolve by ``timeout`` the customer's threads whose deadline is at or before ``at``."""
     return _timeouts(state, at, tenant, customer, rules)
 
 
-def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules,
-                      replied: Replied, features: Features = text_features) -> tuple[CustomerThreads, list]:
+def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules, replied: Replied,
+                      features: Features = text_features) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     at = msg["envelope"]["occurred_at"]
     subject, refs = features(msg)
     found = _match(state, msg, subject, refs, at, rules, replied)
@@ -234,7 +236,7 @@ def _match(state: CustomerThreads, msg: dict[str, Any], subject: str | None, ref
     return recent
 
 
-def _business_message(state: CustomerThreads, msg: dict[str, Any]) -> tuple[CustomerThreads, list]:
+def _business_message(state: CustomerThreads, msg: dict[str, Any]) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     at = msg["envelope"]["occurred_at"]
     thread = state.get(msg["thread_id"]) if msg.get("thread_id") else None
     if msg.get("thread_id") and thread is None:
@@ -251,7 +253,7 @@ def _business_message(state: CustomerThreads, msg: dict[str, Any]) -> tuple[Cust
     return _put(state, thread), [*out, {**msg, "thread_id": thread.thread_id}]
 
 
-def _resolve(state: CustomerThreads, cmd: dict[str, Any]) -> tuple[CustomerThreads, list]:
+def _resolve(state: CustomerThreads, cmd: dict[str, Any]) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     thread = state.get(cmd["thread_id"])
     if thread is None or not thread.open:
         return state, []
@@ -260,7 +262,7 @@ def _resolve(state: CustomerThreads, cmd: dict[str, Any]) -> tuple[CustomerThrea
 
 
 def _timeouts(state: CustomerThreads, now: int, tenant: str, customer: str,
-              rules: Rules) -> tuple[CustomerThreads, list]:
+              rules: Rules) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     """Resolve threads where the business had the last word and the customer went silent."""
     if not rules.auto_resolve_after_ms:
         return state, []
