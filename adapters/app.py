@@ -218,7 +218,7 @@ class Ingress:
                 events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
         """(the events, each under the account its payload names), or ([], why) for a mismatch."""
         named = [e.get("channel_account_id") for e in events]
-        foreign = sorted({n for n in named if not account.matches(n)})
+        foreign = sorted({n for n in named if n is not None and not account.matches(n)})  # naming none: ours
         if not foreign:
             return events, None
         reparsed: dict[str, list[dict[str, Any]]] = {}
@@ -236,7 +236,7 @@ class Ingress:
             if failure is not None or len(again) != len(events):
                 return [], f"the events naming {n!r} do not map under that account: {failure}"
             reparsed[n] = again
-        out = [e if account.matches(n) else reparsed[n][i] for i, (e, n) in enumerate(zip(events, named, strict=True))]
+        out = [reparsed[n][i] if n in reparsed else e for i, (e, n) in enumerate(zip(events, named, strict=True))]
         log.info("ingress.rerouted", adapter=name, route=account.account_id, accounts=foreign)
         return out, None
 

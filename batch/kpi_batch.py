@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -55,7 +55,7 @@ def _row(e: Mapping[str, Any]) -> tuple:
 
 def load(con: duckdb.DuckDBPyConnection, events: Iterable[Mapping[str, Any]]) -> None:
     rows = [_row(e) for e in events if e["envelope"]["event_type"] in CLOCK_TYPES]
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in _COLUMNS]
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in _COLUMNS]
     types = {"t": pa.int64()}
     table = pa.table({c: pa.array(v, type=types.get(c, pa.string())) for c, v in zip(_COLUMNS, cols, strict=True)})
     con.register("raw", table)

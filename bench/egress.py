@@ -294,13 +294,14 @@ async def _phase(traffic: Traffic, emu: str, rate: float, seconds: float, tag: s
         sent_at[mid] = int(time.time() * 1000)
         return mid
 
-    traffic.sent = record  # type: ignore[method-assign]
+    traffic.sent = record  # type: ignore[method-assign, assignment]  # timed for this phase, put back below
     try:
         res = await steady(traffic, emu, rate, seconds, tag, since)
     finally:
-        traffic.sent = orig  # type: ignore[method-assign]
+        traffic.sent = orig  # type: ignore[method-assign]  # the method itself again
     got = res["got"]
-    others, slow = [], []
+    others: list[float] = []  # ms from the send to the emulator's arrival
+    slow: list[float] = []  # the same, on the throttled account
     for mid, at in sent_at.items():
         m = got.get(mid)
         if m is None:

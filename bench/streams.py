@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -251,17 +253,18 @@ def stage_inputs(k: KafkaSettings, rules: str) -> dict[str, list[Any]]:
 # --- processes -------------------------------------------------------------------------------
 
 def start(kind: str, k: KafkaSettings, rules: str, guarantee: str,
-          privacy: PrivacySettings | None = None) -> mp.Process:
+          privacy: PrivacySettings | None = None) -> BaseProcess:
     ctx = mp.get_context("spawn")
-    target = {"worker": worker_process, "raw_aiokafka": raw_aiokafka_process,
-              "raw_confluent_txn": raw_confluent_process}[kind]
+    targets: dict[str, Callable[..., None]] = {"worker": worker_process, "raw_aiokafka": raw_aiokafka_process,
+                                               "raw_confluent_txn": raw_confluent_process}
+    target = targets[kind]
     extra = (_privacy_dict(privacy),) if privacy is not None else ()
     proc = ctx.Process(target=target, args=(k.model_dump(mode="json"), rules, guarantee, *extra), daemon=True)
     proc.start()
     return proc
 
 
-def stop(proc: mp.Process) -> None:
+def stop(proc: BaseProcess) -> None:
     proc.terminate()
     proc.join(30)
     if proc.is_alive():
@@ -481,12 +484,13 @@ def _read(k: KafkaSettings, name: str) -> list[tuple[int, bytes | None, bytes]]:
         out = []
         while parts:
             for m in c.consume(10_000, 1.0):
-                if m.error() is not None:
-                    if m.error().code() == KafkaError._PARTITION_EOF:
+                error, value = m.error(), m.value()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         parts.discard(m.partition())
                     continue
-                if m.value() is not None:
-                    out.append((m.timestamp()[1], m.key(), m.value()))
+                if value is not None:
+                    out.append((m.timestamp()[1], m.key(), value))
         return out
     finally:
         c.close()
@@ -525,7 +529,8 @@ def wait_for(k: KafkaSettings, t: topics.Topic, n: int, counts: Any, timeout: fl
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{seen}/{n} records on {name} after {timeout}s")
             for m in c.consume(10_000, 0.5):
-                if m.error() is None and m.value() is not None and counts(codec.decode(m.value())):
+                value = m.value()
+                if m.error() is None and value is not None and counts(codec.decode(value)):
                     seen += 1
     finally:
         c.close()

@@ -60,7 +60,8 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> SendAcco
 
 
 def parse(raw: Mapping[str, Any], environ: Mapping[str, str], source: str = "<accounts>") -> SendAccounts:
-    out, problems = [], []
+    out: list[SendAccount] = []
+    problems: list[str] = []
     for i, entry in enumerate(raw.get("accounts") or []):
         if not isinstance(entry, dict) or entry.get("enabled", True) is False:
             continue

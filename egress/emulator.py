@@ -348,7 +348,8 @@ def _wa_text(doc: dict[str, Any]) -> str:
         return doc["interactive"]["body"]["text"]
     if t == "template":
         return doc["template"]["name"]
-    return str(doc.get(t, {}).get("link") or doc.get(t, {}).get("caption") or t)
+    part = doc.get(t, {}) if isinstance(t, str) else {}
+    return str(part.get("link") or part.get("caption") or t)
 
 
 async def _telegram_params(r: web.Request, raw: bytes) -> dict[str, Any]:

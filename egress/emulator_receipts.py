@@ -121,10 +121,10 @@ class Receipts:
         return urlencode(params).encode(), {"X-Twilio-Signature": sig,
                                             "Content-Type": "application/x-www-form-urlencoded"}, url
 
-    def _viber(self, r: Route, to: str, pid: str, status: str, _: Any) -> tuple[bytes, dict, str]:
+    def _viber(self, r: Route, to: str, pid: str, status: str, _: Any) -> tuple[bytes | None, dict, str]:
         event = {"sent": None, "delivered": "delivered", "read": "seen", "failed": "failed"}[status]
         if event is None:
-            return None, {}, ""  # type: ignore[return-value]
+            return None, {}, ""
         doc: dict[str, Any] = {"event": event, "timestamp": int(time.time() * 1000), "message_token": int(pid),
                                "user_id": to}
         if event == "failed":

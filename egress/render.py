@@ -46,12 +46,14 @@ class Rendered:
 
 def render(msg: dict[str, Any], caps: Caps, template: Template | None = None, mode: str = "none") -> Rendered:
     """The parts ``caps.channel`` receives for ``msg``, and the decision (asked, sent, reasons)."""
-    asked, sent, reasons = features(msg), [], []
+    asked = features(msg)
+    sent: list[str] = []
+    reasons: list[str] = []
     ch = caps.channel
     if msg.get("template"):
-        parts = _template(msg, caps, template, sent, reasons)
-        if parts is not None:
-            return Rendered(parts, _decision(asked, sent, reasons, parts, mode))
+        templated = _template(msg, caps, template, sent, reasons)
+        if templated is not None:
+            return Rendered(templated, _decision(asked, sent, reasons, templated, mode))
         msg = {**msg, "template": None, "text": template.fill(list(msg["template"]["parameters"])) if template else ""}
     lines: list[str] = []  # lines appended to the text (degraded options, links)
     options = _options(msg, caps, sent, reasons, lines)

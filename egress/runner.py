@@ -121,6 +121,12 @@ class Egress:
             **({"group.instance.id": self.s.instance_id} if self.s.instance_id else {})}))
         self.consumer.subscribe([self.input], on_assign=self._assigned, on_revoke=self._revoked)
 
+    def _running(self) -> tuple[Consumer, AsyncProducer]:
+        """The consumer and producer ``start`` made (the loop runs between start and stop)."""
+        if self.consumer is None or self.producer is None:
+            raise RuntimeError("the egress is not started")
+        return self.consumer, self.producer
+
     def _load_windows(self) -> None:
         parts = partitions_of(self._conf(), self.windows_topic)
         for _, e in read_back(self._conf(), self.windows_topic, parts, None, self.codec, frozenset({"ServiceWindow"})):
@@ -161,6 +167,7 @@ class Egress:
 
     async def run(self, stop: asyncio.Event) -> Stats:
         await self.start()
+        consumer = self._running()[0]
         loop = asyncio.get_running_loop()
         last_commit = last_log = time.monotonic()
         try:
@@ -168,9 +175,9 @@ class Egress:
                 if self.to_load:
                     parts, self.to_load = self.to_load, []
                     await loop.run_in_executor(None, self._load_deliveries, parts)
-                    self.consumer.resume([TopicPartition(self.input, p) for p in parts])
+                    consumer.resume([TopicPartition(self.input, p) for p in parts])
                 room = len(self.jobs) < self.s.max_in_flight
-                msgs = self.consumer.consume(self.s.max_batch, timeout=0) if room else []
+                msgs = consumer.consume(self.s.max_batch, timeout=0) if room else []
                 for m in msgs:
                     self._record(m)
                 now = time.monotonic()
@@ -238,7 +245,10 @@ class Egress:
                 o.committed = point
         if out:
             try:
-                self.consumer.commit(offsets=out, asynchronous=not sync)
+                if sync:
+                    self.consumer.commit(offsets=out, asynchronous=False)
+                else:
+                    self.consumer.commit(offsets=out, asynchronous=True)
             except Exception as e:  # noqa: BLE001 - a failed commit is retried at the next interval
                 log.warning("egress.commit_failed", error=str(e))
 
@@ -294,7 +304,7 @@ class Egress:
             self.offsets[p].finish(off)
             return
         record = events.window(tenant, channel, e["channel_account_id"], e["sender"]["id"], after, e, k)
-        fut = self.producer.send(self.windows_topic, k.encode(), self._encode(record, self.windows_topic))
+        fut = self._running()[1].send(self.windows_topic, k.encode(), self._encode(record, self.windows_topic))
         fut.add_done_callback(lambda f: self._finish([(p, off)]) if not f.exception() else self._fatal(f))
 
     def _outbound(self, msg: dict[str, Any], key: bytes, p: int, off: int) -> None:
@@ -360,7 +370,7 @@ class Egress:
     def _emit(self, event: dict[str, Any], key: bytes) -> asyncio.Future:
         eid = event["message_event_id"]
         self.deliveries[eid] = fold(self.deliveries.get(eid), event)
-        return self.producer.send(self.outbound, key, self._encode(event, self.outbound))
+        return self._running()[1].send(self.outbound, key, self._encode(event, self.outbound))
 
     def _encode(self, event: dict[str, Any], topic: str) -> bytes:
         """The delivery events are built here with every field set (``schemas.events.make``), so

@@ -85,9 +85,9 @@ def window_at(channel: str, times: tuple[int, ...] | list[int], at: int, author_
     last = latest_before(times, at)
     closes = last + standard if last is not None else None
     human_closes = last + human if last is not None and human else None
-    if closes is not None and last <= at < closes:
+    if last is not None and closes is not None and last <= at < closes:
         mode = "response"
-    elif human_closes is not None and last <= at < human_closes and author_type == "agent":
+    elif last is not None and human_closes is not None and last <= at < human_closes and author_type == "agent":
         mode = "human_agent"
     elif channel in ("whatsapp", "wechat"):
         mode = "template"

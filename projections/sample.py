@@ -195,10 +195,11 @@ def _contact(log: Log, tenant: str, cust: str, thread: str, channel: str, queue:
                      first_reply_at=t_reply, frt_ms=t_reply - t, reply_gap_count=1,
                      reply_gap_total_ms=t_reply - t, reply_gap_max_ms=t_reply - t,
                      last_customer_sentiment="neutral")]
+    times = [t, t_reply]
     if t_resolved:
         versions.append(dict(versions[1], status="resolved", resolved_at=t_resolved))
-    for n, v in enumerate(versions):
-        at = [t, t_reply, t_resolved][n]
+        times.append(t_resolved)
+    for n, (v, at) in enumerate(zip(versions, times, strict=True)):
         log.add(topics.KPI_CONTACTS, key, make(
             "ContactMeasured", _env("ContactMeasured", derive_id(contact, "v", n), at, tenant, key, cause), **v))
 

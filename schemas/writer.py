@@ -156,4 +156,5 @@ def compile_writer(schema: dict[str, Any]) -> Callable[[dict[str, Any], bytearra
     namespace: dict[str, Any] = {"_long": _long, "_double": struct.Struct("<d").pack,
                                  "_float": struct.Struct("<f").pack, "_MISSING": _MISSING, **src.constants}
     exec(compile("\n".join(src.lines), f"<avro writer {schema.get('name')}>", "exec"), namespace)  # noqa: S102
-    return namespace["write"]  # type: ignore[no-any-return]
+    write: Callable[[dict[str, Any], bytearray], None] = namespace["write"]  # defined by the source above
+    return write

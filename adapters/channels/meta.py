@@ -128,7 +128,7 @@ class MetaMessagingAdapter(BaseAdapter):
         files = []
         for a in as_list(msg.get("attachments"), "message.attachments"):
             kind = text(as_dict(a, "attachment").get("type")) or "file"
-            payload = a.get("payload") if isinstance(a.get("payload"), dict) else {}
+            payload = a["payload"] if isinstance(a.get("payload"), dict) else {}
             if kind == "location" and isinstance(payload.get("coordinates"), dict):
                 c = payload["coordinates"]
                 content = location(c.get("lat"), c.get("long"), title=text(a.get("title")))

@@ -39,6 +39,7 @@ from adapters.channels._common import (
     json_object,
     location,
     mapping_errors,
+    need,
     rich,
     text,
 )
@@ -145,7 +146,7 @@ class TwilioAdapter(BaseAdapter):
         return params
 
     def _inbound(self, req: Request, account: Account, p: dict[str, Any], sid: str) -> dict:
-        channel, sender_addr = _address(text(p["From"]))
+        channel, sender_addr = _address(need(p, "From"))
         phone = e164(sender_addr)
         if channel == "whatsapp":
             wa_id = text(p.get("WaId")) or (phone or sender_addr).lstrip("+")

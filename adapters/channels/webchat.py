@@ -163,7 +163,7 @@ class WebchatAdapter:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return b""  # not JSON but names a token: keep nothing rather than the token
-        items = doc.get("events") if isinstance(doc, dict) and isinstance(doc.get("events"), list) else [doc]
+        items = doc["events"] if isinstance(doc, dict) and isinstance(doc.get("events"), list) else [doc]
         for item in items:
             if isinstance(item, dict) and "user_token" in item:
                 item["user_token"] = "<redacted>"

@@ -66,7 +66,7 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, call: Call | 
         return sent([str(doc["result"]["message_id"])], status)
     code = doc.get("error_code") or status
     reason = f"Telegram error {code}: {doc.get('description', '')}"
-    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    params = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
     if code == 429:
         return transient("429", reason, status, float(params.get("retry_after", 1)))
     if isinstance(code, int) and code >= 500:

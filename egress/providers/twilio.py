@@ -33,7 +33,7 @@ def requests(account: SendAccount, plan: Plan, event: dict[str, Any]) -> list[Ca
     else:
         origin = s.get("from") or account.account_id
         sender = (("From", f"whatsapp:{origin}" if plan.recipient.startswith("whatsapp:") else origin),)
-    base = (("To", plan.recipient), *sender)
+    base: tuple[tuple[str, str], ...] = (("To", plan.recipient), *sender)
     if s.get("status_callback"):
         base += (("StatusCallback", s["status_callback"]),)
     url = f"/2010-04-01/Accounts/{sid}/Messages.json"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -41,6 +41,9 @@ from parley.demo.pipeline import Pipeline
 from parley.demo.scenario import Inbound, Presence, Scenario, Step
 from parley.demo.view import View
 from parley.demo.webhooks import HttpRequest, RenderContext
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 # A reply refused as outside the customer-service window (422) right after the customer wrote:
@@ -316,7 +319,7 @@ class _Progress:
 
     def __init__(self, scenario: Scenario, *, enabled: bool) -> None:
         self.sc, self.enabled, self.tz = scenario, enabled, ZoneInfo(scenario.timezone)
-        self._bar = None
+        self._bar: Progress | None = None
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -337,6 +340,6 @@ class _Progress:
         self._bar.update(self._task, completed=(at_ms - self.sc.start_ms) / 60_000,
                          clock=f"{clock} {self.tz.key}", requests=requests)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)

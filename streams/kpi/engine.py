@@ -317,14 +317,14 @@ class KpiEngine:
         self._touched, self._presence_touched = {}, {}
         out: list[dict[str, Any]] = []
         agents, self._dirty_agents = self._dirty_agents, {}
-        for key, cause in sorted(agents.items()):
-            out.extend(self._flush_agent(key, cause))
+        for agent_key, cause in sorted(agents.items()):
+            out.extend(self._flush_agent(agent_key, cause))
         contacts, self._dirty_contacts = self._dirty_contacts, {}
-        for key, cause in sorted(contacts.items()):
-            out.extend(self._flush_contact(key, cause))
+        for contact_key, cause in sorted(contacts.items()):
+            out.extend(self._flush_contact(contact_key, cause))
         intervals, self._dirty_buckets = self._dirty_buckets, {}
-        for key, cause in sorted(intervals.items()):
-            out.extend(self._flush_interval(key, cause))
+        for bucket_key, cause in sorted(intervals.items()):
+            out.extend(self._flush_interval(bucket_key, cause))
         return out
 
     def _mark_watermark(self, tenant: str, cause: Cause) -> None:
@@ -352,7 +352,7 @@ class KpiEngine:
         end = min(b + logic.INTERVAL_MS, self._tenant(tenant)["wm"])
         a = self.s.agents.get(f"{tenant}|{agent}")
         online = logic.online_segments(a["p"], b, end) if a and end > b else []
-        if not online:
+        if a is None or not online:
             return logic.agent_figures([], [])
         closed = (self.s.pieces.get(f"{tenant}|{agent}|{b}") or {}).values()
         pieces = [(lo, min(hi, end)) for lo, hi in closed if lo < end]

@@ -170,7 +170,7 @@ class Desk:
             return NotImplemented
         return (self.agents, self._waiting, self.wake_at) == (other.agents, other._waiting, other.wake_at)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # mutable (changed in place): not hashable
 
     def __repr__(self) -> str:
         return f"Desk(agents={len(self.agents)}, waiting={len(self._waiting)}, wake_at={self.wake_at})"
