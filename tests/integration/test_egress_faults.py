@@ -109,7 +109,7 @@ async def test_kill_9_repeatedly_loses_nothing_and_duplicates_only_in_doubt_call
         for i in range(5):
             p = subprocess.Popen([sys.executable, "-m", "parley.cli", "egress"], env=env, stderr=log, cwd=ROOT)
             await _sending(tmp_path / "egress.log", i + 1)  # it has its partitions and reads them
-            await asyncio.sleep(rng.uniform(0.0, 1.0))
+            await asyncio.sleep(rng.uniform(0.0, 1.0))  # it sends a while: the kill lands anywhere
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
             kills += 1

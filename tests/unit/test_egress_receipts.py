@@ -3,8 +3,6 @@ and become DeliveryStatusChanged naming the provider ids the egress recorded."""
 
 from __future__ import annotations
 
-import asyncio
-
 from adapters.accounts import Accounts
 from adapters.app import build_app
 from adapters.base import Account
@@ -18,6 +16,7 @@ from egress.providers import PROVIDERS
 from egress.sender import Sender
 from schemas import topics
 from tests.unit.test_ingress_app import NOW_MS, FakeProducer, make_settings, topic
+from tests.waiting import async_wait_until
 
 INGRESS_ACCOUNTS = Accounts([
     Account("acme", "whatsapp", "106540352242922", secrets=("meta-secret",)),
@@ -56,11 +55,9 @@ async def test_receipts_reach_the_ingress_and_name_the_provider_ids(client_for) 
             result = await sender.call(account, call)
             assert result.ok, result
             sent[account.provider] = result.ids[0]
-        for _ in range(100):
-            statuses = producer.decoded(topic(topics.MESSAGES))
-            if len(statuses) >= 9:
-                break
-            await asyncio.sleep(0.05)
+        arrived = await async_wait_until(lambda: len(producer.decoded(topic(topics.MESSAGES))) >= 9, 5, every=0.05)
+        assert arrived, producer.decoded(topic(topics.MESSAGES))
+        statuses = producer.decoded(topic(topics.MESSAGES))
     finally:
         await sender.close()
         await receipts.close()

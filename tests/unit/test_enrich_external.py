@@ -6,6 +6,7 @@ import pytest
 
 from streams.enrich.external import ExternalEnricher
 from streams.enrich.logic import BuiltinEnricher, Enrichment, Intent
+from tests.waiting import async_wait_until
 
 GOOD = {
     "language": "fr", "language_confidence": 0.9, "sentiment_score": -0.7,
@@ -25,7 +26,7 @@ def answering(body=GOOD, delay=0.0):
 
     async def call(text, tenant_id):
         calls.append((text, tenant_id))
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay)  # the service's latency: what the timeouts are tested against
         return body
 
     call.calls = calls
@@ -92,8 +93,9 @@ async def test_missing_label_is_derived_from_the_score(builtin):
 
 
 async def test_cancellation_is_not_swallowed(builtin):
-    task = asyncio.create_task(make(answering(delay=5.0), builtin, timeout_s=10).aenrich(TEXT, "t1"))
-    await asyncio.sleep(0.01)
+    service = answering(delay=5.0)
+    task = asyncio.create_task(make(service, builtin, timeout_s=10).aenrich(TEXT, "t1"))
+    assert await async_wait_until(lambda: service.calls, 5, every=0.001)  # the call is under way
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
