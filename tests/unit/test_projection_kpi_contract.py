@@ -3,15 +3,11 @@ order, give the tables its own fold (``streams.kpi.logic.fold_outputs``) gives."
 
 from __future__ import annotations
 
-import pytest
-
 import projections
 from projections import dashboard, query, sample
 from projections.engine import Batcher, Decoded
 from projections.store import open_store
-
-engine = pytest.importorskip("streams.kpi.engine")
-logic = pytest.importorskip("streams.kpi.logic")
+from streams.kpi import engine, logic
 
 
 def kpi_records(seed: int) -> list[dict]:
