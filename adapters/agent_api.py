@@ -89,6 +89,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from adapters import limits
 from adapters.agent_events import (
     AGENT_ID,
     ContextBody,
@@ -109,7 +110,6 @@ from adapters.agent_events import (
     transfer_event,
     unlink_event,
 )
-from adapters import limits
 from adapters.ingress import Ingress, Refusal, log, read_body
 from adapters.producer import Record
 from adapters.windows import WindowBook
@@ -214,7 +214,8 @@ class AgentApi:
             event = unlink_event(tenant, ids["agent_id"], unlink, received, key=self._key(tenant, unlink))
             return event, ing.identity_commands_topic
         if route == "customer_merge":
-            return merge_event(tenant, ids["agent_id"], _validate(MergeBody, raw), received), ing.identity_commands_topic
+            merge = merge_event(tenant, ids["agent_id"], _validate(MergeBody, raw), received)
+            return merge, ing.identity_commands_topic
         return context_event(tenant, ids["customer_id"], _validate(ContextBody, raw), received), ing.context_topic
 
     def _key(self, tenant: str, body: LinkBody | UnlinkBody) -> str | None:

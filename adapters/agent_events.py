@@ -17,6 +17,8 @@ from adapters.rich_body import RichMessageBody
 from schemas import topics
 from schemas.events import derive_id, envelope, make
 
+# ``Literal[CHANNELS]`` below: pydantic takes the tuple's values; mypy wants them spelled out
+# (its valid-type error is ignored there), and one list of channels is worth more.
 CHANNELS = ("whatsapp", "messenger", "instagram", "sms", "telegram", "line", "viber", "wechat", "rbm",
             "email", "webchat")
 EPOCH_2000_MS, EPOCH_2100_MS = 946_684_800_000, 4_102_444_800_000
@@ -230,8 +232,8 @@ def reply_event(tenant: str, agent: str, body: ReplyBody, received_ms: int) -> d
                 recipient=recipient, message_id=body.message_id, channel_message_id=body.channel_message_id,
                 author_type=body.author_type, author_id=agent,
                 kind="template" if body.content and body.content.template else body.kind,
-                template_name=body.template_name or (body.content.template.name if body.content and body.content.template
-                                                     else None),
+                template_name=body.template_name or (body.content.template.name
+                                                     if body.content and body.content.template else None),
                 text=body.text, attachments=[a.model_dump() for a in body.attachments], rich=rich,
                 customer_id=body.customer_id, thread_id=body.thread_id,
                 in_reply_to_event_id=body.in_reply_to_event_id,

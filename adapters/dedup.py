@@ -385,7 +385,8 @@ class Dedup:
         while True:
             try:
                 if self._consumer is None:
-                    self._consumer, self._log_end = await asyncio.to_thread(self._open)
+                    consumer, self._log_end = await asyncio.to_thread(self._open)
+                    self._consumer = consumer
                     log.info("dedup.start", log_end=self._log_end)
                     if self.ready:
                         log.info("dedup.ready", ids=0)
@@ -548,14 +549,17 @@ def _read_range(consumer: confluent_kafka.Consumer, codec: Codec, topic: str, pa
         if time.monotonic() > deadline:
             raise Unavailable(f"could not read {topic}[{partition}] {start}..{end} in time")
         for msg in consumer.consume(num_messages=500, timeout=0.5):
-            if msg.error() or msg.offset() >= end:
+            offset, value = msg.offset(), msg.value()
+            if msg.error() or offset is None or offset >= end:
                 continue
-            position = msg.offset() + 1
+            position = offset + 1
+            if value is None:  # a tombstone: no envelope
+                continue
             try:
-                env = codec.decode(msg.value())["envelope"]
+                env = codec.decode(value)["envelope"]
             except (DecodeError, KeyError, TypeError):
                 continue
             newest = max(newest, env.get("recorded_at") or 0)
             if env["event_id"] in ids:
-                found[env["event_id"]] = Stored(topic, partition, msg.offset())
+                found[env["event_id"]] = Stored(topic, partition, offset)
     return newest

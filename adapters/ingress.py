@@ -211,14 +211,15 @@ class Ingress:
                 events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
         """(the events, each under the account its payload names), or ([], why) for a mismatch."""
         named = [e.get("channel_account_id") for e in events]
-        foreign = sorted({n for n in named if not account.matches(n)})
+        foreign = sorted({n for n in named if n is not None and not account.matches(n)})  # naming none: ours
         if not foreign:
             return events, None
         reparsed: dict[str, list[dict[str, Any]]] = {}
         for n in foreign:
             owner = self.accounts.owner(name, n)
             if owner is None:
-                return [], f"the payload names {name} account {n!r}, not this route's ({account.account_id!r}) nor any configured"
+                return [], (f"the payload names {name} account {n!r}, not this route's ({account.account_id!r}) "
+                            "nor any configured")
             try:
                 adapter.verify(req, owner)
             except Exception:
@@ -228,7 +229,7 @@ class Ingress:
             if failure is not None or len(again) != len(events):
                 return [], f"the events naming {n!r} do not map under that account: {failure}"
             reparsed[n] = again
-        out = [e if account.matches(n) else reparsed[n][i] for i, (e, n) in enumerate(zip(events, named))]
+        out = [reparsed[n][i] if n in reparsed else e for i, (e, n) in enumerate(zip(events, named, strict=True))]
         log.info("ingress.rerouted", adapter=name, route=account.account_id, accounts=foreign)
         return out, None
 

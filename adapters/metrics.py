@@ -59,7 +59,8 @@ class IngressMetrics:
         self.dead_letters = Counter("parley_ingress_dead_letters", "Verified requests sent to the dead-letter topic.",
                                     ["adapter", "reason"], registry=r)
         self.produce_seconds = Histogram("parley_ingress_produce_seconds",
-                                         "Time from handing the records of one request to the producer to the last ack.",
+                                         "Time from handing the records of one request to the producer to the last "
+                                         "ack.",
                                          ["outcome"], buckets=LATENCY_BUCKETS, registry=r)
         self.request_seconds = Histogram("parley_ingress_request_seconds", "Time to answer a request.",
                                          ["route"], buckets=LATENCY_BUCKETS, registry=r)

@@ -321,7 +321,8 @@ class Producer:
         out = {}
         for resource, future in futures.items():
             entry = future.result(timeout=timeout).get("max.message.bytes")
-            out[resource.name] = int(entry.value) if entry is not None and entry.value else BROKER_DEFAULT_MAX_MESSAGE_BYTES
+            out[resource.name] = (int(entry.value) if entry is not None and entry.value
+                                  else BROKER_DEFAULT_MAX_MESSAGE_BYTES)
         return out
 
     async def stop(self) -> None:
@@ -371,7 +372,7 @@ class Producer:
         if c.brokers_down:
             c.brokers_down = False
             self._publish_ready()
-        return pending.results  # type: ignore[return-value]
+        return pending.results  # type: ignore[return-value]  # every slot is set once all are acknowledged
 
     def _client_error(self, client: _Client, err: KafkaError) -> None:
         """librdkafka's global errors (on the loop): fatal -> replace; all brokers down -> not ready."""

@@ -32,7 +32,8 @@ SECRET_PARAMS = frozenset({
     "signature", "msg_signature", "nonce", "echostr",     # WeChat's signed push (timestamp is kept)
     "hub.verify_token", "hub.challenge",
 })
-MESSAGE_TYPES = frozenset(topics.MESSAGES.value_types) - {"SubjectErased"}  # erasures are the privacy tools', never an adapter's
+# erasures are the privacy tools', never an adapter's
+MESSAGE_TYPES = frozenset(topics.MESSAGES.value_types) - {"SubjectErased"}
 
 
 def raw_request_event(adapter: str, account: Account, req: Request, *, remote: str | None,

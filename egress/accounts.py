@@ -60,11 +60,13 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> SendAcco
 
 
 def parse(raw: Mapping[str, Any], environ: Mapping[str, str], source: str = "<accounts>") -> SendAccounts:
-    out, problems = [], []
+    out: list[SendAccount] = []
+    problems: list[str] = []
     for i, entry in enumerate(raw.get("accounts") or []):
         if not isinstance(entry, dict) or entry.get("enabled", True) is False:
             continue
-        provider, where = entry.get("adapter"), f"accounts[{i}] ({entry.get('tenant')}/{entry.get('adapter')}/{entry.get('account_id')})"
+        provider = entry.get("adapter")
+        where = f"accounts[{i}] ({entry.get('tenant')}/{provider}/{entry.get('account_id')})"
         if provider not in CHANNELS:
             continue
         options = entry.get("options") or {}
@@ -101,6 +103,7 @@ def _resolve(send: dict[str, Any], environ: Mapping[str, str], where: str, probl
 
 
 def _template(t: Mapping[str, Any]) -> Template:
-    return Template(name=str(t["name"]), language=str(t.get("language", "en")), category=str(t.get("category", "utility")),
+    return Template(name=str(t["name"]), language=str(t.get("language", "en")),
+                    category=str(t.get("category", "utility")),
                     parameters=int(t.get("parameters", 0)), body=str(t.get("body", "")),
                     provider_id=t.get("content_sid") or t.get("template_id"))

@@ -30,7 +30,8 @@ class AsyncProducer:
             self.producer.poll(0)
             await asyncio.sleep(0.001 if self.in_flight else 0.02)
 
-    def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future:
+    def send(self, topic: str, key: bytes, value: bytes,
+             headers: list[tuple[str, str | bytes | None]] | None = None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
 
         def done(err: KafkaError | None, msg: Any) -> None:
@@ -99,15 +100,20 @@ def read_back(conf: dict[str, Any], topic: str, partitions: list[int], since_ms:
         c.assign(tps)
         while left:
             for m in c.consume(1000, timeout=0.1):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        left.discard(m.partition())
+                error, p, value = m.error(), m.partition(), m.value()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        left.discard(p)
                     continue
-                if m.offset() >= ends[m.partition()] - 1:
-                    left.discard(m.partition())
+                offset = m.offset()
+                assert p is not None and offset is not None  # a record read has its position
+                if offset >= ends[p] - 1:
+                    left.discard(p)
+                if value is None:  # a tombstone: nothing to read
+                    continue
                 try:
-                    if codec.writer_of(m.value()).name in wanted:
-                        yield m.key(), codec.decode(m.value())
+                    if codec.writer_of(value).name in wanted:
+                        yield m.key(), codec.decode(value)
                 except DecodeError:
                     continue
     finally:

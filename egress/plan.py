@@ -28,7 +28,8 @@ _DIGITS = re.compile(r"^\+?[0-9]{6,15}$")
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
 
-def plan(event: dict[str, Any], account: SendAccount | None, inbound_times: tuple[int, ...] | list[int]) -> Plan | Refusal:
+def plan(event: dict[str, Any], account: SendAccount | None,
+         inbound_times: tuple[int, ...] | list[int]) -> Plan | Refusal:
     """The plan for ``event`` (a MessageSent) from ``account``, given the customer's recent
     message times on that account (event time)."""
     channel, account_id = event["channel"], event["channel_account_id"]
@@ -44,7 +45,8 @@ def plan(event: dict[str, Any], account: SendAccount | None, inbound_times: tupl
     if msg.get("template"):
         call = msg["template"]
         try:
-            template = tpl.validate(account.templates, call["name"], call.get("language"), list(call.get("parameters") or []))
+            template = tpl.validate(account.templates, call["name"], call.get("language"),
+                                    list(call.get("parameters") or []))
         except tpl.TemplateError as e:
             return Refusal(e.code, e.reason)
         msg = {**msg, "template": {**call, "language": template.language}}

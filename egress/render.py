@@ -46,12 +46,14 @@ class Rendered:
 
 def render(msg: dict[str, Any], caps: Caps, template: Template | None = None, mode: str = "none") -> Rendered:
     """The parts ``caps.channel`` receives for ``msg``, and the decision (asked, sent, reasons)."""
-    asked, sent, reasons = features(msg), [], []
+    asked = features(msg)
+    sent: list[str] = []
+    reasons: list[str] = []
     ch = caps.channel
     if msg.get("template"):
-        parts = _template(msg, caps, template, sent, reasons)
-        if parts is not None:
-            return Rendered(parts, _decision(asked, sent, reasons, parts, mode))
+        templated = _template(msg, caps, template, sent, reasons)
+        if templated is not None:
+            return Rendered(templated, _decision(asked, sent, reasons, templated, mode))
         msg = {**msg, "template": None, "text": template.fill(list(msg["template"]["parameters"])) if template else ""}
     lines: list[str] = []  # lines appended to the text (degraded options, links)
     options = _options(msg, caps, sent, reasons, lines)
@@ -100,7 +102,8 @@ def _template(msg: dict[str, Any], caps: Caps, template: Template | None, sent: 
     call = msg["template"]
     others = [f for f in features(msg) if f not in ("template", "subject")]
     if others:
-        reasons.append(f"template: sent alone, without its {', '.join(others)} (a template carries only its parameters)")
+        reasons.append(f"template: sent alone, without its {', '.join(others)} "
+                       "(a template carries only its parameters)")
     if caps.templates:
         sent.append("template")
         return ({"type": "template", "template": {
@@ -212,7 +215,8 @@ def _media(msg: dict[str, Any], caps: Caps, sent: list[str], reasons: list[str],
             raise RenderError("media_invalid", f"{kind} has neither a url nor a media id")
         if limit and m.get("size_bytes") and m["size_bytes"] > limit:
             raise RenderError("media_too_large", f"{kind} {label!r} is {m['size_bytes']} bytes, over "
-                                                 f"{caps.channel}'s {limit} bytes for a {kind}: send a link or a smaller file")
+                                                 f"{caps.channel}'s {limit} bytes for a {kind}: send a link or a "
+                                                 "smaller file")
         if limit and (m.get("url") or caps.channel in ("whatsapp", "telegram")):
             out.append({**m, "kind": kind})
             sent.append(f"media:{kind}")
@@ -221,7 +225,8 @@ def _media(msg: dict[str, Any], caps: Caps, sent: list[str], reasons: list[str],
             lines.append(f"{label}: {m['url']}")
             sent.append("text:links")
         else:
-            raise RenderError("media_invalid", f"{kind} {label!r}: {caps.channel} needs a url (a media id is another provider's)")
+            raise RenderError("media_invalid",
+                              f"{kind} {label!r}: {caps.channel} needs a url (a media id is another provider's)")
     return out
 
 

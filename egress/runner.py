@@ -39,7 +39,6 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-
 from egress import events, windows
 from egress.accounts import SendAccounts
 from egress.kafka_io import AsyncProducer, Offsets, partitions_of, read_back
@@ -120,6 +119,12 @@ class Egress:
             **({"group.instance.id": self.s.instance_id} if self.s.instance_id else {})}))
         self.consumer.subscribe([self.input], on_assign=self._assigned, on_revoke=self._revoked)
 
+    def _running(self) -> tuple[Consumer, AsyncProducer]:
+        """The consumer and producer ``start`` made (the loop runs between start and stop)."""
+        if self.consumer is None or self.producer is None:
+            raise RuntimeError("the egress is not started")
+        return self.consumer, self.producer
+
     def _load_windows(self) -> None:
         parts = partitions_of(self._conf(), self.windows_topic)
         for _, e in read_back(self._conf(), self.windows_topic, parts, None, self.codec, frozenset({"ServiceWindow"})):
@@ -161,6 +166,7 @@ class Egress:
 
     async def run(self, stop: asyncio.Event) -> Stats:
         await self.start()
+        consumer = self._running()[0]
         loop = asyncio.get_running_loop()
         last_commit = last_log = time.monotonic()
         try:
@@ -168,8 +174,9 @@ class Egress:
                 if self.to_load:
                     parts, self.to_load = self.to_load, []
                     await loop.run_in_executor(None, self._load_deliveries, parts)
-                    self.consumer.resume([TopicPartition(self.input, p) for p in parts])
-                msgs = self.consumer.consume(self.s.max_batch, timeout=0) if len(self.jobs) < self.s.max_in_flight else []
+                    consumer.resume([TopicPartition(self.input, p) for p in parts])
+                room = len(self.jobs) < self.s.max_in_flight
+                msgs = consumer.consume(self.s.max_batch, timeout=0) if room else []
                 for m in msgs:
                     self._record(m)
                 now = time.monotonic()
@@ -200,7 +207,8 @@ class Egress:
             self.deliveries = {k: d for k, d in self.deliveries.items() if d.at >= horizon or k in self.jobs}
         if len(self.windows) >= max(100_000, 2 * self._kept[1]):
             latest = max((t[-1] for t in self.windows.values() if t), default=0)
-            self.windows = {k: t for k, t in self.windows.items() if t and t[-1] >= latest - topics.SERVICE_WINDOWS.retention_ms}
+            cut = latest - topics.SERVICE_WINDOWS.retention_ms
+            self.windows = {k: t for k, t in self.windows.items() if t and t[-1] >= cut}
         self._kept = (len(self.deliveries), len(self.windows))
 
     async def _drain(self) -> None:
@@ -236,7 +244,10 @@ class Egress:
                 o.committed = point
         if out:
             try:
-                self.consumer.commit(offsets=out, asynchronous=not sync)
+                if sync:
+                    self.consumer.commit(offsets=out, asynchronous=False)
+                else:
+                    self.consumer.commit(offsets=out, asynchronous=True)
             except Exception as e:  # noqa: BLE001 - a failed commit is retried at the next interval
                 log.warning("egress.commit_failed", error=str(e))
 
@@ -274,8 +285,8 @@ class Egress:
         except Exception as e:  # noqa: BLE001 - a message that breaks the egress fails alone, visibly
             log.exception("egress.poison", partition=p, offset=off, event_id=event["envelope"]["event_id"])
             if kind == "MessageSent" and event["envelope"]["event_id"] not in self.jobs:
-                self._refuse(event, key, p, off, Refusal("internal_error", f"the egress could not handle this "
-                                                                           f"message ({type(e).__name__}: {e})"), Delivery())
+                why = f"the egress could not handle this message ({type(e).__name__}: {e})"
+                self._refuse(event, key, p, off, Refusal("internal_error", why), Delivery())
             else:
                 track.finish(off)
 
@@ -292,7 +303,7 @@ class Egress:
             self.offsets[p].finish(off)
             return
         record = events.window(tenant, channel, e["channel_account_id"], e["sender"]["id"], after, e, k)
-        fut = self.producer.send(self.windows_topic, k.encode(), self._encode(record, self.windows_topic))
+        fut = self._running()[1].send(self.windows_topic, k.encode(), self._encode(record, self.windows_topic))
         fut.add_done_callback(lambda f: self._finish([(p, off)]) if not f.exception() else self._fatal(f))
 
     def _outbound(self, msg: dict[str, Any], key: bytes, p: int, off: int) -> None:
@@ -308,8 +319,9 @@ class Egress:
         recorded = msg["envelope"].get("recorded_at")
         now_ms = int(time.time() * 1000)
         if recorded and now_ms - recorded > self.s.send_horizon_s * 1000:
-            self._refuse(msg, key, p, off, Refusal("expired", f"not sent: the egress read it {(now_ms - recorded) // 1000} s "
-                                                               f"after it was written, past the send horizon of {self.s.send_horizon_s} s"), done)
+            why = (f"not sent: the egress read it {(now_ms - recorded) // 1000} s after it was written, past the "
+                   f"send horizon of {self.s.send_horizon_s} s")
+            self._refuse(msg, key, p, off, Refusal("expired", why), done)
             return
         account = self.accounts.find(msg["channel"], msg["channel_account_id"])
         # the window key as the log carries the customer (a token when sealed), like the inbound side
@@ -357,7 +369,7 @@ class Egress:
     def _emit(self, event: dict[str, Any], key: bytes) -> asyncio.Future:
         eid = event["message_event_id"]
         self.deliveries[eid] = fold(self.deliveries.get(eid), event)
-        return self.producer.send(self.outbound, key, self._encode(event, self.outbound))
+        return self._running()[1].send(self.outbound, key, self._encode(event, self.outbound))
 
     def _encode(self, event: dict[str, Any], topic: str) -> bytes:
         return self.codec.encode(event, topic)  # the codec's compiled writer for the type
@@ -426,7 +438,8 @@ class Egress:
                 self.stats.sent += 1
                 break
             final = result.permanent or attempt >= self.s.max_attempts
-            delay = backoff(attempt, result.retry_after_s, self.rand.random(), self.s.backoff_base_s, self.s.backoff_max_s)
+            delay = backoff(attempt, result.retry_after_s, self.rand.random(), self.s.backoff_base_s,
+                            self.s.backoff_max_s)
             retry_at = None if final else _ms() + int(delay * 1000)
             await self._emit(events.failed(job.msg, attempt, result.code, result.reason, permanent=result.permanent,
                                            final=final, key=key, now_ms=_ms(), http_status=result.http_status,
@@ -434,7 +447,8 @@ class Egress:
             job.in_call = False
             if final:
                 self.stats.failed += 1
-                log.info("egress.failed", event_id=job.msg["envelope"]["event_id"], code=result.code, reason=result.reason)
+                log.info("egress.failed", event_id=job.msg["envelope"]["event_id"], code=result.code,
+                         reason=result.reason)
                 break
             self.stats.retried += 1
             in_doubt = False

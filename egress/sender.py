@@ -96,7 +96,8 @@ class Sender:
             held = self._tokens.get(k)
             if held and held[1] > time.monotonic():
                 return held[0]
-            token, ttl = await (self._wechat_token(account) if account.provider == "wechat" else self._rbm_token(account))
+            fetch = self._wechat_token if account.provider == "wechat" else self._rbm_token
+            token, ttl = await fetch(account)
             self._tokens[k] = (token, time.monotonic() + ttl * 0.9)
             return token
 

@@ -46,7 +46,8 @@ def validate(templates: tuple[Template, ...], name: str, language: str | None, p
     same = [t for t in templates if t.name == name]
     if not same:
         known = ", ".join(names(templates)) or "none"
-        raise TemplateError("template_unknown", f"template {name!r} is not configured for this account (configured: {known})")
+        raise TemplateError("template_unknown",
+                            f"template {name!r} is not configured for this account (configured: {known})")
     chosen = next((t for t in same if t.language == (language or t.language)), None)
     if chosen is None:
         langs = ", ".join(sorted(t.language for t in same))

@@ -44,7 +44,7 @@ class Hub:
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/webchat/{account}/{user}/ws", self.ws)
         app.router.add_get("/webchat/{account}/{user}/events", self.sse)
-        app.router.add_get("/healthz", lambda r: web.json_response({"ok": True}))
+        app.router.add_get("/healthz", _healthy)
 
     def _authorized(self, request: web.Request) -> tuple[str, str]:
         account, user = request.match_info["account"], request.match_info["user"]
@@ -108,6 +108,10 @@ class Hub:
         finally:
             self._detach(k, q)
         return resp
+
+
+async def _healthy(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
 
 
 def _event(m: dict[str, Any]) -> bytes:

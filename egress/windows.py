@@ -80,9 +80,9 @@ def window_at(channel: str, times: tuple[int, ...] | list[int], at: int, author_
     last = latest_before(times, at)
     closes = last + standard if last is not None else None
     human_closes = last + human if last is not None and human else None
-    if closes is not None and last <= at < closes:
+    if last is not None and closes is not None and last <= at < closes:
         mode = "response"
-    elif human_closes is not None and last <= at < human_closes and author_type == "agent":
+    elif last is not None and human_closes is not None and last <= at < human_closes and author_type == "agent":
         mode = "human_agent"
     elif channel in ("whatsapp", "wechat"):
         mode = "template"
@@ -105,7 +105,8 @@ def closed_reason(w: Window, templates: list[str]) -> str:
         head = (f"free-form message refused: the {name} closed at {iso(end)} "
                 f"(the customer last wrote at {iso(w.last_inbound_at)})")
         if w.human_agent_closes_at:
-            head += f"; the standard window closed at {iso(w.closes_at)}, human agents' replies were allowed until {iso(end)}"
+            head += (f"; the standard window closed at {iso(w.closes_at)}, human agents' replies were allowed "
+                     f"until {iso(end)}")
     if w.mode == "template":
         offer = f"send an approved template instead: {', '.join(templates)}" if templates else \
             "send an approved template instead (none is configured for this account)"

@@ -179,7 +179,8 @@ class IngressSettings(_Base):
     public_base_url: str | None = None  # Twilio signs the public URL; behind a proxy set this
     produce_timeout_s: float = 5.0
     agent_tokens: list[SecretStr] = Field(default_factory=list)
-    max_record_bytes: int = 31 * 1024 * 1024  # a body (and its raw record) must fit the raw topic's max.message.bytes (32 MiB)
+    # a body (and its raw record) must fit the raw topic's max.message.bytes (32 MiB)
+    max_record_bytes: int = 31 * 1024 * 1024
     retry_after_s: int = 5  # Retry-After of the 503 answered when Kafka did not acknowledge
     linger_ms: float = 1.0  # librdkafka linger: records of concurrent requests share a produce request
     workers: int = 1  # processes serving the port (SO_REUSEPORT); each has its own producer

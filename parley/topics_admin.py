@@ -62,7 +62,8 @@ async def until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while set(names) - set(await admin.list_topics()):
         if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"topics not visible after {timeout_s}s: {sorted(set(names) - set(await admin.list_topics()))}")
+            missing = sorted(set(names) - set(await admin.list_topics()))
+            raise TimeoutError(f"topics not visible after {timeout_s}s: {missing}")
         await asyncio.sleep(0.1)
 
 

@@ -220,7 +220,8 @@ ROUTES = [
     ("/api/threads", threads), ("/api/threads/{tenant}/{thread_id}", thread),
     ("/api/kpi/intervals", kpi_intervals), ("/api/kpi/summary", kpi_summary),
     ("/api/kpi/agents", kpi_agents), ("/api/kpi/contacts", kpi_contacts),
-    ("/api/deliveries", deliveries), ("/api/dashboard", dashboard_data), ("/healthz", health), ("/openapi.json", openapi),
+    ("/api/deliveries", deliveries), ("/api/dashboard", dashboard_data), ("/healthz", health),
+    ("/openapi.json", openapi),
     ("/dashboard", dashboard_page), ("/", index),
 ]
 

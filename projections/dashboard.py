@@ -79,7 +79,7 @@ def sl_by_interval(store: Store, f: KpiFilter, contacts: list[dict[str, Any]],
     one dimension and they exist, else recomputed from the contact measures (same arithmetic)."""
     dim = f.dimension()
     rows = query.kpi_intervals(store, f) if dim else []
-    if any(r["sl_300"] is not None for r in rows):  # intervals without contacts have none: gaps
+    if dim and any(r["sl_300"] is not None for r in rows):  # intervals without contacts have none: gaps
         points = [{"interval_start": r["interval_start"], "interval": r["interval"],
                    "sl_300": r["sl_300"], "sl_20": r["sl_20"],
                    "offered": r["metrics"].get("offered")} for r in rows]
@@ -129,7 +129,7 @@ def _wait_end(c: dict[str, Any], now: query.Now) -> int | None:
     ends = [t for t in (c["first_human_reply_at"], c["resolved_at"]) if t is not None]
     if ends:
         return min(ends)
-    return now.get(c.get("tenant_id")) if isinstance(now, Mapping) else now
+    return now.get(c.get("tenant_id") or "") if isinstance(now, Mapping) else now
 
 
 def frt_histogram(contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:

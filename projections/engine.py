@@ -169,11 +169,11 @@ class Batcher:
                 self._failed.append(d)
                 routed.append((d, []))
         self._load([t for _, targets in routed for t in targets])
-        ids = [d.event["envelope"]["event_id"] for d, targets in routed if targets]
+        ids = [d.event["envelope"]["event_id"] for d, targets in routed if targets and d.event is not None]
         known = self._known_ids(ids) if self.p.dedup else set()
         for d, targets in routed:
             self._offsets[(d.topic, d.partition)] = d.offset + 1
-            if not targets:
+            if not targets or d.event is None:  # (a tombstone routes nowhere)
                 self.ignored += 1
                 continue
             eid = d.event["envelope"]["event_id"]
@@ -272,7 +272,7 @@ class Batcher:
         for table in self.p.tables:
             cache, dirty = self._rows[table.name], self._dirty[table.name]
             keys = sorted(dirty, key=repr)  # a stable write order: no deadlocks between writers
-            upserts = [table.to_db(cache[k]) for k in keys if cache[k] is not None]
+            upserts = [table.to_db(row) for k in keys if (row := cache[k]) is not None]
             deletes = [k for k in keys if cache[k] is None]
             tx.executemany(Store.upsert_sql(table.name, table.key, table.columns), upserts)
             if deletes:

@@ -99,7 +99,8 @@ def _since_start(row: Row, field: str) -> int | None:
 def is_empty(event: Event) -> bool:
     t = event["envelope"]["event_type"]
     if t == "ContactMeasured":
-        return event["status"] == "void"
+        status: str = event["status"]
+        return status == "void"
     if t == "IntervalStat":
         return not event["metrics"]
     return t == "AgentIntervalStat" and not event["online_ms"]

@@ -12,8 +12,9 @@
   is blanked the same way by event time. A rebuild yields the same rows: the keys are gone, so
   the events open to nothing, and the pass is applied again from the start.
 - **Files**: SQLite runs with ``secure_delete`` on every connection (``projections.store``:
-  overwritten and deleted content is zeroed, from the first write on) and gets a WAL checkpoint that truncates the log after each pass that changed something, so the
-  plaintext is gone from the files at once; PostgreSQL runs ``VACUUM`` on the tables it touched
+  overwritten and deleted content is zeroed, from the first write on) and gets a WAL checkpoint
+  that truncates the log after each pass that changed something, so the plaintext is gone from
+  the files at once; PostgreSQL runs ``VACUUM`` on the tables it touched
   (old row versions; its WAL and backups age out on their own schedule).
 - **Export**: everything held on a customer (``export``), decrypted.
 """

@@ -15,7 +15,8 @@ from parley.privacy import erasure, retention
 from parley.privacy.export import events
 from parley.privacy.keystore import KeyStore
 from projections import query
-from projections.privacy import PrivacyPass, erase_rows, export as rows_export, opener_from, profile_ids, purge_files
+from projections.privacy import PrivacyPass, erase_rows, opener_from, profile_ids, purge_files
+from projections.privacy import export as rows_export
 from projections.store import Store, open_store
 
 

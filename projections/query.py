@@ -308,7 +308,7 @@ Now = int | Mapping[str, int] | None  # one as-of time, or one per tenant
 
 def sl_class(c: Mapping[str, Any], t_s: int, now: Now) -> str:
     """A contact row's class for SL(T): ``streams.kpi.arithmetic.sl_class`` on its instants."""
-    at = now.get(c.get("tenant_id")) if isinstance(now, Mapping) else now
+    at = now.get(c.get("tenant_id") or "") if isinstance(now, Mapping) else now
     return ar.sl_class(c["started_at"], c["first_human_reply_at"], c["resolved_at"], t_s * 1000, at)
 
 

@@ -29,9 +29,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 import projections
 from parley import logs
-from parley.settings import ProjectionSettings
 from parley.privacy.keystore import KeyStore
 from parley.privacy.seal import Opener
+from parley.settings import ProjectionSettings
 from projections.engine import Batcher, Decoded, Projection, checkpoints, decode_batch, truncate
 from projections.privacy import PrivacyPass, opener_from
 from projections.store import Store, open_store

@@ -92,6 +92,7 @@ LIFECYCLE = ("ConversationStarted", "ConversationQueued", "ConversationAssigned"
 def route(event: Event) -> list[tuple[Table, Key]]:
     """The rows an event updates (pure)."""
     t, tenant = event["envelope"]["event_type"], event["envelope"]["tenant_id"]
+    out: list[tuple[Table, Key]]
     if t in ("MessageReceived", "MessageSent"):
         out = [(MESSAGES, (event["envelope"]["event_id"],))]
         return out + ([(THREADS, (tenant, event["thread_id"]))] if event.get("thread_id") else [])

@@ -45,7 +45,7 @@ def _fullname(d: dict[str, Any]) -> str:
     return f"{d['namespace']}.{d['name']}" if "namespace" in d else d["name"]
 
 
-def _expand(node: Any, named: dict[str, dict], seen: set[str]) -> Any:
+def _expand(node: Any, named: dict[str, dict[str, Any]], seen: set[str]) -> Any:
     """Inline the first use of each named type; later uses stay references."""
     if isinstance(node, str):
         if node in named and node not in seen:

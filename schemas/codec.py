@@ -19,7 +19,7 @@ import io
 import struct
 import threading
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
@@ -163,10 +163,12 @@ class Codec:
         body = io.BytesIO(memoryview(data)[_HEADER.size:])
         try:
             if reader.canonical == writer.canonical:
-                return schemaless_reader(body, writer.parsed, None)
-            return schemaless_reader(body, writer.parsed, reader.parsed)
+                record = schemaless_reader(body, writer.parsed, None)
+            else:
+                record = schemaless_reader(body, writer.parsed, reader.parsed)
         except Exception as e:  # fastavro raises many kinds on corrupt input
             raise DecodeError(f"{writer.name}: corrupt body: {e!r}") from None
+        return cast(dict[str, Any], record)  # every type in the catalogue is a record: a dict
 
     def writer_of(self, data: bytes) -> SchemaVersion:
         """The schema version the bytes were written with."""
@@ -194,7 +196,8 @@ def _compiled(sv: SchemaVersion) -> Any:
 def _schema_id(value: bytes | None) -> int | None:
     if value is None or len(value) < _HEADER.size or value[0] != MAGIC:
         return None
-    return _HEADER.unpack_from(value)[1]
+    schema_id: int = _HEADER.unpack_from(value)[1]
+    return schema_id
 
 
 def _fetch_all(fetch: Any, ids: set[int]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from schemas import topics
@@ -62,7 +63,7 @@ def envelope(
 
 
 def caused_by(
-    cause: dict[str, Any], event_type: str, *, id_suffix: str, producer: str,
+    cause: Mapping[str, Any], event_type: str, *, id_suffix: str, producer: str,
     partition_key: str | None = None, occurred_at: int | None = None,
 ) -> dict[str, Any]:
     """An envelope for an event emitted because of ``cause`` (an event dict).
@@ -103,8 +104,9 @@ def make(event_type: str, env: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return out
 
 
-def event_type(event: dict[str, Any]) -> str:
-    return event["envelope"]["event_type"]
+def event_type(event: Mapping[str, Any]) -> str:
+    kind: str = event["envelope"]["event_type"]
+    return kind
 
 
 ERROR_LIMIT = 8000  # characters of an error message kept in a DeadLetter

@@ -63,7 +63,8 @@ class RegistryClient:
 
     def schema(self, schema_id: int) -> dict[str, Any]:
         """The schema registered under ``schema_id`` (parsed JSON)."""
-        return json.loads(self._call("GET", f"/schemas/ids/{schema_id}")["schema"])
+        parsed: dict[str, Any] = json.loads(self._call("GET", f"/schemas/ids/{schema_id}")["schema"])
+        return parsed
 
     def subjects(self) -> list[str]:
         return list(self._call("GET", "/subjects"))

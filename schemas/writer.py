@@ -98,7 +98,8 @@ def _record(src: _Source, schema: dict[str, Any], expr: str, depth: int, named: 
         else:
             _write(src, f["type"], f"{v}[{f['name']!r}]", depth, named)
     names = src.constant(frozenset(f["name"] for f in schema["fields"]))
-    src.emit(depth, f"if len({v}) != {present}: raise TypeError('fields not in {name}: %r' % sorted(set({v}) - {names}))")
+    src.emit(depth, f"if len({v}) != {present}: "
+                    f"raise TypeError('fields not in {name}: %r' % sorted(set({v}) - {names}))")
 
 
 def _default(schema: Any, value: Any, named: dict[str, Any]) -> Any:
@@ -155,4 +156,5 @@ def compile_writer(schema: dict[str, Any]) -> Callable[[dict[str, Any], bytearra
     namespace: dict[str, Any] = {"_long": _long, "_double": struct.Struct("<d").pack,
                                  "_float": struct.Struct("<f").pack, "_MISSING": _MISSING, **src.constants}
     exec(compile("\n".join(src.lines), f"<avro writer {schema.get('name')}>", "exec"), namespace)  # noqa: S102
-    return namespace["write"]  # type: ignore[no-any-return]
+    write: Callable[[dict[str, Any], bytearray], None] = namespace["write"]  # defined by the source above
+    return write

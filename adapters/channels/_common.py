@@ -50,7 +50,7 @@ def mapping_errors(fn: F) -> F:
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as e:
             raise Unmappable(f"unexpected payload shape: {type(e).__name__}: {e}") from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # it takes and returns what fn does
 
 
 # --- decoding -----------------------------------------------------------------------------------

@@ -31,14 +31,13 @@ import json
 import re
 from collections.abc import Sequence
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser, HeaderParser
-from email.utils import getaddresses, parseaddr
+from email.utils import collapse_rfc2231_value, getaddresses, parseaddr
 from typing import Any
 
 from adapters.base import Account, Rejected, Request, Unmappable, secret_equals
-from adapters.channels._common import MIB, BaseAdapter, attachment, header, identity, \
-    mapping_errors
+from adapters.channels._common import MIB, BaseAdapter, attachment, header, identity, mapping_errors
 
 CHANNEL = "email"
 _MSG_ID = re.compile(r"<[^<>\s]+>")
@@ -48,11 +47,12 @@ _TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTA
 class Part:
     """One field of the multipart form."""
 
-    def __init__(self, msg: EmailMessage) -> None:
-        self.name = msg.get_param("name", header="content-disposition") or ""
+    def __init__(self, msg: MIMEPart) -> None:
+        name = msg.get_param("name", header="content-disposition")
+        self.name = collapse_rfc2231_value(name) if name else ""  # an RFC 2231 value is a tuple
         self.filename = msg.get_filename()
         self.content_type = msg.get_content_type() if msg.get("content-type") else None
-        self.data: bytes = msg.get_payload(decode=True) or b""
+        self.data = _payload(msg)
 
 
 class EmailAdapter(BaseAdapter):
@@ -164,7 +164,7 @@ def _texts(parts: list[Part]) -> dict[str, str]:
     except ValueError:
         charsets = {}
     charsets = charsets if isinstance(charsets, dict) else {}
-    out = {}
+    out: dict[str, str] = {}
     for p in parts:
         if p.filename is None and p.name != "email":
             out[p.name] = _decode(p.data, charsets.get(p.name))
@@ -208,9 +208,14 @@ def _mime_text(mime: EmailMessage) -> str | None:
 def _mime_files(req: Request, mime: EmailMessage) -> list[dict[str, Any]]:
     if not mime.is_multipart():
         return []
-    return [_ref(req, f"email/{i}", p.get_filename(), p.get_content_type(),
-                 p.get_payload(decode=True) or b"")
+    return [_ref(req, f"email/{i}", p.get_filename(), p.get_content_type(), _payload(p))
             for i, p in enumerate(mime.iter_attachments(), 1)]
+
+
+def _payload(part: MIMEPart) -> bytes:
+    """A leaf part's body, transfer-decoded (a multipart's, which has none of its own: empty)."""
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
 
 
 ADAPTER = EmailAdapter()

@@ -22,8 +22,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.base import Account, Rejected, Request, Unmappable, hmac_matches
-from adapters.channels._common import MIB, BaseAdapter, Ctx, as_dict, attachment, header, \
-    identity, json_object, location, mapping_errors, ms_from_ms, need, rich, text
+from adapters.channels._common import (
+    MIB,
+    BaseAdapter,
+    Ctx,
+    as_dict,
+    attachment,
+    header,
+    identity,
+    json_object,
+    location,
+    mapping_errors,
+    ms_from_ms,
+    need,
+    rich,
+    text,
+)
 
 CHANNEL = "line"
 SIGNATURE_HEADER = "x-line-signature"
@@ -72,7 +86,7 @@ def _message(cx: Ctx, ev: dict[str, Any], dest: str | None) -> dict[str, Any]:
     mid, kind = need(msg, "id"), text(msg.get("type"))
     files, content = [], None
     if kind in MEDIA:
-        provider = msg.get("contentProvider") if isinstance(msg.get("contentProvider"), dict) \
+        provider = msg["contentProvider"] if isinstance(msg.get("contentProvider"), dict) \
             else {}
         files.append(attachment(
             "image" if kind == "image" else kind, media_id=mid,
@@ -97,7 +111,7 @@ def _message(cx: Ctx, ev: dict[str, Any], dest: str | None) -> dict[str, Any]:
 def _postback(cx: Ctx, ev: dict[str, Any], dest: str | None) -> dict[str, Any]:
     key, sender, ts = _common(cx, ev)
     pb = as_dict(ev.get("postback"), "postback")
-    params = pb.get("params") if isinstance(pb.get("params"), dict) else None
+    params = pb["params"] if isinstance(pb.get("params"), dict) else None
     return cx.received(
         key=key, sender=sender, channel_message_id=key, occurred_at=ts, account_id=dest,
         rich=rich("postback", payload=pb.get("data"), data=params),

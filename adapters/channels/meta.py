@@ -21,10 +21,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from adapters.base import Account, Rejected, Reply, Request, Unmappable, hmac_matches, \
-    secret_equals
-from adapters.channels._common import MIB, BaseAdapter, Ctx, as_dict, as_list, attachment, \
-    header, identity, json_object, location, mapping_errors, ms_from_ms, need, rich, text
+from adapters.base import Account, Rejected, Reply, Request, Unmappable, hmac_matches, secret_equals
+from adapters.channels._common import (
+    MIB,
+    BaseAdapter,
+    Ctx,
+    as_dict,
+    as_list,
+    attachment,
+    header,
+    identity,
+    json_object,
+    location,
+    mapping_errors,
+    ms_from_ms,
+    need,
+    rich,
+    text,
+)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_BODY = 3 * MIB  # WhatsApp documents webhook payloads up to 3 MB; Meta batches entries
@@ -114,7 +128,7 @@ class MetaMessagingAdapter(BaseAdapter):
         files = []
         for a in as_list(msg.get("attachments"), "message.attachments"):
             kind = text(as_dict(a, "attachment").get("type")) or "file"
-            payload = a.get("payload") if isinstance(a.get("payload"), dict) else {}
+            payload = a["payload"] if isinstance(a.get("payload"), dict) else {}
             if kind == "location" and isinstance(payload.get("coordinates"), dict):
                 c = payload["coordinates"]
                 content = location(c.get("lat"), c.get("long"), title=text(a.get("title")))

@@ -24,10 +24,24 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.base import Account, Rejected, Reply, Request, Unmappable, hmac_matches, \
-    secret_equals
-from adapters.channels._common import KIB, BaseAdapter, Ctx, as_dict, attachment, e164, \
-    header, identity, json_object, location, mapping_errors, ms_from_rfc3339, need, rich, text
+from adapters.base import Account, Rejected, Reply, Request, Unmappable, hmac_matches, secret_equals
+from adapters.channels._common import (
+    KIB,
+    BaseAdapter,
+    Ctx,
+    as_dict,
+    attachment,
+    e164,
+    header,
+    identity,
+    json_object,
+    location,
+    mapping_errors,
+    ms_from_rfc3339,
+    need,
+    rich,
+    text,
+)
 
 CHANNEL = "rbm"
 SIGNATURE_HEADER = "X-Goog-Signature"

@@ -20,9 +20,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.base import Account, Rejected, Request, Unmappable, secret_equals
-from adapters.channels._common import MIB, BaseAdapter, Ctx, as_dict, as_list, attachment, \
-    e164, header, identity, json_object, location, mapping_errors, ms_from_seconds, need, rich, \
-    text
+from adapters.channels._common import (
+    MIB,
+    BaseAdapter,
+    Ctx,
+    as_dict,
+    as_list,
+    attachment,
+    e164,
+    header,
+    identity,
+    json_object,
+    location,
+    mapping_errors,
+    ms_from_seconds,
+    need,
+    rich,
+    text,
+)
 
 CHANNEL = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -58,11 +73,11 @@ class TelegramAdapter(BaseAdapter):
 
 
 def _sender(msg: dict[str, Any], chat: dict[str, Any]) -> dict[str, Any]:
-    user = msg.get("from") if isinstance(msg.get("from"), dict) else chat
+    user = msg["from"] if isinstance(msg.get("from"), dict) else chat
     id_ = need(user, "id")
     name = " ".join(filter(None, (text(user.get("first_name")), text(user.get("last_name")))))
     phone = None
-    contact = msg.get("contact") if isinstance(msg.get("contact"), dict) else {}
+    contact = msg["contact"] if isinstance(msg.get("contact"), dict) else {}
     if text(contact.get("user_id")) == id_:  # the user shared their own number
         phone = e164(text(contact.get("phone_number")))
     return identity(CHANNEL, id_, display_name=name or text(user.get("username")),
@@ -80,7 +95,7 @@ def _message(cx: Ctx, key: str, msg: dict[str, Any]) -> dict[str, Any]:
         c = msg["contact"]
         content = rich("contact", payload=c.get("phone_number"), title=c.get("first_name"),
                        data=c)
-    reply = msg.get("reply_to_message") if isinstance(msg.get("reply_to_message"), dict) else {}
+    reply = msg["reply_to_message"] if isinstance(msg.get("reply_to_message"), dict) else {}
     return cx.received(
         key=key, sender=_sender(msg, chat),
         channel_message_id=f"{chat_id}:{need(msg, 'message_id')}",
@@ -110,8 +125,8 @@ def _files(msg: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _callback(cx: Ctx, key: str, cq: dict[str, Any]) -> dict[str, Any]:
-    msg = cq.get("message") if isinstance(cq.get("message"), dict) else {}
-    chat = msg.get("chat") if isinstance(msg.get("chat"), dict) else {}
+    msg = cq["message"] if isinstance(cq.get("message"), dict) else {}
+    chat = msg["chat"] if isinstance(msg.get("chat"), dict) else {}
     user = as_dict(cq.get("from"), "callback_query.from")
     reply_to = (f"{text(chat['id'])}:{text(msg['message_id'])}"
                 if chat.get("id") is not None and msg.get("message_id") is not None else None)

@@ -29,8 +29,20 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 from adapters.base import Account, Rejected, Reply, Request, Unmappable, hmac_matches
-from adapters.channels._common import KIB, BaseAdapter, attachment, e164, header, identity, \
-    json_object, location, mapping_errors, rich, text
+from adapters.channels._common import (
+    KIB,
+    BaseAdapter,
+    attachment,
+    e164,
+    header,
+    identity,
+    json_object,
+    location,
+    mapping_errors,
+    need,
+    rich,
+    text,
+)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
@@ -134,7 +146,7 @@ class TwilioAdapter(BaseAdapter):
         return params
 
     def _inbound(self, req: Request, account: Account, p: dict[str, Any], sid: str) -> dict:
-        channel, sender_addr = _address(text(p["From"]))
+        channel, sender_addr = _address(need(p, "From"))
         phone = e164(sender_addr)
         if channel == "whatsapp":
             wa_id = text(p.get("WaId")) or (phone or sender_addr).lstrip("+")

@@ -23,8 +23,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.base import Account, Rejected, Request, Unmappable, hmac_matches
-from adapters.channels._common import KIB, BaseAdapter, Ctx, as_dict, attachment, header, \
-    identity, json_object, location, mapping_errors, ms_from_ms, need, rich, text
+from adapters.channels._common import (
+    KIB,
+    BaseAdapter,
+    Ctx,
+    as_dict,
+    attachment,
+    header,
+    identity,
+    json_object,
+    location,
+    mapping_errors,
+    ms_from_ms,
+    need,
+    rich,
+    text,
+)
 
 CHANNEL = "viber"
 SIGNATURE_HEADER = "X-Viber-Content-Signature"

@@ -30,7 +30,8 @@ The raw record keeps the body with ``user_token`` redacted (``redact``).
 derives from (tenant, account, visitor, message id), so a retry is recognised. Event time: the
 SDK's ``sent_at`` (kept for messages queued offline) but never later than the receipt time nor
 more than 24 h before it (``options.max_client_skew_s`` changes the bound; 0 lifts it, for
-replays of recorded traffic such as `parley demo`); receipt time when absent. Partition key ``tenant|webchat|visitor_id``.
+replays of recorded traffic such as `parley demo`); receipt time when absent. Partition key
+``tenant|webchat|visitor_id``.
 Unknown ``type`` or a body that does not validate: 400 with the first error.
 """
 
@@ -163,7 +164,7 @@ class WebchatAdapter:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return b""  # not JSON but names a token: keep nothing rather than the token
-        items = doc.get("events") if isinstance(doc, dict) and isinstance(doc.get("events"), list) else [doc]
+        items = doc["events"] if isinstance(doc, dict) and isinstance(doc.get("events"), list) else [doc]
         for item in items:
             if isinstance(item, dict) and "user_token" in item:
                 item["user_token"] = "<redacted>"

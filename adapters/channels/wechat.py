@@ -41,8 +41,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.base import Account, Rejected, Reply, Request, Unmappable
-from adapters.channels._common import KIB, BaseAdapter, Ctx, attachment, identity, location, \
-    mapping_errors, ms_from_seconds, rich
+from adapters.channels._common import (
+    KIB,
+    BaseAdapter,
+    Ctx,
+    attachment,
+    identity,
+    location,
+    mapping_errors,
+    ms_from_seconds,
+    rich,
+)
 
 CHANNEL = "wechat"
 SUCCESS = Reply(200, "success", "text/plain")

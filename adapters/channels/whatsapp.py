@@ -27,8 +27,21 @@ from typing import Any
 
 from adapters.base import Account, Reply, Request, Unmappable
 from adapters.channels import meta
-from adapters.channels._common import BaseAdapter, Ctx, as_dict, as_list, attachment, e164, \
-    identity, location, mapping_errors, ms_from_seconds, need, rich, text
+from adapters.channels._common import (
+    BaseAdapter,
+    Ctx,
+    as_dict,
+    as_list,
+    attachment,
+    e164,
+    identity,
+    location,
+    mapping_errors,
+    ms_from_seconds,
+    need,
+    rich,
+    text,
+)
 
 CHANNEL = "whatsapp"
 MEDIA = {"image", "video", "audio", "document", "sticker"}
@@ -59,13 +72,14 @@ class WhatsAppAdapter(BaseAdapter):
 
 def _value(cx: Ctx, value: dict[str, Any]) -> Iterator[dict[str, Any]]:
     phone_id = text(as_dict(value.get("metadata") or {}, "metadata").get("phone_number_id"))
-    names = {}
+    names: dict[str, str | None] = {}
     for c in as_list(value.get("contacts"), "contacts"):
         c = as_dict(c, "contact")
         name = text(as_dict(c.get("profile") or {}, "profile").get("name"))
         for key in ("wa_id", "user_id"):
-            if text(c.get(key)):
-                names[text(c[key])] = name
+            user = text(c.get(key))
+            if user:
+                names[user] = name
     for m in as_list(value.get("messages"), "messages"):
         yield from _message(cx, as_dict(m, "message"), phone_id, names)
     for s in as_list(value.get("statuses"), "statuses"):
@@ -88,7 +102,7 @@ def _message(cx: Ctx, m: dict[str, Any], phone_id: str | None,
     wa_id, user_id = text(m.get("from")), text(m.get("from_user_id"))
     sender = _user(wa_id, user_id, names.get(wa_id or "") or names.get(user_id or ""))
     body, files, content = _content(kind, m)
-    context = m.get("context") if isinstance(m.get("context"), dict) else {}
+    context = m["context"] if isinstance(m.get("context"), dict) else {}
     reply_to = text(context.get("id"))
     if kind == "reaction":
         reply_to = text(as_dict(m.get("reaction"), "reaction").get("message_id"))
@@ -117,7 +131,7 @@ def _content(kind: str, m: dict[str, Any]) -> tuple[str | None, list[dict[str, A
     if kind == "interactive":
         o = as_dict(obj, kind)
         sub = text(o.get("type")) or "interactive"
-        reply = o.get(sub) if isinstance(o.get(sub), dict) else {}
+        reply = o[sub] if isinstance(o.get(sub), dict) else {}
         if sub == "button_reply":
             sub = "button"
         title = text(reply.get("title"))

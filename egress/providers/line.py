@@ -78,7 +78,7 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, call: Call | 
         return sent([m.get("id") for m in doc["sentMessages"] if m.get("id")], status, duplicate=status == 409)
     if status == 409:  # the retry key was accepted before: the first request delivered it
         rid = headers.get("X-Line-Accepted-Request-Id") or headers.get("x-line-accepted-request-id") or ""
-        return sent([rid or (call.key if call else "")], status, duplicate=True)
+        return sent([rid or (call.key if call else None) or ""], status, duplicate=True)
     message = doc.get("message", "") if isinstance(doc, dict) else ""
     if status == 429 and "monthly limit" in message.lower():
         return permanent("quota", f"LINE: {message} (the monthly push quota is spent)", status)

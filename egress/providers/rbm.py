@@ -36,7 +36,8 @@ def _body(part: dict[str, Any]) -> dict[str, Any]:
         return {"contentMessage": {"text": ", ".join(x for x in (loc.get("name"), loc.get("address")) if x) or label,
                                    "suggestions": [{"action": {"text": "View location", "postbackData": "location",
                                                                "viewLocationAction": {"latLong": {
-                                                                   "latitude": loc["latitude"], "longitude": loc["longitude"]},
+                                                                   "latitude": loc["latitude"],
+                                                                   "longitude": loc["longitude"]},
                                                                    "label": label}}}]}}
     if t == "cards":
         contents = [_card(c) for c in part["cards"]]
@@ -74,7 +75,8 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, call: Call | 
     err = doc.get("error") if isinstance(doc, dict) else None
     if not isinstance(err, dict):
         return http_default(status, headers, "RBM")
-    state, reason = err.get("status", ""), f"RBM {err.get('code', status)} {err.get('status', '')}: {err.get('message', '')}"
+    state = err.get("status", "")
+    reason = f"RBM {err.get('code', status)} {state}: {err.get('message', '')}"
     if status == 409 or state == "ALREADY_EXISTS":
         return sent([call.key if call and call.key else ""], status, duplicate=True)
     if status == 429 or state == "RESOURCE_EXHAUSTED":

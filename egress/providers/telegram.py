@@ -49,7 +49,8 @@ def _markup(part: dict[str, Any]) -> dict[str, Any] | None:
     items = part.get("buttons") or (part.get("list") or {}).get("rows")
     if items:
         return {"inline_keyboard": [[{"text": i["title"], "url": i["url"]} if i.get("url") else
-                                     {"text": i["title"], "callback_data": i["id"].encode()[:64].decode("utf-8", "ignore")}]
+                                     {"text": i["title"],
+                                  "callback_data": i["id"].encode()[:64].decode("utf-8", "ignore")}]
                                     for i in items]}
     if part.get("quick_replies"):
         return {"keyboard": [[{"text": q["title"]}] for q in part["quick_replies"]],
@@ -65,7 +66,7 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, call: Call | 
         return sent([str(doc["result"]["message_id"])], status)
     code = doc.get("error_code") or status
     reason = f"Telegram error {code}: {doc.get('description', '')}"
-    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    params = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
     if code == 429:
         return transient("429", reason, status, float(params.get("retry_after", 1)))
     if isinstance(code, int) and code >= 500:

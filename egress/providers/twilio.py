@@ -33,7 +33,7 @@ def requests(account: SendAccount, plan: Plan, event: dict[str, Any]) -> list[Ca
     else:
         origin = s.get("from") or account.account_id
         sender = (("From", f"whatsapp:{origin}" if plan.recipient.startswith("whatsapp:") else origin),)
-    base = (("To", plan.recipient), *sender)
+    base: tuple[tuple[str, str], ...] = (("To", plan.recipient), *sender)
     if s.get("status_callback"):
         base += (("StatusCallback", s["status_callback"]),)
     url = f"/2010-04-01/Accounts/{sid}/Messages.json"
@@ -66,5 +66,6 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, call: Call | 
     if status >= 500:
         return transient(str(code), reason, status)
     if code in WINDOW_CODES:
-        return permanent(str(code), reason + " (free-form WhatsApp outside the 24-hour window: send a template)", status)
+        return permanent(str(code), reason + " (free-form WhatsApp outside the 24-hour window: send a template)",
+                         status)
     return permanent(str(code), reason, status)

@@ -30,13 +30,15 @@ def _call(account: SendAccount, plan: Plan, part: dict[str, Any], event: dict[st
     if part["type"] == "template":
         tp = part["template"]
         names = list(account.send.get("template_keywords", {}).get(tp["name"], []))
-        data = {(names[i] if i < len(names) else f"keyword{i + 1}"): {"value": p} for i, p in enumerate(tp["parameters"])}
+        data = {(names[i] if i < len(names) else f"keyword{i + 1}"): {"value": p}
+                for i, p in enumerate(tp["parameters"])}
         return Call(url="/cgi-bin/message/template/send?access_token={token}", token="wechat",
                     json={"touser": plan.recipient, "template_id": tp.get("provider_id") or tp["name"], "data": data},
                     body=event.get("message_id"))
     if part["type"] == "media":
         return Call(url="/cgi-bin/message/custom/send?access_token={token}", token="wechat",
-                    json={"touser": plan.recipient, "msgtype": "image", "image": {"media_id": part["media"]["media_id"]}},
+                    json={"touser": plan.recipient, "msgtype": "image",
+                          "image": {"media_id": part["media"]["media_id"]}},
                     body=event.get("message_id"))
     return Call(url="/cgi-bin/message/custom/send?access_token={token}", token="wechat",
                 json={"touser": plan.recipient, "msgtype": "text", "text": {"content": part["text"]}},

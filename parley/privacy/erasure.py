@@ -217,12 +217,13 @@ def _keys(kafka: Any, topic: str) -> set[bytes]:
         live: dict[bytes, bool] = {}
         while ends:
             for m in c.consume(1000, 1.0):
-                if m.error() is not None:
-                    if m.error().code() == KafkaError._PARTITION_EOF:
+                error, key = m.error(), m.key()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         ends.discard(m.partition())
                     continue
-                if m.key() is not None:
-                    live[m.key()] = m.value() is not None
+                if key is not None:
+                    live[key] = m.value() is not None
         return {k for k, alive in live.items() if alive}
     finally:
         c.close()

@@ -54,12 +54,13 @@ def events(kafka: Any, opener: Opener | None, tenant: str, customers: Iterable[s
         left = {(tp.topic, tp.partition) for tp in wanted}
         while left:
             for m in c.consume(1000, 1.0):
-                if m.error() is not None:
-                    if m.error().code() == KafkaError._PARTITION_EOF:
+                error, value = m.error(), m.value()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         left.discard((m.topic(), m.partition()))
                     continue
-                if m.key() in keys and m.value() is not None:
-                    event = codec.decode(m.value())
+                if m.key() in keys and value is not None:
+                    event = codec.decode(value)
                     out.append({"topic": m.topic(), "offset": m.offset(),
                                 "event": jsonable(opener.open(event) if opener else event)})
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -171,8 +172,7 @@ class Keyring:
             if entry.action == "erased" and entry.subject:
                 self.forget(entry.tenant, [entry.subject])
             elif entry.action == "expired" and entry.period is not None:
-                self._forget_where(lambda r, e=entry: r.tenant == e.tenant and r.kind == CONTENT
-                                   and r.period < e.period)
+                self._forget_where(partial(_content_before, entry.tenant, entry.period))
 
     def forget(self, tenant: str, subjects: Iterable[str]) -> None:
         """Drop ``subjects``' keys from memory (after their erasure)."""
@@ -198,3 +198,8 @@ def keyring_from(settings: PrivacySettings) -> Keyring | None:
 
 
 __all__ = ["CONTENT", "PROFILE", "TENANT_SUBJECT", "Keyring", "PrivacyDisabled", "keyring_from", "period_of"]
+
+
+def _content_before(tenant: str, period: int, ref: KeyRef) -> bool:
+    """Whether ``ref`` is one of ``tenant``'s content keys of a period before ``period``."""
+    return ref.tenant == tenant and ref.kind == CONTENT and ref.period < period

@@ -232,9 +232,11 @@ class KeyStore:
                 row = self._exec(c, "SELECT gen FROM privacy_subjects WHERE tenant_id = ? AND subject_id = ?",
                                  (tenant, s)).fetchone()
                 gen = (int(row[0]) if row else 0) + 1
-                n = self._exec(c, "DELETE FROM privacy_keys WHERE tenant_id = ? AND subject_id = ?", (tenant, s)).rowcount
+                n = self._exec(c, "DELETE FROM privacy_keys WHERE tenant_id = ? AND subject_id = ?",
+                               (tenant, s)).rowcount
                 self._exec(c, "DELETE FROM privacy_identities WHERE tenant_id = ? AND subject_id = ?", (tenant, s))
-                self._exec(c, "INSERT INTO privacy_subjects (tenant_id, subject_id, gen, erased_at) VALUES (?, ?, ?, ?) "
+                self._exec(c, "INSERT INTO privacy_subjects (tenant_id, subject_id, gen, erased_at) "
+                              "VALUES (?, ?, ?, ?) "
                               "ON CONFLICT (tenant_id, subject_id) DO UPDATE SET gen = excluded.gen, "
                               "erased_at = excluded.erased_at", (tenant, s, gen, at))
                 self._exec(c, "INSERT INTO privacy_log (tenant_id, subject_id, action, period, gen, at, keys) "

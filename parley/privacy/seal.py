@@ -1,15 +1,19 @@
 """Which fields of which event are personal, how they are sealed, and how readers open them.
 
-Sealed (unreadable without the subject's keys):
+Sealed (unreadable without the subject's keys), under the subject's *profile* key or under its
+*content* key (one a day):
 
-| event | sealed under the subject's profile key | sealed under its content key (per day) |
-|---|---|---|
-| MessageReceived | ``sender``: id, display_name, phone_e164, email, login_id | text, subject, attachments (url, media_id, caption, filename, sha256), rich (payload, title, data) |
-| MessageSent | ``recipient``: the same | text, attachments, rich, content (the rich message, template parameters) |
-| DeliveryStatusChanged | ``recipient``: the same | error_message (providers quote numbers in it) |
-| CustomerContextUpdated | name, attributes (free-text context) | |
-| RawRequest | | body (every event's subject, nested), query, remote_addr (web chat: the customer's device) |
-| DeadLetter (ingress) | | payload (the tenant's own content key: no subject can be named) |
+- MessageReceived: profile: ``sender``'s id, display_name, phone_e164, email, login_id;
+  content: text, subject, attachments (url, media_id, caption, filename, sha256), rich (payload,
+  title, data)
+- MessageSent: profile: ``recipient``, the same; content: text, attachments, rich, content (the
+  rich message, template parameters)
+- DeliveryStatusChanged: profile: ``recipient``, the same; content: error_message (providers
+  quote numbers in it)
+- CustomerContextUpdated: profile: name, attributes (free-text context)
+- RawRequest: content: body (every event's subject, nested), query, remote_addr (web chat: the
+  customer's device)
+- DeadLetter (ingress): content: payload (the tenant's own content key: no subject can be named)
 
 Readable, so that routing, KPIs and projections work without keys: every id and time, the
 channel, account, tier, lifecycle stage, author type, template name, attachment kind, MIME type

@@ -209,7 +209,9 @@ def _kpi_index(ctx: Task) -> dict[str, dict[str, Any]]:
 def _prune_seen(ctx: Task) -> None:
     """Forget applied ids and message ids older than their horizon (memory only: the changelog
     ages them out), when a store has doubled since the last time (so the cost is amortised)."""
-    for name, horizon, when in (("seen", SEEN_HORIZON_MS, lambda v: v), ("replies", REPLIES_HORIZON_MS, lambda v: v[1])):
+    # (store, horizon, the event time of one of its values)
+    stores = (("seen", SEEN_HORIZON_MS, lambda v: v), ("replies", REPLIES_HORIZON_MS, lambda v: v[1]))
+    for name, horizon, when in stores:
         store = ctx.store(name)
         if len(store) < max(50_000, 2 * ctx.cache.get(f"{name}_kept", 0)):
             continue

@@ -183,7 +183,7 @@ class LanguageDetector:
             .with_preloaded_language_models()
             .build()
         )
-        self._codes = {Language.from_iso_code_639_1(iso): code for iso, code in zip(codes, languages)}
+        self._codes = {Language.from_iso_code_639_1(iso): code for iso, code in zip(codes, languages, strict=True)}
         self._markers = {k: v for k, v in CHAT_MARKERS.items() if k in languages}
         self._first_pass = FunctionWords(self.languages)
 

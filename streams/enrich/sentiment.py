@@ -134,7 +134,7 @@ class _Phrases:
                 return text
             if len(possible) == 1:
                 regex = self._alone[possible[0]]
-        return text if regex is None else regex.sub(lambda m: m.lastgroup, text)
+        return text if regex is None else regex.sub(lambda m: m.lastgroup or m.group(), text)
 
     def _possible(self, text: str) -> list[int]:
         """The phrases (by index) whose plain words are all words of ``text``."""
@@ -142,8 +142,8 @@ class _Phrases:
             words = set(_WORD.findall(text.lower()))
         else:
             words = {w.lower() for w in _WORD.findall(text)}
-        return [i for word in words & self._plain_words.keys()
-                for i, others in self._plain_words[word] if words.issuperset(others)]
+        plain = self._plain_words or {}
+        return [i for word in words & plain.keys() for i, others in plain[word] if words.issuperset(others)]
 
     def replace_words(self, words: list[str]) -> list[str]:
         """:meth:`replace` on folded text, given and returned as its words."""
@@ -200,7 +200,7 @@ def _by_first_word(phrases: list[tuple[str, str]]) -> dict[str, list[tuple[str, 
 def _fits(parts: _Parts, words: list[str], k: int) -> bool:
     if k + len(parts) > len(words):
         return False
-    for (body, stem), word in zip(parts, words[k:]):
+    for (body, stem), word in zip(parts, words[k:], strict=False):  # the words from k on, as many as parts
         if not (word.startswith(body) if stem else word == body):
             return False
     return True

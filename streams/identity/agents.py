@@ -18,6 +18,7 @@ identity keys as tokens, used instead of the fields; a SubjectErased drops the e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from schemas import topics
@@ -67,7 +68,7 @@ class IdentityStage(Stage):
         ctx.send(topics.CONVERSATION_MESSAGES, logic.with_customer(event, customer))
 
 
-def _resolved(ctx: Task, tenant: str, ident: dict[str, Any],
+def _resolved(ctx: Task, tenant: str, ident: Mapping[str, Any],
               sealed: tuple[str, ...] | None = None) -> tuple[str, list[logic.IdentityKey]]:
     """(intrinsic customer, keys) of a channel identity: a pure function of it (of the tokens a
     sealed message carries), remembered per task (an identity writes many messages)."""

@@ -138,7 +138,9 @@ def keys_of(identity: Mapping[str, Any]) -> list[IdentityKey]:
 
 def identity_of(event: Mapping[str, Any]) -> Mapping[str, Any]:
     """The customer's channel identity on a message event (sender in, recipient out)."""
-    return event["sender"] if event["envelope"]["event_type"] == "MessageReceived" else event["recipient"]
+    identity: Mapping[str, Any] = event["sender" if event["envelope"]["event_type"] == "MessageReceived"
+                                        else "recipient"]
+    return identity
 
 
 def new_customer_id(tenant: str, key: str) -> str:
@@ -174,8 +176,9 @@ def identity_keys(identity: Mapping[str, Any]) -> list[IdentityKey]:
 def customer_of(msg: Mapping[str, Any]) -> str:
     """The customer id of a message: the one the agent API set on a reply, else the intrinsic
     customer of its channel identity (sender in, recipient out)."""
-    if msg.get("customer_id"):
-        return msg["customer_id"]
+    chosen: str | None = msg.get("customer_id")
+    if chosen:
+        return chosen
     return new_customer_id(msg["envelope"]["tenant_id"], intrinsic_key(identity_of(msg)).key)
 
 

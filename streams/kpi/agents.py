@@ -18,7 +18,8 @@ Replay-safe: output ids derive from key, as-of time and content.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, cast
 
 from schemas import topics
 from streams.kpi.engine import CODECS, KpiEngine, Measure, Stores
@@ -55,5 +56,7 @@ class KpiStage(Stage):
 def _engine(ctx: Task) -> KpiEngine:
     engine = ctx.cache.get("engine")
     if engine is None:
-        engine = ctx.cache["engine"] = KpiEngine(Stores(*(ctx.store(name) for name in TABLES)))
+        # a Store is a mutable mapping by its methods, not by inheritance (no ABC on the hot path)
+        stores = (cast(MutableMapping[str, Any], ctx.store(name)) for name in TABLES)
+        engine = ctx.cache["engine"] = KpiEngine(Stores(*stores))
     return engine

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
+from typing import Any, TypeVar
 
 INTERVAL_MS = 15 * 60 * 1000  # the KPI interval: IntervalStat, AgentIntervalStat, the dashboard's buckets
 SHORT_ABANDON_MS = 30_000
@@ -54,7 +56,10 @@ def rank(n: int, p: int) -> int:
     return max(1, (p * n + 99) // 100)
 
 
-def percentile(values: Iterable[float], p: int) -> float | None:
+_N = TypeVar("_N", int, float)
+
+
+def percentile(values: Iterable[_N], p: int) -> _N | None:
     """Nearest-rank p-th percentile; None when there are no values."""
     ordered = sorted(values)
     return ordered[rank(len(ordered), p) - 1] if ordered else None
@@ -113,7 +118,7 @@ def thread_contained(routed_to_human: Iterable[bool], last_resolved: bool) -> bo
 
 # --- levels over time (agents' concurrency, contacts waiting) --------------------------------
 
-def level_profile(online: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int]]) -> dict:
+def level_profile(online: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int]]) -> dict[str, Any]:
     """Time at each level of n(t) = number of ``spans`` [lo, hi) covering t, over ``online``.
 
     ``online``: sorted, disjoint [lo, hi) segments. Returns online ms, the integral of n (open
@@ -127,7 +132,7 @@ def level_profile(online: Sequence[tuple[int, int]], spans: Iterable[tuple[int, 
     points = sorted(set(deltas).union(*online) if online else ())
     levels: dict[int, int] = defaultdict(int)
     n, k = 0, 0
-    for p, q in zip(points, points[1:]):
+    for p, q in pairwise(points):
         n += deltas.get(p, 0)
         while k < len(online) and online[k][1] <= p:
             k += 1

@@ -64,10 +64,11 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.events import derive_id, envelope, make
 from schemas import topics
+from schemas.events import derive_id, envelope, make
 from schemas.keys import scoped
 from streams.kpi import logic
+from streams.kpi.arithmetic import INTERVAL_MS
 from streams.kpi.logic import MAX_SL_MS, bucket, buckets_between
 
 Cause = tuple[str, str]  # (event_id, correlation_id) of the event that triggered a change
@@ -429,14 +430,14 @@ class KpiEngine:
         self._touched, self._presence_touched = {}, {}
         out: list[dict[str, Any]] = []
         agents, self._dirty_agents = self._dirty_agents, {}
-        for key, cause in sorted(agents.items()):
-            out.extend(self._flush_agent(key, cause))
+        for agent_key, cause in sorted(agents.items()):
+            out.extend(self._flush_agent(agent_key, cause))
         contacts, self._dirty_contacts = self._dirty_contacts, {}
-        for key, cause in sorted(contacts.items()):
-            out.extend(self._flush_contact(key, cause))
+        for contact_key, cause in sorted(contacts.items()):
+            out.extend(self._flush_contact(contact_key, cause))
         intervals, self._dirty_buckets = self._dirty_buckets, {}
-        for key, cause in sorted(intervals.items()):
-            out.extend(self._flush_interval(key, cause))
+        for bucket_key, cause in sorted(intervals.items()):
+            out.extend(self._flush_interval(bucket_key, cause))
         return out
 
     def _mark_watermark(self, tenant: str, cause: Cause) -> None:
@@ -446,6 +447,8 @@ class KpiEngine:
         if prev is None:  # first flush of this worker: from its predecessor's last flush on
             prev = ts.flushed_at if ts.flushed_at is not None else ts.first_at
             agents = ts.agents
+        if prev is None:  # no event of the tenant yet: nothing to mark
+            return
         if wm > prev:
             for b in buckets_between(prev - MAX_SL_MS, wm):
                 self._dirty_buckets.setdefault((tenant, b), cause)
@@ -461,10 +464,10 @@ class KpiEngine:
         return self._agent_figures[key]
 
     def _compute_agent(self, tenant: str, agent: str, b: int) -> dict[str, Any]:
-        end = min(b + logic.INTERVAL_MS, self._tenant(tenant).watermark)
+        end = min(b + INTERVAL_MS, self._tenant(tenant).watermark)
         a = self.stores.agents.get(scoped(tenant, agent))
         online = logic.online_segments(a.presence, b, end) if a and end > b else []
-        if not online:
+        if a is None or not online:
             return logic.agent_figures([], [])
         closed = (self.stores.pieces.get(scoped(tenant, agent, b)) or {}).values()
         pieces = [(lo, min(hi, end)) for lo, hi in closed if lo < end]

@@ -102,6 +102,9 @@ R_RECEIVED, R_ENRICHED, R_ROUTED = RANK["MessageReceived"], RANK["MessageEnriche
 R_ASSIGNED, R_TRANSFERRED = RANK["ConversationAssigned"], RANK["ConversationTransferred"]
 R_SENT, R_RESOLVED = RANK["MessageSent"], RANK["ConversationResolved"]
 
+# An episode's summary (its keys: ``_add_episode``); it is stored as JSON in the stage's state.
+Episode = dict[str, Any]
+
 
 def bucket(t: int) -> int:
     """Start of the 15-minute UTC interval holding ``t`` (epoch ms)."""
@@ -130,15 +133,20 @@ def compact(event: Mapping[str, Any]) -> list[Any] | None:
 
 def p90(values: list[int]) -> int:
     """Nearest-rank 90th percentile of a non-empty list (``arithmetic.percentile``)."""
-    result = arithmetic.percentile(values, 90)
+    return _percentile(values, 90)
+
+
+def _percentile(values: list[int], p: int) -> int:
+    result = arithmetic.percentile(values, p)
     if result is None:
-        raise ValueError("p90 of no values")
+        raise ValueError(f"p{p} of no values")
     return result
 
 
 # --- one thread -> episodes and assignment spans --------------------------------------------
 
-def measure_thread(tenant: str, thread: str, items: Iterable[list[Any]]) -> tuple[dict, list]:
+def measure_thread(tenant: str, thread: str,
+                   items: Iterable[list[Any]]) -> tuple[dict[str, Episode], list[list[Any]]]:
     """Episodes ``{episode_id: summary}`` and assignment spans of one thread's compact events.
 
     Spans are ``[span_id, agent_id, from, to or None]`` (None: still open). Pure and
@@ -146,7 +154,7 @@ def measure_thread(tenant: str, thread: str, items: Iterable[list[Any]]) -> tupl
     """
     evs = sorted(items, key=lambda e: (e[0], e[1], e[2]))
     labels = {e[3]: e[4] for e in evs if e[1] == R_ENRICHED}  # message id -> label, last wins
-    episodes: dict[str, dict] = {}
+    episodes: dict[str, Episode] = {}
     cut: list[list[Any]] = []
     for e in evs:
         cut.append(e)
@@ -158,7 +166,7 @@ def measure_thread(tenant: str, thread: str, items: Iterable[list[Any]]) -> tupl
     return episodes, _spans(evs)
 
 
-def _mark_thread(eps: list[dict]) -> None:
+def _mark_thread(eps: list[Episode]) -> None:
     """Thread-level containment, carried by the thread's first episode (chronological order)."""
     contained = bool(eps) and arithmetic.thread_contained(
         (ep["contact"] for ep in eps), eps[-1]["resolved_at"] is not None)
@@ -167,12 +175,13 @@ def _mark_thread(eps: list[dict]) -> None:
         ep["thread_contained"] = contained and i == 0
 
 
-def _add_episode(out: dict, tenant: str, thread: str, cut: list, labels: dict) -> None:
+def _add_episode(out: dict[str, Episode], tenant: str, thread: str, cut: list[list[Any]],
+                 labels: dict[str, Any]) -> None:
     start = next((i for i, e in enumerate(cut) if e[1] == R_RECEIVED), None)
     if start is None:
         return
     first = cut[start]
-    ep: dict[str, Any] = {
+    ep: Episode = {
         "thread": thread, "customer": first[4], "channel": first[3], "start": first[0],
         "first_eid": first[2], "contact": False, "queue": None, "any_queue": None,
         "human_at": None, "agent": None, "reply_at": None, "resolved_at": None,
@@ -198,11 +207,11 @@ def _add_episode(out: dict, tenant: str, thread: str, cut: list, labels: dict) -
     if not ep["contact"]:
         ep["queue"] = ep["any_queue"] if ep["any_queue"] is not None else "none"
     del ep["any_queue"]
-    ep["last_sentiment"] = labels.get(last_msg)
+    ep["last_sentiment"] = labels.get(last_msg) if last_msg is not None else None
     out[derive_id("kpi.contact", tenant, thread, first[2])] = ep
 
 
-def _on_sent(ep: dict, e: list, run_start: int | None) -> int | None:
+def _on_sent(ep: Episode, e: list[Any], run_start: int | None) -> int | None:
     """A business message: first replies and the end of a customer run; returns the new run."""
     t, author_type, author = e[0], e[4], e[5]
     if author_type in ("agent", "bot") and ep["reply_at"] is None:
@@ -293,7 +302,7 @@ def online_segments(presence: list[list[Any]], lo: int, hi: int) -> list[tuple[i
     return out
 
 
-def agent_figures(online: list[tuple[int, int]], pieces: Iterable[tuple[int, int]]) -> dict:
+def agent_figures(online: list[tuple[int, int]], pieces: Iterable[tuple[int, int]]) -> dict[str, Any]:
     """Online ms, open-conversation ms, idle ms, peak and ms per level over online time."""
     return arithmetic.level_profile(online, pieces)
 
@@ -309,7 +318,7 @@ def interval_metrics(
     ``episodes``: summaries of the episodes started in it; ``counters``: message counters
     ``"name|dimension|value" -> n`` of messages in it; ``agents``: agent figures in it.
     """
-    groups: dict[tuple[str, str], list] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for ep in episodes:
         for key in (OVERALL, ("channel", ep["channel"] or ""), ("queue", ep["queue"])):
             groups[key].append(ep)
@@ -337,11 +346,11 @@ def episode_keys(ep: Mapping[str, Any]) -> list[tuple[str, str]]:
     keys = [OVERALL, ("channel", ep["channel"] or ""), ("queue", ep["queue"])]
     if ep["contact"]:
         agents = {a for _, a in ep["gaps"]} | {ep["agent"] if ep["human_at"] is not None else None}
-        keys += [("agent", a) for a in sorted(agents - {None})]
+        keys += [("agent", a) for a in sorted(a for a in agents if a is not None)]
     return keys
 
 
-def _conversation_block(group: list) -> dict[str, float]:
+def _conversation_block(group: list[Mapping[str, Any]]) -> dict[str, float]:
     """Episodes, and the threads whose first episode is here (containment counts threads)."""
     threads = [ep for ep in group if ep.get("thread_first", True)]
     contained = sum(1 for ep in threads if ep.get(
@@ -353,7 +362,7 @@ def _conversation_block(group: list) -> dict[str, float]:
     return m
 
 
-def _contact_block(contacts: list, as_of: int) -> dict[str, float]:
+def _contact_block(contacts: list[Mapping[str, Any]], as_of: int) -> dict[str, float]:
     n = len(contacts)
     answered = [ep for ep in contacts if ep["human_at"] is not None]
     resolved = [ep for ep in contacts if ep["resolved_at"] is not None]
@@ -385,7 +394,7 @@ def _contact_block(contacts: list, as_of: int) -> dict[str, float]:
     return m
 
 
-def _sl_block(contacts: list, t_s: int, pct: int, as_of: int) -> dict[str, float]:
+def _sl_block(contacts: list[Mapping[str, Any]], t_s: int, pct: int, as_of: int) -> dict[str, float]:
     c = arithmetic.sl_counts(sl_class(ep, t_s * 1000, as_of) for ep in contacts)
     m = {f"answered_within_{t_s}": float(c["within"]), f"answered_after_{t_s}": float(c["after"]),
          f"unanswered_over_{t_s}": float(c["over"]),
@@ -397,7 +406,7 @@ def _sl_block(contacts: list, t_s: int, pct: int, as_of: int) -> dict[str, float
     return m
 
 
-def _stats(m: dict, name: str, values: list[int], p: bool = False, mx: bool = False,
+def _stats(m: dict[str, float], name: str, values: list[int], p: bool = False, mx: bool = False,
            p50: bool = False) -> None:
     m[f"{name}_count"] = float(len(values))
     if values:
@@ -405,12 +414,12 @@ def _stats(m: dict, name: str, values: list[int], p: bool = False, mx: bool = Fa
         if mx:
             m[f"{name}_max_ms"] = float(max(values))
         if p50:
-            m[f"{name}_p50_ms"] = float(arithmetic.percentile(values, 50))
+            m[f"{name}_p50_ms"] = float(_percentile(values, 50))
         if p:
             m[f"{name}_p90_ms"] = float(p90(values))
 
 
-def _agent_blocks(episodes: list) -> dict[tuple[str, str], dict[str, float]]:
+def _agent_blocks(episodes: list[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
     frt: dict[str, list[int]] = defaultdict(list)
     gaps: dict[str, list[int]] = defaultdict(list)
     for ep in episodes:
@@ -447,15 +456,15 @@ def _team_block(agents: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 
 # --- reading the published figures back -----------------------------------------------------
 
-def fold_outputs(records: Iterable[Mapping[str, Any] | None]) -> dict[str, dict]:
+def fold_outputs(records: Iterable[Mapping[str, Any] | None]) -> dict[str, dict[Any, Any]]:
     """The latest KPI figures from a sequence of emitted KPI records (as a compacted topic holds).
 
     Returns ``{"contacts": {contact_id: fields}, "intervals": {(tenant, start, dim, value):
     metrics}, "agents": {(tenant, agent, start): figures}}``; empty or void records remove keys.
     """
-    contacts: dict = {}
-    intervals: dict = {}
-    agents: dict = {}
+    contacts: dict[str, dict[str, Any]] = {}
+    intervals: dict[tuple[str, int, str, str], dict[str, float]] = {}
+    agents: dict[tuple[str, str, int], dict[str, Any]] = {}
     for r in records:
         if r is None:
             continue
@@ -463,15 +472,15 @@ def fold_outputs(records: Iterable[Mapping[str, Any] | None]) -> dict[str, dict]
         if kind == "ContactMeasured":
             _put(contacts, r["contact_id"], _contact_view(r) if r["status"] != "void" else None)
         elif kind == "IntervalStat":
-            key = (env["tenant_id"], r["interval_start"], r["dimension"], r["dimension_value"])
-            _put(intervals, key, dict(r["metrics"]) or None)
+            _put(intervals, (env["tenant_id"], r["interval_start"], r["dimension"], r["dimension_value"]),
+                 dict(r["metrics"]) or None)
         elif kind == "AgentIntervalStat":
-            key = (env["tenant_id"], r["agent_id"], r["interval_start"])
-            _put(agents, key, _agent_view(r) if r["online_ms"] > 0 else None)
+            _put(agents, (env["tenant_id"], r["agent_id"], r["interval_start"]),
+                 _agent_view(r) if r["online_ms"] > 0 else None)
     return {"contacts": contacts, "intervals": intervals, "agents": agents}
 
 
-def _put(d: dict, key: Any, value: Any) -> None:
+def _put(d: dict[Any, Any], key: Any, value: Any) -> None:
     if value is None:
         d.pop(key, None)
     else:

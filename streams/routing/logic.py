@@ -107,7 +107,7 @@ def keys(event: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
 
 # --- step = decide + evolve ------------------------------------------------------------------
 
-def decide(view: View, event: dict[str, Any], rules: TenantRules, rules_version: str = "") -> list[dict]:
+def decide(view: View, event: dict[str, Any], rules: TenantRules, rules_version: str = "") -> list[dict[str, Any]]:
     return step(view, event, rules, rules_version)[1]
 
 
@@ -168,6 +168,7 @@ def _unpark(view: View, message: Mapping[str, Any], rules: TenantRules,
     ready = [p for p in t.parked if p["message_event_id"] == mid] if t is not None else []
     if not ready:
         return view, []
+    t = _thread(view)
     view = replace(view, thread=replace(t, parked=tuple(p for p in t.parked if p["message_event_id"] != mid)))
     out: list[dict[str, Any]] = []
     for enriched in ready:
@@ -180,8 +181,9 @@ def _already(view: View, event: Mapping[str, Any]) -> bool:
     return view.thread is not None and event["envelope"]["event_id"] in view.thread.handled
 
 
-def _on_enriched(view: View, ev: dict[str, Any], rules: TenantRules, version: str) -> tuple[View, list]:
-    thread = view.thread
+def _on_enriched(view: View, ev: dict[str, Any], rules: TenantRules,
+                 version: str) -> tuple[View, list[dict[str, Any]]]:
+    thread = _thread(view)
     signals = Signals(ev["channel"], ev.get("language"), tuple((i["name"], i["confidence"]) for i in ev["intents"]),
                       ev["sentiment_score"], ev["sentiment_label"])
     if thread.stage == "new":  # "resolved": the message belonged to the conversation just closed
@@ -193,7 +195,8 @@ def _on_enriched(view: View, ev: dict[str, Any], rules: TenantRules, version: st
     return view, []
 
 
-def _on_bot_message(view: View, msg: dict[str, Any], rules: TenantRules, version: str) -> tuple[View, list]:
+def _on_bot_message(view: View, msg: dict[str, Any], rules: TenantRules,
+                    version: str) -> tuple[View, list[dict[str, Any]]]:
     thread = view.thread
     if thread is None or thread.stage != "bot" or msg.get("template_name") != rules.bot.handoff_template:
         return view, []
@@ -226,9 +229,10 @@ def route(view: View, cause: dict[str, Any], s: Signals, rules: TenantRules, ver
     reasons = [*(handoff or []), why]
     priority = 0
     tier = view.customer.tier if view.customer else None
-    vip = tier in rules.vip.tiers
-    if vip:
-        priority = rules.vip.tiers[tier]
+    vip_priority = rules.vip.tiers.get(tier) if tier is not None else None
+    vip = vip_priority is not None
+    if vip_priority is not None:
+        priority = vip_priority
         reasons.append(f"vip:{tier}")
         if rules.vip.queue:
             queue = rules.queue(rules.vip.queue)
@@ -251,7 +255,7 @@ def route(view: View, cause: dict[str, Any], s: Signals, rules: TenantRules, ver
 def _to_human(view: View, cause: dict[str, Any], rules: TenantRules, version: str, queue: Queue,
               priority: int, reasons: list[str], from_bot: bool) -> tuple[View, list[dict[str, Any]]]:
     at = cause["envelope"]["occurred_at"]
-    thread = view.thread
+    thread = _thread(view)
     is_open, next_open = open_at(rules, queue, at)
     # The decision is applied first, as it is listed first; its target (agent or queue) does
     # not change what it does to the state, so the provisional one stands in until dispatch.
@@ -405,6 +409,13 @@ def evolve(view: View, e: Mapping[str, Any]) -> View:
     return view
 
 
+def _thread(view: View) -> ThreadRoute:
+    """The view's thread, for the steps that only run on one (``_ensure`` made it)."""
+    if view.thread is None:
+        raise ValueError("a thread step on a view without its thread")
+    return view.thread
+
+
 def _ensure(view: View, e: Mapping[str, Any]) -> View:
     """The thread route of ``e``'s own thread, created when first seen."""
     tid = e.get("thread_id")
@@ -418,7 +429,7 @@ def _ensure(view: View, e: Mapping[str, Any]) -> View:
 
 
 def _started(view: View, e: Mapping[str, Any]) -> View:
-    t = view.thread
+    t = _thread(view)
     if e["envelope"]["event_type"] == "ConversationStarted" and t.stage != "new":
         return view  # arrived after its thread was already routed (two producers): keep the route
     view = replace(view, thread=replace(t, stage="new", queue=None, priority=0, bot_turns=0,
@@ -434,7 +445,7 @@ def _new_contact(view: View, e: Mapping[str, Any]) -> View:
 
 
 def _received(view: View, e: Mapping[str, Any]) -> View:
-    t = view.thread
+    t = _thread(view)
     address = (e["envelope"]["event_id"], e["channel"], e["channel_account_id"], dict(e["sender"]))
     return replace(view, thread=replace(t, channel=e["channel"], account=e["channel_account_id"],
                                         recipient=dict(e["sender"]),
@@ -442,7 +453,7 @@ def _received(view: View, e: Mapping[str, Any]) -> View:
 
 
 def _enriched(view: View, e: Mapping[str, Any]) -> View:
-    t = view.thread
+    t = _thread(view)
     t = replace(t, language=e.get("language") or t.language,
                 intents=tuple((i["name"], i["confidence"]) for i in e["intents"]),
                 sentiment=(e["sentiment_score"], e["sentiment_label"]),
@@ -470,8 +481,9 @@ def _decided(view: View, cause: dict[str, Any], rules: TenantRules, version: str
 
 def _on_decided(view: View, e: Mapping[str, Any]) -> View:
     stage = "bot" if e["target_kind"] == "bot" else "human"
-    return replace(view, thread=replace(view.thread, stage=stage, queue=e["queue"], priority=e["priority"],
-                                        bot_turns=0 if stage == "bot" else view.thread.bot_turns))
+    t = _thread(view)
+    return replace(view, thread=replace(t, stage=stage, queue=e["queue"], priority=e["priority"],
+                                        bot_turns=0 if stage == "bot" else t.bot_turns))
 
 
 def _queued(view: View, e: Mapping[str, Any]) -> View:
@@ -552,7 +564,7 @@ _EVOLVE = {
 def _thread_event(cause: dict[str, Any], view: View, kind: str, *, named: str = "", **fields: Any) -> dict[str, Any]:
     """An event about the cause's thread; ``named``: what the decision was, part of its id (a
     different decision gets a different id)."""
-    t = view.thread
+    t = _thread(view)
     env = caused_by(cause, kind, id_suffix=f"{t.thread_id}|{named}" if named else t.thread_id, producer=PRODUCER,
                     partition_key=topics.ROUTING_DECISIONS.key(view.tenant, t.customer_id))
     fields.setdefault("channel", _address(view, cause)[0])
@@ -561,7 +573,7 @@ def _thread_event(cause: dict[str, Any], view: View, kind: str, *, named: str = 
 
 def _address(view: View, cause: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, Any] | None]:
     """(channel, account, customer identity) of the message behind ``cause``, else the latest."""
-    t = view.thread
+    t = _thread(view)
     message_id = cause.get("message_event_id") or cause["envelope"]["event_id"]
     for mid, channel, account, recipient in reversed(t.addresses):
         if mid == message_id:
@@ -571,7 +583,7 @@ def _address(view: View, cause: Mapping[str, Any]) -> tuple[str | None, str | No
 
 def _auto_reply(cause: dict[str, Any], view: View, rules: TenantRules, queue: Queue,
                 next_open: int | None) -> dict[str, Any]:
-    t = view.thread
+    t = _thread(view)
     hours = rules.hours_of(queue)
     text = rules.auto_reply.for_language(t.language).format(
         hours=hours.summary() if hours else "", queue=queue.name, expected_response=queue.expected_response,

@@ -170,7 +170,7 @@ class Desk:
             return NotImplemented
         return (self.agents, self._waiting, self.wake_at) == (other.agents, other._waiting, other.wake_at)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # mutable (changed in place): not hashable
 
     def __repr__(self) -> str:
         return f"Desk(agents={len(self.agents)}, waiting={len(self._waiting)}, wake_at={self.wake_at})"
@@ -189,7 +189,8 @@ class Desk:
             return cls()
         agents = {}
         for row in d["agents"]:
-            a = dict(zip(_AGENT, row))
+            # not strict: a row stored before a trailing field was added is shorter (the field's default)
+            a = dict(zip(_AGENT, row, strict=False))
             agents[a["agent_id"]] = Agent(**{**a, **{k: tuple(a[k]) for k in _TUPLES}})
         return cls(agents, (Waiting(*row) for row in d.get("waiting", ())), d.get("wake_at"))
 

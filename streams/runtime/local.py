@@ -95,8 +95,13 @@ class LocalRunner:
 
     def produce(self, topic: topics.Topic, event: dict[str, Any] | bytes, key: str | None = None) -> None:
         """Write an event as a producer outside the stream runtime would (no origin)."""
-        value = event if isinstance(event, bytes) else self.codec.encode(event, topic.name)
-        k = key if key is not None else event["envelope"]["partition_key"]  # type: ignore[index]
+        if isinstance(event, bytes):
+            if key is None:
+                raise ValueError("an encoded event needs its key")
+            value, k = event, key
+        else:
+            value = self.codec.encode(event, topic.name)
+            k = key if key is not None else event["envelope"]["partition_key"]
         self.logs[topic.name].append(k.encode(), value, None)
 
     # --- running -----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from parley import logs
 from schemas import topics
 from schemas.codec import Codec, DecodeError
 from schemas.events import dead_letter
-from streams.runtime.sequencer import NEG_INF, POS_INF, OffsetBook, Sequencer
+from streams.runtime.sequencer import NEG_INF, OffsetBook, Sequencer
 from streams.runtime.stage import Stage
 from streams.runtime.store import Store
 

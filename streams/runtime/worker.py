@@ -22,8 +22,9 @@ the partitions it writes (the coordinator writes a commit marker into each).
 
 A transaction is committed in a background thread while the loop reads and decides the next
 batch (the commit's round trips are waits, not work); one at a time: batches collected while it
-commits go into the next, begun at most every ``commit_interval_ms``. Watermarks go through ``<prefix><app_id>-watermarks`` (one
-partition, compacted, key = task id): each task's watermark, idle flag and the end offsets of
+commits go into the next, begun at most every ``commit_interval_ms``. Watermarks go through
+``<prefix><app_id>-watermarks`` (one partition, compacted, key = task id): each task's
+watermark, idle flag and the end offsets of
 what it wrote to sequenced topics. A watermark computed in a transaction is published in the
 next one, when the end offsets of the first are known (acknowledged at its commit), so a reader
 never uses a watermark before it has read the data it covers; the tasks of this process use it
@@ -155,7 +156,7 @@ class Worker:
         existing = set(admin.list_topics(timeout=30).topics)
         missing = [t for name, t in wanted.items() if name not in existing]
         if missing:
-            for name, fut in admin.create_topics(missing, request_timeout=30).items():
+            for fut in admin.create_topics(missing, request_timeout=30).values():
                 try:
                     fut.result()
                 except KafkaException as e:
@@ -253,18 +254,20 @@ class Worker:
         woken: set[Task] = set()
         route = self._route
         for m in msgs:
-            err = m.error()
+            err, topic, partition = m.error(), m.topic(), m.partition()
             if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    task = self._task_for(m.topic(), m.partition())
+                if err.code() == KafkaError._PARTITION_EOF and topic is not None and partition is not None:
+                    task = self._task_for(topic, partition)
                     if task is not None:
-                        task.clocks[self.real[m.topic()]].caught_up = True
+                        task.clocks[self.real[topic]].caught_up = True
                     continue
                 if err.fatal():
                     raise KafkaException(err)
                 log.warning("worker.consume_error", error=str(err))
                 continue
-            where = (m.topic(), m.partition())
+            offset = m.offset()
+            assert topic is not None and partition is not None and offset is not None  # a record has its place
+            where = (topic, partition)
             target = route.get(where)
             if target is None:
                 task = self._task_for(*where)
@@ -274,8 +277,8 @@ class Worker:
             name, task, clock = target
             clock.caught_up = False
             headers = m.headers()  # the runtime sets "pt" (the producing task); the ingress sets others
-            task.feed(Record(name, where[1], m.offset(), m.key(), m.value(),
-                             _origin(headers) if headers else None), now)
+            task.feed(Record(name, partition, offset, m.key(), m.value(),
+                             _origin(headers) if isinstance(headers, list) else None), now)
             fed += 1
             woken.add(task)
         wake(self.table, woken)
@@ -452,12 +455,13 @@ class Worker:
 
     def _read_watermarks(self) -> None:
         for m in self.wm_reader.consume(10_000, 0):
-            if m.error() is not None or m.value() is None:
+            key, value = m.key(), m.value()
+            if m.error() is not None or key is None or value is None:
                 continue
-            tid = m.key().decode()
+            tid = key.decode()
             if tid in self.tasks:
                 continue  # our own: the table already has it
-            d = orjson.loads(m.value())
+            d = orjson.loads(value)
             self.table[tid] = Upstream(d["w"], d["idle"], d["ends"])
 
     def _recover(self, e: KafkaException) -> None:
@@ -485,7 +489,8 @@ class Worker:
         self._on_assign(self.consumer, assigned)
         committed = self.consumer.committed(assigned, timeout=30)
         for tp in committed:
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
     # --- assignment --------------------------------------------------------------------------
 
@@ -550,15 +555,18 @@ class Worker:
             done: set[tuple[str, int]] = set()
             while len(done) < len(ends):
                 for m in reader.consume(10_000, 1.0):
-                    err = m.error()
-                    tp = (m.topic(), m.partition())
+                    err, name, partition = m.error(), m.topic(), m.partition()
                     if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            done.add(tp)
+                        if err.code() == KafkaError._PARTITION_EOF and name is not None and partition is not None:
+                            done.add((name, partition))
                         continue
-                    store, _, key = m.key().partition(b"\0")
+                    offset, full_key = m.offset(), m.key()
+                    assert name is not None and partition is not None and offset is not None  # a record's place
+                    assert full_key is not None  # changelog records are keyed
+                    tp = (name, partition)
+                    store, _, key = full_key.partition(b"\0")
                     stores[tp][store.decode()].restore(key, m.value())
-                    if m.offset() + 1 >= ends[tp]:
+                    if offset + 1 >= ends[tp]:
                         done.add(tp)
         finally:
             reader.close()
@@ -589,12 +597,12 @@ _NOT_READY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILAB
               KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
 
 
-def _origin(headers: list[tuple[str, bytes]]) -> str | None:
+def _origin(headers: list[tuple[str, str | bytes | None]]) -> str | None:
     """The producing task of a record of the runtime; None for a record from outside (the
     ingress's ``event_type`` header is not an origin)."""
     for name, value in headers:
         if name == ORIGIN:
-            return value.decode()
+            return value.decode() if isinstance(value, bytes) else value
     return None
 
 

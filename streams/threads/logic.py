@@ -47,7 +47,8 @@ PRODUCER = "streams/threads"
 MAX_THREADS = 50
 BUSINESS_REPLIES = frozenset({"agent", "bot"})  # automation notices are not an answer
 
-_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|tr|aw|wg|sv|vs|antw|rif|r)\s*(?:\[\d+\])?\s*:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
+_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|tr|aw|wg|sv|vs|antw|rif|r)\s*(?:\[\d+\])?\s*:\s*|\[[^\]]*\]\s*)+",
+                     re.IGNORECASE)
 _REF = re.compile(
     r"(?:\b(?:order|commande|cmd|ticket|case|dossier|facture|invoice|colis|parcel|tracking|r[ée]f[ée]rence|ref)"
     r"\b\.?\s*(?:n\s*[°ºo]\.?|no\.?|num[ée]ro|number|nr\.?)?\s*[:#]?\s*|#\s*)"
@@ -151,7 +152,8 @@ def _none(_: str) -> None:
     return None
 
 
-def decide(state: CustomerThreads, event: dict[str, Any], rules: Rules, replied: Replied = _none) -> list[dict]:
+def decide(state: CustomerThreads, event: dict[str, Any], rules: Rules,
+           replied: Replied = _none) -> list[dict[str, Any]]:
     """What ``event`` causes: timeouts first, then the thread event and the threaded message."""
     return step(state, event, rules, replied)[1]
 
@@ -161,7 +163,7 @@ def evolve(state: CustomerThreads, event: dict[str, Any], rules: Rules, replied:
 
 
 def step(state: CustomerThreads, event: dict[str, Any], rules: Rules,
-         replied: Replied = _none, features: Features = text_features) -> tuple[CustomerThreads, list[dict]]:
+         replied: Replied = _none, features: Features = text_features) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     """The new state and the events emitted for ``event``; ``replied`` finds the thread of a
     message id the event refers to (e-mail References, a reply quoting a message); ``features``
     says what a customer message is matched on."""
@@ -197,13 +199,14 @@ def next_deadline(state: CustomerThreads, rules: Rules) -> int | None:
     return min(deadlines, default=None)
 
 
-def expire(state: CustomerThreads, at: int, tenant: str, customer: str, rules: Rules) -> tuple[CustomerThreads, list]:
+def expire(state: CustomerThreads, at: int, tenant: str, customer: str,
+           rules: Rules) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     """Resolve by ``timeout`` the customer's threads whose deadline is at or before ``at``."""
     return _timeouts(state, at, tenant, customer, rules)
 
 
-def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules,
-                      replied: Replied, features: Features = text_features) -> tuple[CustomerThreads, list]:
+def _customer_message(state: CustomerThreads, msg: dict[str, Any], rules: Rules, replied: Replied,
+                      features: Features = text_features) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     at = msg["envelope"]["occurred_at"]
     subject, refs = features(msg)
     found = _match(state, msg, subject, refs, at, rules, replied)
@@ -245,7 +248,7 @@ def _match(state: CustomerThreads, msg: dict[str, Any], subject: str | None, ref
     return recent
 
 
-def _business_message(state: CustomerThreads, msg: dict[str, Any]) -> tuple[CustomerThreads, list]:
+def _business_message(state: CustomerThreads, msg: dict[str, Any]) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     at = msg["envelope"]["occurred_at"]
     thread = state.get(msg["thread_id"]) if msg.get("thread_id") else None
     if msg.get("thread_id") and thread is None:
@@ -262,7 +265,7 @@ def _business_message(state: CustomerThreads, msg: dict[str, Any]) -> tuple[Cust
     return _put(state, thread), [*out, {**msg, "thread_id": thread.thread_id}]
 
 
-def _resolve(state: CustomerThreads, cmd: dict[str, Any]) -> tuple[CustomerThreads, list]:
+def _resolve(state: CustomerThreads, cmd: dict[str, Any]) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     thread = state.get(cmd["thread_id"])
     if thread is None or not thread.open:
         return state, []
@@ -271,7 +274,7 @@ def _resolve(state: CustomerThreads, cmd: dict[str, Any]) -> tuple[CustomerThrea
 
 
 def _timeouts(state: CustomerThreads, now: int, tenant: str, customer: str,
-              rules: Rules) -> tuple[CustomerThreads, list]:
+              rules: Rules) -> tuple[CustomerThreads, list[dict[str, Any]]]:
     """Resolve threads where the business had the last word and the customer went silent."""
     if not rules.auto_resolve_after_ms:
         return state, []

@@ -46,7 +46,8 @@ def imports_of(path: Path, name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             found.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module` or a name in pkg
             found.add(base)
     return {m for m in found if m.split(".")[0] in PACKAGES}

@@ -160,7 +160,8 @@ def test_the_registry_holds_every_released_version_to_its_compatibility_level(sc
 
     def release_all(item: tuple[str, str]) -> None:
         subject, name = item
-        public = any(name in t.value_types for t in topics.ALL if t.public and subject.startswith(prefix + t.name + "-"))
+        public = any(name in t.value_types for t in topics.ALL
+                     if t.public and subject.startswith(prefix + t.name + "-"))
         client.set_compatibility(subject, "FULL_TRANSITIVE" if public else "BACKWARD_TRANSITIVE")
         current = CAT.latest(name)
         for sv in [*CAT.history(current.fullname), current]:

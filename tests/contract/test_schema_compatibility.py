@@ -46,7 +46,8 @@ def test_backward_transitive(current, old) -> None:
     ids=lambda v: f"{v.name}-v{v.version}",
 )
 def test_forward_transitive_for_public_topics(current, old) -> None:
-    assert _compatible(reader=old, writer=current), f"v{old.version} readers cannot read {current.name} v{current.version}"
+    assert _compatible(reader=old, writer=current), \
+        f"v{old.version} readers cannot read {current.name} v{current.version}"
 
 
 @pytest.mark.parametrize("current", list(CAT.current.values()), ids=lambda v: v.name)

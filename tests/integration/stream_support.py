@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +15,8 @@ from parley.settings import KafkaSettings, WorkerSettings
 from schemas import topics
 from schemas.codec import Codec
 from streams.runtime.stage import Stage
-from streams.runtime.worker import Worker
+from streams.runtime.worker import Names, Worker
+from tests import waiting
 
 CODEC = Codec()
 PUBLIC = (topics.CONVERSATION_MESSAGES, topics.CONVERSATIONS, topics.IDENTITY)
@@ -35,8 +35,10 @@ def produce(k: KafkaSettings, records: list[tuple[topics.Topic, Any]], *, key: b
     assert p.flush(30) == 0
 
 
-def read_all(k: KafkaSettings, t: topics.Topic, *, name: str | None = None) -> list[tuple[bytes | None, Any]]:
-    """Every committed record of a topic so far, decoded: (key, value)."""
+def read_all(k: KafkaSettings, t: topics.Topic | None = None, *,
+             name: str | None = None) -> list[tuple[bytes | None, Any]]:
+    """Every committed record of a topic (``t`` of the catalogue, or the real ``name``) so far,
+    decoded: (key, value)."""
     topic = name or topics.named(k.topic_prefix, t)
     c = Consumer(k.librdkafka_config(**{"group.id": "reader", "enable.auto.commit": False,
                                         "isolation.level": "read_committed", "enable.partition.eof": True}))
@@ -126,13 +128,22 @@ def diff(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str
     return out
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, every: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(every)
-    return cond()
+def wait_until(cond: Callable[[], object], timeout: float, every: float = 0.5) -> bool:
+    """``tests.waiting.wait_until`` at a slower pace: these conditions read whole topics."""
+    return waiting.wait_until(cond, timeout, every)
+
+
+def idle(k: KafkaSettings, app_id: str) -> Callable[[], bool]:
+    """True once every task of the workers ``app_id`` has published an idle watermark: its
+    inputs read to their end and quiet for ``idle_ms``. A task's mark goes out with the
+    transaction after the one holding the outputs it covers, so by then all of them (the last
+    KPI figures too) are committed."""
+    name = Names(k.topic_prefix, app_id).watermarks()
+
+    def check() -> bool:
+        marks = dict(read_all(k, name=name))  # task id -> its latest mark
+        return bool(marks) and all(m is not None and m["idle"] for m in marks.values())
+    return check
 
 
 @contextlib.contextmanager

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from parley.app.synthetic import events as f
 from schemas import topics
 from schemas.events import derive_id
-from parley.app.synthetic import events as f
 from tests.integration.test_ingress_kafka import AGENT_AUTH, Running, read
 from tests.unit.test_identity import MSGR, WA, Stages, the_message
 
@@ -37,7 +37,8 @@ async def test_resolve_transfer_and_context_reach_their_topics(applied_topics) -
     # the client's retry is answered from the first one's claim: same id, same place, nothing stored again
     assert answers[1] == {**answers[0], "duplicate": True} and "duplicate" not in answers[0]
     got = await read(applied_topics, topics.CONVERSATION_MESSAGES, 2)
-    assert [(r.partition, r.offset) for r, _ in got] == [(a["partition"], a["offset"]) for a in (answers[0], answers[2])]
+    assert [(r.partition, r.offset) for r, _ in got] == [(a["partition"], a["offset"])
+                                                         for a in (answers[0], answers[2])]
     assert {r.key for r, _ in got} == {b"acme|cust-7"} and len({r.partition for r, _ in got}) == 1
     (r1, first), (r3, transfer) = got
     assert first["envelope"]["event_id"] == answers[0]["event_id"]

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from parley.settings import ApiSettings
 from parley.app.synthetic import sample
+from parley.settings import ApiSettings
 from projections import api, dashboard, query
 from projections.store import open_store
 from tests.kpi_day import run_day

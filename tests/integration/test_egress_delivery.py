@@ -15,11 +15,11 @@ from aiohttp import web
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from egress import accounts as send_accounts
-from parley.app.emulator.providers import Emulator
-from parley.app.emulator.smtp import SmtpServer
 from egress.runner import Egress
 from egress.sender import Sender
 from egress.webchat import Hub
+from parley.app.emulator.providers import Emulator
+from parley.app.emulator.smtp import SmtpServer
 from parley.settings import EgressSettings, KafkaSettings
 from schemas import topics
 from schemas.codec import Codec
@@ -130,6 +130,28 @@ def outcomes(k: KafkaSettings) -> list[dict[str, Any]]:
     return out
 
 
+def handled(k: KafkaSettings, s: EgressSettings) -> Any:
+    """A condition: the egress group has committed its input up to the end offsets it has now,
+    so every message written before is handled (sent, refused, or skipped as sent before)."""
+    name = topics.named(k.topic_prefix, topics.CONVERSATIONS)
+    c = Consumer(k.librdkafka_config(**{"group.id": f"{k.topic_prefix}{s.group_id}", "enable.auto.commit": False}))
+    try:
+        parts = [TopicPartition(name, p) for p in c.list_topics(name, timeout=10).topics[name].partitions]
+        ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+    finally:
+        c.close()
+
+    def check() -> bool:
+        c = Consumer(k.librdkafka_config(**{"group.id": f"{k.topic_prefix}{s.group_id}",
+                                            "enable.auto.commit": False}))
+        try:
+            committed = c.committed(parts, timeout=10)  # an empty partition has none: OFFSET_INVALID
+            return all(tp.offset >= ends[tp.partition] for tp in committed if ends[tp.partition] > 0)
+        finally:
+            c.close()
+    return check
+
+
 def final(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """message event id -> its final delivery event (sent, or failed with final)."""
     out = {}
@@ -194,7 +216,8 @@ class Running:
     def __init__(self, s: EgressSettings, hub: Hub | None = None) -> None:
         self.accounts = send_accounts.parse(ACCOUNTS, {})
         self.hub = hub or Hub(accounts=self.accounts)
-        sender = Sender(emulator_url=s.emulator_url, emulator_smtp=s.emulator_smtp, timeout_s=s.call_timeout_s, hub=self.hub)
+        sender = Sender(emulator_url=s.emulator_url, emulator_smtp=s.emulator_smtp, timeout_s=s.call_timeout_s,
+                        hub=self.hub)
         self.egress = Egress(s, self.accounts, sender=sender)
         self.stop = asyncio.Event()
 
@@ -288,8 +311,9 @@ async def test_a_restart_sends_nothing_twice(applied_topics: KafkaSettings) -> N
         async with Running(settings_for(k, emu)):
             await until(lambda: len(final(outcomes(k))) == 20, 30)
         produce(k, batch[:5])  # the same messages again, after the restart's offsets
-        async with Running(settings_for(k, emu)):
-            await asyncio.sleep(3)
+        s = settings_for(k, emu)
+        async with Running(s):
+            assert await until(handled(k, s), 30), "the restart did not read the five again"
         assert emu.count("telegram", "7012345678:AAemu") == 20
 
 
@@ -347,8 +371,9 @@ async def test_a_stop_lets_calls_in_progress_finish(applied_topics: KafkaSetting
         # the block ended (a stop) while the five calls were in progress: each finished and was recorded
         done = final(outcomes(k))
         assert len(done) == 5 and all(e["envelope"]["event_type"] == "OutboundSent" for e in done.values())
-        async with Running(settings_for(k, emu)):
-            await asyncio.sleep(2)
+        s = settings_for(k, emu)
+        async with Running(s):
+            assert await until(handled(k, s), 30), "the next run did not read its input"
         assert emu.count("telegram", "7012345678:AAemu") == 5  # nothing sent again by the next run
 
 
@@ -372,4 +397,5 @@ async def test_a_partition_moved_between_egresses_keeps_its_windows(applied_topi
         done = final(outcomes(k))
     assert sorted(e["envelope"]["event_type"] for e in done.values()) == ["OutboundSent"] * 24, \
         {e.get("code") for e in done.values()}
-    assert emu.count("whatsapp", "106540352242922") == 24 and emu.count("whatsapp", "106540352242922", "duplicates") == 0
+    assert emu.count("whatsapp", "106540352242922") == 24
+    assert emu.count("whatsapp", "106540352242922", "duplicates") == 0

@@ -25,7 +25,15 @@ import orjson
 import pytest
 
 from parley.settings import KafkaSettings
-from tests.integration.test_egress_delivery import ACCOUNTS, final, free_port, make_received, make_sent, outcomes, produce
+from tests.integration.test_egress_delivery import (
+    ACCOUNTS,
+    final,
+    free_port,
+    make_received,
+    make_sent,
+    outcomes,
+    produce,
+)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +44,8 @@ KEYED = {"line", "rbm"}
 def _toml(accounts: dict) -> str:
     lines = []
     for a in accounts["accounts"]:
-        lines += ["[[accounts]]", f'tenant = "{a["tenant"]}"', f'adapter = "{a["adapter"]}"', f'account_id = "{a["account_id"]}"']
+        lines += ["[[accounts]]", f'tenant = "{a["tenant"]}"', f'adapter = "{a["adapter"]}"',
+                  f'account_id = "{a["account_id"]}"']
         send = dict(a["options"].get("send") or {})
         if send:
             send["rate_per_s"] = 60  # a pace that keeps calls in flight when the kills come
@@ -80,9 +89,11 @@ async def test_kill_9_repeatedly_loses_nothing_and_duplicates_only_in_doubt_call
     (tmp_path / "accounts.toml").write_text(_toml(ACCOUNTS))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers, "PARLEY_KAFKA__TOPIC_PREFIX": k.topic_prefix,
            "PARLEY_ACCOUNTS_FILE": str(tmp_path / "accounts.toml"), "PARLEY_EMULATOR_URL": url,
-           "PARLEY_GROUP_ID": "egress-kill", "PARLEY_INSTANCE_ID": "egress-1", "PARLEY_PORT": str(free_port()), "PARLEY_LOG__FORMAT": "json",
+           "PARLEY_GROUP_ID": "egress-kill", "PARLEY_INSTANCE_ID": "egress-1", "PARLEY_PORT": str(free_port()),
+           "PARLEY_LOG__FORMAT": "json",
            "PARLEY_CALL_TIMEOUT_S": "5", "PARLEY_BACKOFF_BASE_S": "0.1", "PARLEY_BACKOFF_MAX_S": "1"}
-    emulator = subprocess.Popen([sys.executable, "-c", f"from parley.app.emulator.providers import run; run('127.0.0.1', {port}, None)"],
+    emulator = subprocess.Popen([sys.executable, "-c",
+                                 f"from parley.app.emulator.providers import run; run('127.0.0.1', {port}, None)"],
                                 env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
     try:
         await _wait(f"{url}/_emulator/counts")
@@ -98,7 +109,7 @@ async def test_kill_9_repeatedly_loses_nothing_and_duplicates_only_in_doubt_call
         for i in range(5):
             p = subprocess.Popen([sys.executable, "-m", "parley.app.cli", "egress"], env=env, stderr=log, cwd=ROOT)
             await _sending(tmp_path / "egress.log", i + 1)  # it has its partitions and reads them
-            await asyncio.sleep(rng.uniform(0.0, 1.0))
+            await asyncio.sleep(rng.uniform(0.0, 1.0))  # it sends a while: the kill lands anywhere
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
             kills += 1
@@ -115,7 +126,8 @@ async def test_kill_9_repeatedly_loses_nothing_and_duplicates_only_in_doubt_call
         emulator.wait(10)
     evs = outcomes(k)
     done = final(evs)
-    in_doubt = Counter(e["channel"] for e in evs if e["envelope"]["event_type"] == "OutboundAttempted" and e["in_doubt"])
+    in_doubt = Counter(e["channel"] for e in evs
+                       if e["envelope"]["event_type"] == "OutboundAttempted" and e["in_doubt"])
     lost, dups = Counter(), Counter()
     for m in msgs:
         text = m["text"]
@@ -123,7 +135,8 @@ async def test_kill_9_repeatedly_loses_nothing_and_duplicates_only_in_doubt_call
         if times == 0:
             lost[m["channel"]] += 1
         dups[m["channel"]] += max(times - 1, 0)
-        assert done.get(m["envelope"]["event_id"], {}).get("envelope", {}).get("event_type") == "OutboundSent", m["channel"]
+        outcome = done.get(m["envelope"]["event_id"], {}).get("envelope", {}).get("event_type")
+        assert outcome == "OutboundSent", m["channel"]
     replays = {p: sum(c.get("key_replays", 0) for c in accs.values()) for p, accs in counts.items()}
     print(f"\nkill -9 x{kills}: {len(msgs)} messages; lost {dict(lost)}; duplicates {dict(dups)}; "
           f"in-doubt resends {dict(in_doubt)}; replays refused by idempotency keys {replays}")

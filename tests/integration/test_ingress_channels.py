@@ -192,7 +192,8 @@ async def test_handshakes_are_answered_and_store_nothing(applied_topics) -> None
     async with Running(applied_topics, public_base_url=PUBLIC) as ing:
         await ing.ready()
         async with ing.http.get("/webhooks/whatsapp/106540352242922", params={
-                "hub.mode": "subscribe", "hub.verify_token": "demo-meta-verify-token", "hub.challenge": "1158201444"}) as r:
+                "hub.mode": "subscribe", "hub.verify_token": "demo-meta-verify-token",
+                "hub.challenge": "1158201444"}) as r:
             assert (r.status, await r.text()) == (200, "1158201444")
         async with ing.http.get("/webhooks/whatsapp/106540352242922", params={
                 "hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"}) as r:

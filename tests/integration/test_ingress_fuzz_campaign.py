@@ -65,15 +65,18 @@ def seed(channel: str, r: random.Random, now_s: int) -> Any:
     """A document (JSON tree, XML fields, form params, multipart fields) of ``channel``."""
     n, user = r.randrange(10**9), f"{r.randrange(10**6)}"
     if channel == "whatsapp":
-        return {"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        return {"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{
+            "field": "messages", "value": {
             "messaging_product": "whatsapp", "metadata": {"phone_number_id": ACCOUNT["whatsapp"]},
             "contacts": [{"profile": {"name": "Zoé"}, "wa_id": "336" + user}],
             "messages": [{"from": "336" + user, "id": f"wamid.{n}", "timestamp": str(now_s),
                           "type": r.choice(["text", "image", "location", "interactive", "reaction"]),
                           "text": {"body": "Bonjour"}, "image": {"id": "1", "mime_type": "image/jpeg"},
                           "location": {"latitude": 1.5, "longitude": 2}, "interactive": {"type": "button_reply",
-                          "button_reply": {"id": "b", "title": "Oui"}}, "reaction": {"message_id": "x", "emoji": "👍"}}],
-            "statuses": [{"id": f"wamid.{n}", "status": "read", "timestamp": str(now_s), "recipient_id": "336" + user}]}}]}]}
+                          "button_reply": {"id": "b", "title": "Oui"}},
+                          "reaction": {"message_id": "x", "emoji": "👍"}}],
+            "statuses": [{"id": f"wamid.{n}", "status": "read", "timestamp": str(now_s),
+                          "recipient_id": "336" + user}]}}]}]}
     if channel in ("messenger", "instagram"):
         return {"object": "page" if channel == "messenger" else "instagram", "entry": [{"id": ACCOUNT[channel],
                 "time": now_s * 1000, "messaging": [{"sender": {"id": user}, "recipient": {"id": ACCOUNT[channel]},
@@ -179,8 +182,9 @@ def build(channel: str, r: random.Random, now_s: int) -> tuple[str, str, dict[st
     path, query, headers, body = f"/webhooks/{channel}/{quote(ACCOUNT[channel], safe='@+:.-_')}", {}, {}, b""
     secret = SECRETS[channel]
     if channel == "wechat":
-        body = ("<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in (doc.items() if isinstance(doc, dict)
-                                                                          else [])) + "</xml>").encode("utf-8", "surrogatepass")
+        fields = doc.items() if isinstance(doc, dict) else []
+        xml = "<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields) + "</xml>"
+        body = xml.encode("utf-8", "surrogatepass")
         nonce, ts = str(r.randrange(10**9)), str(now_s + r.choice([0, 0, 0, -400, 10**6]))
         query = {"signature": hashlib.sha1("".join(sorted([secret, ts, nonce])).encode()).hexdigest(),
                  "timestamp": ts, "nonce": nonce}
@@ -193,8 +197,8 @@ def build(channel: str, r: random.Random, now_s: int) -> tuple[str, str, dict[st
         headers["X-Twilio-Signature"] = RequestValidator(secret).compute_signature(PUBLIC + path, printable)
     elif channel == "email":
         fields = doc.items() if isinstance(doc, dict) else []
-        body = b"".join(f'--B\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode("utf-8", "surrogatepass")
-                        for k, v in fields) + b"--B--\r\n"
+        body = b"".join(f'--B\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                        .encode("utf-8", "surrogatepass") for k, v in fields) + b"--B--\r\n"
         headers["Content-Type"] = "multipart/form-data; boundary=B"
         headers["Authorization"] = "Basic " + base64.b64encode(f"parse:{secret}".encode()).decode()
     elif channel == "rbm":
@@ -226,9 +230,11 @@ def build_other(r: random.Random) -> tuple[str, str, dict[str, str], bytes]:
     """Routes beside the channels': unknown adapters and accounts, the agent API, health."""
     choice = r.random()
     if choice < 0.3:
-        return "POST", f"/webhooks/{r.choice(['nope', 'whatsapp', 'x' * 300])}/{r.choice(['999', '%2e%2e', 'a' * 500])}", {}, b"{}"
+        adapter, account = r.choice(["nope", "whatsapp", "x" * 300]), r.choice(["999", "%2e%2e", "a" * 500])
+        return "POST", f"/webhooks/{adapter}/{account}", {}, b"{}"
     if choice < 0.8:
-        route = r.choice(["/agents/acme/ines/status", "/agents/acme/ines/replies", "/agents/acme/ines/threads/t1/resolve",
+        route = r.choice(["/agents/acme/ines/status", "/agents/acme/ines/replies",
+                          "/agents/acme/ines/threads/t1/resolve",
                           "/agents/acme/ines/threads/t1/transfer", "/customers/acme/c-1/context",
                           "/agents/acme/ines/identities/link", "/agents/acme/ines/customers/merge",
                           "/agents/nobody/x/status"])
@@ -287,7 +293,7 @@ async def campaign(port: int, total: int, seed_: int, concurrency: int = 32) -> 
                     await asyncio.wait_for(rd.read(1024), 5)
                     w.close()
                     broken["sent"] += 1
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     broken["no answer"] += 1
                 continue
             req = build(wr.choice(channels), wr, now_s) if wr.random() < 0.9 else build_other(wr)
@@ -303,14 +309,15 @@ async def campaign(port: int, total: int, seed_: int, concurrency: int = 32) -> 
                         status, body = -1, b"connection lost"
             statuses[status] += 1
             if status >= 500:
-                reason = json.loads(body).get("reason", "") if body.startswith(b"{") else body[:80].decode("utf-8", "replace")
+                reason = (json.loads(body).get("reason", "") if body.startswith(b"{")
+                          else body[:80].decode("utf-8", "replace"))
                 documented = status == 503 and reason.startswith(DOCUMENTED_503)
                 fives[("documented 503: " if documented else f"{status} ") + reason[:70]] += 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(random.Random(r.random())) for _ in range(concurrency)))
-    return {"requests": total, "seconds": round(time.perf_counter() - t0, 1), "statuses": dict(sorted(statuses.items())),
-            "5xx": dict(fives), "broken_http": dict(broken)}
+    return {"requests": total, "seconds": round(time.perf_counter() - t0, 1),
+            "statuses": dict(sorted(statuses.items())), "5xx": dict(fives), "broken_http": dict(broken)}
 
 
 def _serve(settings: IngressSettings) -> None:
@@ -349,7 +356,8 @@ def _duplicates(kafka: KafkaSettings, topic: topics.Topic) -> tuple[int, int]:
     codec, seen, dups, records = Codec(), set(), 0, 0
     try:
         meta = consumer.list_topics(name, timeout=10)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in meta.topics[name].partitions}
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+                for p in meta.topics[name].partitions}
         consumer.assign([TopicPartition(name, p, 0) for p in ends])
         left = {p for p, end in ends.items() if end > 0}
         while left:

@@ -27,6 +27,7 @@ from schemas import topics
 from schemas.codec import Codec
 from schemas.events import derive_id
 from tests.unit.test_ingress_app import FAKE_ACCOUNT, FakeAdapter
+from tests.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -63,13 +64,11 @@ class Running:
         return str(self.server.make_url("")).rstrip("/")
 
     async def ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            async with self.http.get("/readyz") as resp:
-                if resp.status == 200:
-                    return
-            await asyncio.sleep(0.1)
-        raise AssertionError("the ingress never became ready")
+        assert await async_wait_until(self.is_ready, timeout_s), "the ingress never became ready"
+
+    async def is_ready(self) -> bool:
+        async with self.http.get("/readyz") as resp:
+            return resp.status == 200
 
     async def post(self, path: str, body: bytes | dict, headers: dict[str, str] | None = None,
                    params: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
@@ -131,7 +130,7 @@ async def test_webchat_messages_go_to_kafka_field_by_field(applied_topics) -> No
     env = first["envelope"]
     assert record.key == b"acme|webchat|v-100" == env["partition_key"].encode()
     assert record.timestamp == env["occurred_at"] == sent_at
-    assert env["tenant_id"] == "acme" and env["event_type"] == "MessageReceived" and env["producer"] == "ingress/webchat"
+    assert (env["tenant_id"], env["event_type"], env["producer"]) == ("acme", "MessageReceived", "ingress/webchat")
     assert env["recorded_at"] is not None and env["recorded_at"] >= sent_at
     assert first["channel"] == "webchat" and first["channel_account_id"] == "acme-web"
     assert first["sender"] == {"channel": "webchat", "id": "v-100", "display_name": "Zoé", "phone_e164": None,
@@ -226,14 +225,10 @@ def served_on_kafka(applied_topics):
     client = TestClient(TestServer(app), loop=loop)
     loop.run_until_complete(client.start_server())
 
-    async def ready() -> None:
-        for _ in range(300):
-            if (await client.get("/readyz")).status == 200:
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError("not ready")
+    async def ready() -> bool:
+        return (await client.get("/readyz")).status == 200
 
-    loop.run_until_complete(ready())
+    assert loop.run_until_complete(async_wait_until(ready, 30)), "not ready"
     yield loop, client
     loop.run_until_complete(client.close())
     loop.close()
@@ -265,6 +260,8 @@ async def test_not_ready_and_nothing_auto_created_while_the_topics_are_missing(k
     from aiokafka.admin import AIOKafkaAdminClient
 
     async with Running(kafka_settings, produce_timeout_s=2.0) as ing:
+        # time passing is the test: meanwhile the ingress asks for its topics again and again
+        # (back-off 0.2, 0.4, 0.8 s...), and must neither turn ready nor have one created
         await asyncio.sleep(2.0)
         async with ing.http.get("/readyz") as resp:
             assert resp.status == 503

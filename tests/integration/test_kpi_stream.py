@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from parley.app.batch.kpi_batch import compute
-from parley.settings import WorkerSettings
 from parley.app.synthetic.simulate import shuffled_with_duplicates, simulate_day
+from parley.settings import WorkerSettings
 from schemas import topics
 from streams.kpi import logic
 from streams.kpi.agents import KpiStage
@@ -48,7 +48,8 @@ def kpi_inputs(delivery: list[dict]) -> list[tuple[bytes, bytes]]:
         m = measure(tenant, key[1], sets.get(key, {}).values(), latest[key])
         out.append((tenant.encode(), orjson.dumps({
             "t": m.latest, "r": 0, "id": f"{tenant}|{key[1]}", "type": "ThreadMeasured", "tenant": tenant,
-            "thread": key[1], "m": m.to_json(), "cause": [e["envelope"]["event_id"], e["envelope"]["correlation_id"]]})))
+            "thread": key[1], "m": m.to_json(),
+            "cause": [e["envelope"]["event_id"], e["envelope"]["correlation_id"]]})))
     random.Random(3).shuffle(out)
     return out
 

@@ -20,7 +20,6 @@ log shows the customer erased and the KPI tables unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -45,9 +44,10 @@ from projections.runner import acatch_up, arebuild
 from projections.store import open_store
 from schemas import topics
 from streams import topology
-from tests.integration.stream_support import events, of_type, running, wait_until
+from tests.integration.stream_support import events, idle, of_type, running, wait_until
 from tests.integration.test_ingress_kafka import AGENT_AUTH, WEB_AUTH, Running, login_token
 from tests.projection_support import dump
+from tests.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +163,7 @@ async def test_an_erased_customer_is_in_no_byte_the_system_wrote(applied_topics:
                     assert resp.status == 200, await resp.text()
             status, text, _ = await ing.post("/webhooks/webchat/acme-web", webchat(s, r), WEB_AUTH)
             assert status == 200, text
-            await _settle(k, lambda conv: len(of_type(conv, "MessageEnriched")) >= 4)
+            await _settle(k, worker.app_id, lambda conv: len(of_type(conv, "MessageEnriched")) >= 4)
             await acatch_up(proj)
             store = open_store(proj.database_url)
             wa_customer = _customer_of(k, "whatsapp")
@@ -180,15 +180,15 @@ async def test_an_erased_customer_is_in_no_byte_the_system_wrote(applied_topics:
             ]:
                 status, text, _ = await ing.post(path, body, AGENT_AUTH)
                 assert status == 200, (path, text)
-            await _settle(k, lambda conv: len(of_type(conv, "MessageSent")) >= 1, merged=survivor)
+            await _settle(k, worker.app_id, lambda conv: len(of_type(conv, "MessageSent")) >= 1, merged=survivor)
         await acatch_up(proj)
 
         # readable through the product before the erasure
         profile = query.customer_profile(store, "acme", wa_customer)
         assert profile["name"] == s["name"] and profile["attributes"] == {"address": s["address"]}
         assert set(profile["merged_customers"]) >= {survivor}
-        shown = json.dumps(profile) + "".join(json.dumps(query.thread_detail(store, "acme", t["thread_id"]), default=str)
-                                              for t in profile["threads"])
+        shown = json.dumps(profile) + "".join(
+            json.dumps(query.thread_detail(store, "acme", t["thread_id"]), default=str) for t in profile["threads"])
         exported = json.dumps(privacy_ops.export(proj, "acme", wa_customer), default=str)
         for n in needles:
             assert n in shown + exported, n
@@ -223,17 +223,16 @@ async def test_an_erased_customer_is_in_no_byte_the_system_wrote(applied_topics:
     store.close()
 
 
-async def _settle(k: KafkaSettings, enough: Any, merged: str | None = None, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conv = events(k, topics.CONVERSATIONS)
-        ok = enough(conv) and (merged is None or any(
+async def _settle(k: KafkaSettings, app_id: str, enough: Any, merged: str | None = None,
+                  timeout: float = 120) -> None:
+    """Until ``enough`` of parley.conversations (and the merge, if one is named) is there, then
+    until the worker is idle: the rest of the same batch (routing, KPIs) is committed too."""
+    def arrived() -> bool:
+        return enough(events(k, topics.CONVERSATIONS)) and (merged is None or any(
             e["merged_customer_id"] == merged for e in of_type(events(k, topics.IDENTITY), "IdentitiesMerged")))
-        if ok:
-            await asyncio.sleep(1.5)  # the stragglers of the same batch (routing, KPIs)
-            return
-        await asyncio.sleep(0.5)
-    raise AssertionError("the worker did not settle")
+
+    assert await async_wait_until(arrived, timeout, every=0.5), "the worker did not settle"
+    assert await async_wait_until(idle(k, app_id), 60, every=0.5), "the worker never went idle"
 
 
 def _customer_of(k: KafkaSettings, channel: str) -> str:

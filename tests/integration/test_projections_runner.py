@@ -15,8 +15,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import projections
-from parley.settings import KafkaSettings, ProjectionSettings
 from parley.app.synthetic import sample
+from parley.settings import KafkaSettings, ProjectionSettings
 from projections import runner
 from projections.store import open_store
 from schemas import topics

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from parley.app.synthetic import events as f
 from parley.settings import KafkaSettings, WorkerSettings
 from schemas import topics
-from parley.app.synthetic import events as f
 from streams import topology
 from streams.identity.logic import new_customer_id
 from streams.routing import config
@@ -27,6 +27,7 @@ from tests.integration.stream_support import (
     copy_log,
     diff,
     events,
+    idle,
     of_type,
     produce,
     running,
@@ -179,7 +180,7 @@ def test_two_runs_over_one_log_give_the_same_outputs(applied_topics) -> None:
         s = settings(k)
         with running(s, topology.build(s, routing_rules=RULES)):
             assert wait_until(settled(k, messages), 120)
-            time.sleep(2)  # let the last KPI figures land
+            assert wait_until(idle(k, s.app_id), 60), "the worker never went idle"  # the last KPI figures
         results.append(tables(k))
     assert results[0][topics.CONVERSATIONS.name]
     assert diff(results[0], results[1]) == {}
@@ -223,7 +224,7 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None
     def feed() -> None:  # the rest arrives while the worker is being killed
         for i in range(600, len(inputs), 40):  # about 45 s
             produce(k_kill, inputs[i:i + 40])
-            time.sleep(0.75)
+            time.sleep(0.75)  # the pace of the input: time passing is the test here
 
     feeder = threading.Thread(target=feed, daemon=True)
     ctx, app_id = mp.get_context("spawn"), f"w{uuid.uuid4().hex[:8]}"
@@ -239,9 +240,9 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None
             proc.join(120)  # it kills itself inside its 3rd transaction
             assert proc.exitcode == -signal.SIGKILL
             continue
-        assert wait_until(lambda: enriched() > before, 60, every=0.2), "no output after a restart"
+        assert wait_until(lambda before=before: enriched() > before, 60, every=0.2), "no output after a restart"
         resumed.append(time.monotonic() - started)
-        time.sleep(random.Random(kill).uniform(0.5, 2.0))
+        time.sleep(random.Random(kill).uniform(0.5, 2.0))  # it works a while: the kill lands anywhere
         assert enriched() < len(messages), "the work ended before the kill: more input needed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(10)
@@ -250,7 +251,7 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None
     try:
         feeder.join(120)
         assert wait_until(settled(k_kill, messages), 240)
-        time.sleep(2)
+        assert wait_until(idle(k_kill, app_id), 60), "the last run never went idle"
     finally:
         last.terminate()
         last.join(30)
@@ -260,7 +261,7 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None
     s = settings(k_clean, routing_file=None)
     with running(s, topology.build(s)):
         assert wait_until(settled(k_clean, messages), 240)
-        time.sleep(2)
+        assert wait_until(idle(k_clean, s.app_id), 60), "the clean run never went idle"
     assert diff(tables(k_clean), killed) == {}
     # from each restart (process start, restore) to new output: a figure, not a check (the wait
     # above bounds it at 60 s); `pytest -s` shows it
@@ -297,9 +298,9 @@ def test_two_workers_each_take_half_of_a_single_tenants_partitions_and_agree_wit
         messages = {e["envelope"]["event_id"] for t, e in inputs if t is topics.MESSAGES}
         for i in range(0, len(inputs), 20):  # paced: 200 messages/s
             produce(k_two, inputs[i:i + 20])
-            time.sleep(0.1)
+            time.sleep(0.1)  # the pace of live traffic: time passing is the test here
         assert wait_until(settled(k_two, messages), 120)
-        time.sleep(2)
+        assert wait_until(idle(k_two, app_id), 60), "the two workers never went idle"
         done = {w.instance: {stage: w.stats.per_stage[stage]["in"] for stage in ("identity", "conversations")}
                 for w in (a, b)}
         late = {w.instance: sum(c["late"] for c in w.stats.per_stage.values()) for w in (a, b)}
@@ -311,6 +312,6 @@ def test_two_workers_each_take_half_of_a_single_tenants_partitions_and_agree_wit
     s = settings(k_one)
     with running(s, topology.build(s, routing_rules=RULES)):
         assert wait_until(settled(k_one, messages), 180)
-        time.sleep(2)
+        assert wait_until(idle(k_one, s.app_id), 60), "the worker never went idle"
     assert diff(two, tables(k_one)) == {}
     _drop(k_one)

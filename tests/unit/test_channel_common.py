@@ -7,8 +7,16 @@ import importlib
 import pytest
 
 from adapters.base import Unmappable
-from adapters.channels._common import e164, integer, mapping_errors, ms_from_ms, \
-    ms_from_rfc3339, ms_from_seconds, rich, text
+from adapters.channels._common import (
+    e164,
+    integer,
+    mapping_errors,
+    ms_from_ms,
+    ms_from_rfc3339,
+    ms_from_seconds,
+    rich,
+    text,
+)
 
 CHANNEL_MODULES = ["whatsapp", "messenger", "instagram", "twilio", "telegram", "line", "viber",
                    "wechat", "rbm", "email"]

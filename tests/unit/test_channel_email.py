@@ -16,11 +16,9 @@ from adapters.base import Rejected, Unmappable
 from adapters.channels.email import ADAPTER
 
 try:
-    from channel_support import NEW, OLD, RAW_ID, RECEIVED_AT, account, check_envelope, \
-        request, roundtrip
+    from channel_support import NEW, OLD, RAW_ID, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RAW_ID, RECEIVED_AT, account, check_envelope, \
-        request, roundtrip
+    from .channel_support import NEW, OLD, RAW_ID, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 ACCOUNT = account("email", "support@parse.acme.example")
 MSG_ID = "<CAF=k2Yx8Lw9Qz@mail.example.com>"

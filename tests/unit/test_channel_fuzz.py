@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from urllib3.filepost import encode_multipart_formdata
 
 from adapters.base import Rejected, Unmappable
-from adapters.channels import email, instagram, line, messenger, rbm, telegram, twilio, viber, \
-    wechat, whatsapp
+from adapters.channels import email, instagram, line, messenger, rbm, telegram, twilio, viber, wechat, whatsapp
 from schemas.codec import Codec
 
 try:

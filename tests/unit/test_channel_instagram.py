@@ -15,8 +15,7 @@ from adapters.channels.instagram import ADAPTER
 try:
     from channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, \
-        roundtrip
+    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 IG_ACCOUNT, IGSID = "17841405822304914", "1254459154682919"
 ACCOUNT = account("instagram", IG_ACCOUNT, verify_token="vt-ig")

@@ -17,8 +17,7 @@ from adapters.channels.line import ADAPTER
 try:
     from channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, \
-        roundtrip
+    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 BOT = "Ub1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6"
 USER = "U4af4980629e0b5f8e2a6fb1c9e12cd34"

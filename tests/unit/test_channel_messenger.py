@@ -15,8 +15,7 @@ from adapters.channels.messenger import ADAPTER
 try:
     from channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, \
-        roundtrip
+    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 PAGE, PSID = "106214628094391", "6783451208364107"
 ACCOUNT = account("messenger", PAGE, verify_token="vt-messenger")

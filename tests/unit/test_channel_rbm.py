@@ -21,8 +21,7 @@ from adapters.channels.rbm import ADAPTER
 try:
     from channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, \
-        roundtrip
+    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 AGENT = "growing-tree-bank-nbdjkl6t_agent@rbm.goog"
 ACCOUNT = account("rbm", "growing-tree-bank")

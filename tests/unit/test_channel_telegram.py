@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from telegram import CallbackQuery, Chat, Contact, Document, Location, Message, PhotoSize, \
-    Update, User
+from telegram import CallbackQuery, Chat, Contact, Document, Location, Message, PhotoSize, Update, User
 
 from adapters.base import Rejected, Unmappable
 from adapters.channels.telegram import ADAPTER
@@ -16,11 +15,10 @@ from adapters.channels.telegram import ADAPTER
 try:
     from channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, \
-        roundtrip
+    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 ACCOUNT = account("telegram", "7012345678")
-WHEN = datetime(2024, 11, 12, 8, 0, tzinfo=timezone.utc)
+WHEN = datetime(2024, 11, 12, 8, 0, tzinfo=UTC)
 USER = User(id=1111111, is_bot=False, first_name="Marie", last_name="Curie", username="mcurie")
 CHAT = Chat(id=1111111, type="private", first_name="Marie")
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -113,7 +111,7 @@ def test_reply_to_message():
 
 def test_edited_message_is_a_new_event_for_the_same_message():
     edited = update_json(update_id=10001, edited_message=message(
-        text="corrected", edit_date=datetime(2024, 11, 12, 8, 5, tzinfo=timezone.utc)))
+        text="corrected", edit_date=datetime(2024, 11, 12, 8, 5, tzinfo=UTC)))
     [a], [b] = parse(TEXT), parse(edited)
     assert a["channel_message_id"] == b["channel_message_id"]
     assert a["envelope"]["event_id"] != b["envelope"]["event_id"]

@@ -16,8 +16,7 @@ from adapters.channels.twilio import ADAPTER
 try:
     from channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, \
-        roundtrip
+    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 ACCOUNT = account("twilio", "AC0123456789abcdef0123456789abcdef")
 URL = "https://hooks.example.com/webhooks/twilio/AC0123456789abcdef0123456789abcdef"

@@ -16,8 +16,7 @@ from adapters.channels.viber import ADAPTER
 try:
     from channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, \
-        roundtrip
+    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 ACCOUNT = account("viber", "acme-bot")
 USER = "01234567890A="

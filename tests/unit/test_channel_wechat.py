@@ -16,8 +16,7 @@ from adapters.channels.wechat import ADAPTER
 try:
     from channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, \
-        roundtrip
+    from .channel_support import NEW, OLD, RECEIVED_AT, account, check_envelope, request, roundtrip
 
 OA, OPENID = "gh_7f083739789a", "oia2TjuEGTNoeX76QEjQNrcURxG8"
 ACCOUNT = account("wechat", OA, secrets=(), verify_token=NEW)

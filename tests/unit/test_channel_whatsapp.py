@@ -14,11 +14,9 @@ from adapters.base import Rejected, Unmappable
 from adapters.channels.whatsapp import ADAPTER
 
 try:
-    from channel_support import NEW, OLD, RAW_ID, RECEIVED_AT, TENANT, account, check_envelope, \
-        request, roundtrip
+    from channel_support import NEW, OLD, RAW_ID, RECEIVED_AT, TENANT, account, check_envelope, request, roundtrip
 except ImportError:  # tests/unit collected as a package
-    from .channel_support import NEW, OLD, RAW_ID, RECEIVED_AT, TENANT, account, check_envelope, \
-        request, roundtrip
+    from .channel_support import NEW, OLD, RAW_ID, RECEIVED_AT, TENANT, account, check_envelope, request, roundtrip
 
 ACCOUNT = account("whatsapp", "106540352242922", verify_token="meatyhamhock")
 WAMID = "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA="

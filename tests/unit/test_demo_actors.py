@@ -11,11 +11,22 @@ from typing import Any
 import pytest
 
 from parley.app.demo.actors import Actors
-from parley.app.synthetic.scenario import (
-    BOT_ID, Context, Conversation, Inbound, Link, Merge, Receipt, Reply, Resolve, Scenario, Transfer,
-    build_day, make_inbound,
-)
 from parley.app.demo.view import View
+from parley.app.synthetic.scenario import (
+    BOT_ID,
+    Context,
+    Conversation,
+    Inbound,
+    Link,
+    Merge,
+    Receipt,
+    Reply,
+    Resolve,
+    Scenario,
+    Transfer,
+    build_day,
+    make_inbound,
+)
 
 DAY = date(2026, 11, 17)
 MIN = 60_000

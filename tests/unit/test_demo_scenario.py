@@ -10,11 +10,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from parley.app.demo.main import packaged
 from parley.app.synthetic import texts
 from parley.app.synthetic.cast import ROSTER, agents_for
-from parley.app.demo.main import packaged
 from parley.app.synthetic.scenario import (
-    BAD_AT_SCALE_1, CHANNELS, STORIES, BadRequest, Inbound, Presence, Redelivery, Say, Scenario,
+    BAD_AT_SCALE_1,
+    CHANNELS,
+    STORIES,
+    BadRequest,
+    Inbound,
+    Presence,
+    Redelivery,
+    Say,
+    Scenario,
     build_day,
 )
 from streams.enrich.logic import BuiltinEnricher

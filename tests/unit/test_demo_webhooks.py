@@ -16,18 +16,42 @@ import pytest
 
 from adapters import accounts as accounts_mod
 from adapters.agent_events import (
-    ContextBody, LinkBody, MergeBody, ReplyBody, ResolveBody, StatusBody, TransferBody, context_event, link_event,
-    merge_event, reply_event, resolve_event, status_event, transfer_event,
+    ContextBody,
+    LinkBody,
+    MergeBody,
+    ReplyBody,
+    ResolveBody,
+    StatusBody,
+    TransferBody,
+    context_event,
+    link_event,
+    merge_event,
+    reply_event,
+    resolve_event,
+    status_event,
+    transfer_event,
 )
 from adapters.app import check_event
 from adapters.base import Rejected, Request
 from adapters.channels import Registry
 from parley.app.demo import webhooks
-from parley.app.synthetic.scenario import (
-    BadRequest, Context, Handshake, Inbound, Link, Merge, Presence, Receipt, Redelivery, Reply, Resolve, Scenario,
-    Transfer, build_day,
-)
 from parley.app.demo.webhooks import HttpRequest, RenderContext
+from parley.app.synthetic.scenario import (
+    BadRequest,
+    Context,
+    Handshake,
+    Inbound,
+    Link,
+    Merge,
+    Presence,
+    Receipt,
+    Redelivery,
+    Reply,
+    Resolve,
+    Scenario,
+    Transfer,
+    build_day,
+)
 
 ACCOUNTS = Path(__file__).resolve().parents[2] / "config" / "accounts.example.toml"
 RECEIPT_CHANNELS = ("whatsapp", "messenger", "viber", "rbm", "webchat")

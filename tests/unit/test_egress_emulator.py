@@ -134,7 +134,8 @@ def test_rbm_repeated_message_id_answers_409_already_exists(emulator) -> None:
 
 
 @pytest.mark.parametrize(("provider", "path", "body", "status"), [
-    ("whatsapp", "/v21.0/555/messages", {"messaging_product": "whatsapp", "to": "1", "type": "text", "text": {"body": "x"}}, 429),
+    ("whatsapp", "/v21.0/555/messages",
+     {"messaging_product": "whatsapp", "to": "1", "type": "text", "text": {"body": "x"}}, 429),
     ("telegram", "/bot9:x/sendMessage", {"chat_id": 1, "text": "x"}, 429),
     ("viber", "/pa/send_message", {"receiver": "u", "type": "text", "text": "x"}, 200),
 ])

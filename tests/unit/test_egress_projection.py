@@ -83,7 +83,8 @@ def test_receipts_join_the_message_through_the_provider_id(tmp_path) -> None:
                            partition_key="acme|whatsapp|33600")
     receipt = make("DeliveryStatusChanged", receipt_env, channel="whatsapp", channel_account_id="acc",
                    recipient=msg["recipient"], channel_message_id="wamid.1", status="read", raw_event_id="r")
-    records = [(topics.MESSAGES, receipt), (topics.CONVERSATIONS, msg)] + [(topics.OUTBOUND, e) for e in outcome_chain(msg)]
+    records = [(topics.MESSAGES, receipt), (topics.CONVERSATIONS, msg),
+               *((topics.OUTBOUND, e) for e in outcome_chain(msg))]
     b = Batcher(store, thr.PROJECTION)
     b.apply([Decoded(t.name, 0, i, e) for i, (t, e) in enumerate(records)])
     b.commit()
@@ -94,8 +95,8 @@ def test_receipts_join_the_message_through_the_provider_id(tmp_path) -> None:
 
 
 async def test_the_api_sums_deliveries_per_channel(tmp_path, client_for) -> None:
-    from projections import api
     from parley.settings import ApiSettings
+    from projections import api
 
     url = f"sqlite:///{tmp_path}/d.db"
     store = open_store(url)

@@ -33,13 +33,15 @@ def test_whatsapp_requests() -> None:
     assert calls[0].url == "/v21.0/106540352242922/messages" and calls[0].headers["Authorization"] == "Bearer T"
     assert calls[0].json == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "33612345678",
                              "type": "text", "text": {"body": "Your parcel left today.", "preview_url": False}}
-    assert calls[1].json["interactive"]["action"]["buttons"][0] == {"type": "reply", "reply": {"id": "y", "title": "Yes"}}
+    assert calls[1].json["interactive"]["action"]["buttons"][0] == {"type": "reply",
+                                                                    "reply": {"id": "y", "title": "Yes"}}
     assert calls[2].json["template"] == {"name": "order_update", "language": {"code": "fr"}, "components": [
         {"type": "body", "parameters": [{"type": "text", "text": "A1"}]}]}
 
 
 def test_messenger_human_agent_tag_past_24_hours() -> None:
-    call = meta.requests(acc("messenger", access_token="P"), make_plan(TEXT, recipient="psid", mode="human_agent"), EVENT)[0]
+    plan = make_plan(TEXT, recipient="psid", mode="human_agent")
+    call = meta.requests(acc("messenger", access_token="P"), plan, EVENT)[0]
     assert call.url == "/v21.0/me/messages"
     assert call.json == {"recipient": {"id": "psid"}, "messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT",
                          "message": {"text": "Your parcel left today."}}
@@ -47,9 +49,11 @@ def test_messenger_human_agent_tag_past_24_hours() -> None:
 
 def test_twilio_form_and_content_template() -> None:
     calls = twilio.requests(acc("twilio", account_sid="AC1", auth_token="tok"), make_plan(
-        TEXT, {"type": "template", "template": {"name": "x", "language": "en", "parameters": ["A"], "provider_id": "HX1",
-                                                "body": ""}}, recipient="whatsapp:+33612345678"), EVENT)
-    assert calls[0].url == "/2010-04-01/Accounts/AC1/Messages.json" and calls[0].headers["Authorization"].startswith("Basic ")
+        TEXT, {"type": "template", "template": {"name": "x", "language": "en", "parameters": ["A"],
+                                                "provider_id": "HX1", "body": ""}},
+        recipient="whatsapp:+33612345678"), EVENT)
+    assert calls[0].url == "/2010-04-01/Accounts/AC1/Messages.json"
+    assert calls[0].headers["Authorization"].startswith("Basic ")
     assert ("To", "whatsapp:+33612345678") in calls[0].form and ("From", "whatsapp:106540352242922") in calls[0].form
     assert ("ContentSid", "HX1") in calls[1].form and ("ContentVariables", '{"1":"A"}') in calls[1].form
 
@@ -65,7 +69,8 @@ def test_telegram_inline_keyboard_and_location() -> None:
 
 def test_line_packs_five_messages_per_call_with_one_retry_key_each() -> None:
     parts = [dict(TEXT, text=f"t{i}") for i in range(7)]
-    calls = line.requests(acc("line", channel_access_token="L"), make_plan(*parts, recipient="U1", keys=("k1", "k2")), EVENT)
+    calls = line.requests(acc("line", channel_access_token="L"), make_plan(*parts, recipient="U1", keys=("k1", "k2")),
+                          EVENT)
     assert [len(c.json["messages"]) for c in calls] == [5, 2]
     assert [c.headers["X-Line-Retry-Key"] for c in calls] == ["k1", "k2"]
 
@@ -75,12 +80,14 @@ def test_rbm_message_id_is_the_key() -> None:
         {"type": "text", "text": "Pick", "quick_replies": [{"id": "y", "title": "Yes", "url": None}]},
         recipient="+33612345678", keys=("key-1",)), EVENT)[0]
     assert call.url == "/v1/phones/%2B33612345678/agentMessages?messageId=key-1&agentId=ag" and call.token == "rbm"
-    assert call.json == {"contentMessage": {"text": "Pick", "suggestions": [{"reply": {"text": "Yes", "postbackData": "y"}}]}}
+    assert call.json == {"contentMessage": {"text": "Pick",
+                                            "suggestions": [{"reply": {"text": "Yes", "postbackData": "y"}}]}}
 
 
 def test_viber_and_wechat_bodies() -> None:
     v = viber.requests(acc("viber", auth_token="V", sender_name="Acme"), make_plan(TEXT, recipient="u=="), EVENT)[0]
-    assert v.headers == {"X-Viber-Auth-Token": "V"} and v.json["sender"] == {"name": "Acme"} and v.json["type"] == "text"
+    assert v.headers == {"X-Viber-Auth-Token": "V"}
+    assert v.json["sender"] == {"name": "Acme"} and v.json["type"] == "text"
     w = wechat.requests(acc("wechat"), make_plan(TEXT, recipient="oOpen"), EVENT)[0]
     assert w.json == {"touser": "oOpen", "msgtype": "text", "text": {"content": "Your parcel left today."}}
     assert "{token}" in w.url and w.token == "wechat"
@@ -95,7 +102,8 @@ def j(doc) -> bytes:
     (meta, 200, {}, j({"recipient_id": "p", "message_id": "m_1"}), ("sent", "m_1")),
     (meta, 429, {"Retry-After": "3"}, j({"error": {"code": 130429, "message": "rate"}}), ("transient", 3.0)),
     (meta, 400, {}, j({"error": {"code": 131047, "message": "Re-engagement"}}), ("permanent", "131047")),
-    (meta, 400, {}, j({"error": {"code": 10, "error_subcode": 2018278, "message": "window"}}), ("permanent", "2018278")),
+    (meta, 400, {}, j({"error": {"code": 10, "error_subcode": 2018278, "message": "window"}}),
+     ("permanent", "2018278")),
     (meta, 500, {}, b"<html>", ("transient", None)),
     (meta, 200, {}, b"<html>oops</html>", ("permanent", "provider_garbage")),
     (twilio, 201, {}, j({"sid": "SM1"}), ("sent", "SM1")),

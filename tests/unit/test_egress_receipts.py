@@ -3,21 +3,20 @@ and become DeliveryStatusChanged naming the provider ids the egress recorded."""
 
 from __future__ import annotations
 
-import asyncio
-
 from adapters.accounts import Accounts
 from adapters.app import build_app
 from adapters.base import Account
 from adapters.channels import Registry
 from adapters.metrics import IngressMetrics
-from parley.app.emulator.providers import Emulator
-from parley.app.emulator.receipts import Receipts
 from egress.model import Plan, SendAccount
 from egress.plan import keys
 from egress.providers import PROVIDERS
 from egress.sender import Sender
+from parley.app.emulator.providers import Emulator
+from parley.app.emulator.receipts import Receipts
 from schemas import topics
 from tests.unit.test_ingress_app import NOW_MS, FakeProducer, make_settings, topic
+from tests.waiting import async_wait_until
 
 INGRESS_ACCOUNTS = Accounts([
     Account("acme", "whatsapp", "106540352242922", secrets=("meta-secret",)),
@@ -27,7 +26,8 @@ INGRESS_ACCOUNTS = Accounts([
 ])
 SENDS = [  # (egress account, recipient)
     (SendAccount("acme", "whatsapp", "106540352242922", {"access_token": "t"}), "33612345678"),
-    (SendAccount("acme", "twilio", "+33644600000", {"account_sid": "ACx", "auth_token": "twilio-token"}), "+33612345678"),
+    (SendAccount("acme", "twilio", "+33644600000", {"account_sid": "ACx", "auth_token": "twilio-token"}),
+     "+33612345678"),
     (SendAccount("acme", "viber", "acmesupport", {"auth_token": "viber-token"}), "viber-user=="),
     (SendAccount("acme", "rbm", "acme-support", {"access_token": "t", "agent_id": "acme-support"}), "+33612345678"),
 ]
@@ -55,11 +55,9 @@ async def test_receipts_reach_the_ingress_and_name_the_provider_ids(client_for) 
             result = await sender.call(account, call)
             assert result.ok, result
             sent[account.provider] = result.ids[0]
-        for _ in range(100):
-            statuses = producer.decoded(topic(topics.MESSAGES))
-            if len(statuses) >= 9:
-                break
-            await asyncio.sleep(0.05)
+        arrived = await async_wait_until(lambda: len(producer.decoded(topic(topics.MESSAGES))) >= 9, 5, every=0.05)
+        assert arrived, producer.decoded(topic(topics.MESSAGES))
+        statuses = producer.decoded(topic(topics.MESSAGES))
     finally:
         await sender.close()
         await receipts.close()

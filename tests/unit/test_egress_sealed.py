@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from adapters.sealing import Sealer
 from egress import accounts as send_accounts
 from egress.model import Refusal
 from egress.plan import plan
@@ -14,7 +15,6 @@ from egress.providers import PROVIDERS
 from egress.runner import Egress
 from parley.privacy import crypto
 from parley.privacy.keyring import Keyring
-from adapters.sealing import Sealer
 from parley.settings import EgressSettings, KafkaSettings, PrivacySettings
 from tests.integration.test_egress_delivery import ACCOUNTS, make_sent
 

@@ -11,10 +11,10 @@ import orjson
 from aiohttp import web
 
 from egress import accounts as send_accounts
-from parley.app.emulator.providers import Emulator
 from egress.model import SendAccount
 from egress.sender import Sender
 from egress.webchat import Hub
+from parley.app.emulator.providers import Emulator
 
 ACCOUNTS = send_accounts.parse({"accounts": [
     {"tenant": "acme", "adapter": "webchat", "account_id": "acme-web", "options": {"send": {"push_key": "k"}}},
@@ -52,7 +52,8 @@ async def test_a_bad_token_is_refused(client_for) -> None:
     _, client = await hub_client(client_for)
     resp = await client.get("/webchat/acme-web/u1/events?token=nope")
     assert resp.status == 401
-    assert (await client.get("/webchat/acme-web/u2/events", headers={"Authorization": f"Bearer {token('acme-web', 'u1')}"})).status == 401
+    other = {"Authorization": f"Bearer {token('acme-web', 'u1')}"}
+    assert (await client.get("/webchat/acme-web/u2/events", headers=other)).status == 401
 
 
 async def test_sse_replays_what_came_after_last_event_id(client_for) -> None:

@@ -15,8 +15,10 @@ T = 1_764_000_000_000
 
 
 @pytest.mark.parametrize(("channel", "age_h", "author", "mode"), [
-    ("whatsapp", 1, "agent", "response"), ("whatsapp", 23.9, "agent", "response"), ("whatsapp", 24, "agent", "template"),
-    ("messenger", 23, "bot", "response"), ("messenger", 30, "agent", "human_agent"), ("messenger", 30, "bot", "closed"),
+    ("whatsapp", 1, "agent", "response"), ("whatsapp", 23.9, "agent", "response"),
+    ("whatsapp", 24, "agent", "template"),
+    ("messenger", 23, "bot", "response"), ("messenger", 30, "agent", "human_agent"),
+    ("messenger", 30, "bot", "closed"),
     ("messenger", 24 * 7 + 1, "agent", "closed"), ("instagram", 100, "agent", "human_agent"),
     ("wechat", 47, "agent", "response"), ("wechat", 49, "agent", "template"), ("telegram", 1000, "agent", "none"),
 ])
@@ -69,7 +71,8 @@ def test_template_fill() -> None:
 
 def make_sent(channel="whatsapp", rid="33612345678", at=T + H, **fields):
     env = envelope("MessageSent", event_id="ev-1", occurred_at=at, tenant_id="acme", partition_key="acme|c1")
-    recipient = {"channel": channel, "id": rid, "display_name": None, "phone_e164": None, "email": None, "login_id": None}
+    recipient = {"channel": channel, "id": rid, "display_name": None, "phone_e164": None, "email": None,
+                 "login_id": None}
     return make("MessageSent", env, channel=channel, channel_account_id="acc", recipient=recipient, message_id="m1",
                 author_type="agent", **{"text": "hi", **fields})
 
@@ -89,8 +92,9 @@ def test_plan_refusals(event, account, times, code) -> None:
 
 
 def test_a_template_goes_outside_the_window() -> None:
-    content = {"text": None, "media": [], "buttons": [], "quick_replies": [], "list": None, "cards": [], "location": None,
-               "subject": None, "template": {"name": "order_update", "language": "fr", "parameters": ["A", "B"]}}
+    content = {"text": None, "media": [], "buttons": [], "quick_replies": [], "list": None, "cards": [],
+               "location": None, "subject": None,
+               "template": {"name": "order_update", "language": "fr", "parameters": ["A", "B"]}}
     out = plan(make_sent(at=T + 100 * H, content=content), WA, (T,))
     assert isinstance(out, Plan) and out.mode == "template" and out.parts[0]["template"]["language"] == "fr"
 

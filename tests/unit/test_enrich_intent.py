@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from parley.app.synthetic.events import TEXTS
 from streams.enrich.intent import (
     IntentClassifier,
     IntentConfig,
@@ -18,7 +19,6 @@ from streams.enrich.intent import (
 )
 from streams.enrich.language import fold
 from streams.enrich.patterns import PatternIndex
-from parley.app.synthetic.events import TEXTS
 
 LABELLED = Path(__file__).parents[1] / "data" / "labelled_messages.jsonl"
 

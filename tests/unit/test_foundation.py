@@ -56,7 +56,8 @@ def test_broker_bootstrap_follows_its_port(monkeypatch) -> None:
 def test_server_properties_single_node_kraft(tmp_path) -> None:
     props = dict(
         line.split("=", 1)
-        for line in kafka_local.server_properties(BrokerSettings(port=9999, controller_port=9998), tmp_path).splitlines()
+        for line in kafka_local.server_properties(BrokerSettings(port=9999, controller_port=9998),
+                                                  tmp_path).splitlines()
         if line and not line.startswith("#")
     )
     assert props["process.roles"] == "broker,controller"

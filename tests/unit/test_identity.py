@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from schemas.codec import Codec
 from parley.app.synthetic import events as f
+from schemas.codec import Codec
 from streams.identity import logic
 from streams.identity.logic import Customer, Graph
 

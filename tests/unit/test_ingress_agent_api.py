@@ -9,9 +9,9 @@ from adapters import app as app_module
 from adapters.accounts import Accounts
 from adapters.app import build_app
 from adapters.metrics import IngressMetrics
+from parley.app.synthetic import events as f
 from schemas import topics
 from schemas.events import derive_id
-from parley.app.synthetic import events as f
 from tests.unit.test_identity import MSGR, WA, Stages, the_message
 from tests.unit.test_ingress_app import (
     FAKE_ACCOUNT,

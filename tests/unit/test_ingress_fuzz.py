@@ -78,7 +78,8 @@ def bodies(draw) -> tuple[bytes, str, dict[str, str] | None]:
     """(body, content type, form fields when the body is a form)."""
     kind = draw(st.sampled_from(["bytes", "json", "json", "form", "xml", "rbm"]))
     if kind == "bytes":
-        return draw(st.binary(max_size=300)), draw(st.sampled_from(["application/octet-stream", "text/plain", ""])), None
+        return (draw(st.binary(max_size=300)), draw(st.sampled_from(["application/octet-stream", "text/plain", ""])),
+                None)
     if kind == "json":
         return _json_body(draw(json_values)), "application/json", None
     if kind == "rbm":
@@ -89,7 +90,8 @@ def bodies(draw) -> tuple[bytes, str, dict[str, str] | None]:
     return draw(xml_bodies).encode(), "text/xml", None
 
 
-def signed(adapter: str, body: bytes, fields: dict[str, str] | None, path: str) -> tuple[dict[str, str], dict[str, str]]:
+def signed(adapter: str, body: bytes, fields: dict[str, str] | None,
+           path: str) -> tuple[dict[str, str], dict[str, str]]:
     """(headers, query) that authenticate ``body`` for the example account of ``adapter``."""
     account = BY_ADAPTER[adapter]
     secret = (account.secrets or ("",))[0]
@@ -148,7 +150,8 @@ def weighted(draw, choices: list[tuple[int, Any]]) -> Any:
 def requests(draw) -> tuple[str, str, dict[str, str], dict[str, str], bytes]:
     """(method, path, headers, query, body) over every route of the service."""
     route = weighted(draw, [(75, "webhook"), (15, "agent"), (5, "ops"), (5, "random")])
-    method = weighted(draw, [(85, "POST"), (7, "GET"), (8, st.sampled_from(["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]))])
+    method = weighted(draw, [(85, "POST"), (7, "GET"),
+                             (8, st.sampled_from(["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]))])
     body, ctype, fields = draw(bodies())
     headers = dict(draw(random_headers))
     query = draw(st.dictionaries(st.sampled_from(["hub.mode", "hub.verify_token", "hub.challenge", "echostr",
@@ -169,8 +172,9 @@ def requests(draw) -> tuple[str, str, dict[str, str], dict[str, str], bytes]:
     elif route == "agent":
         if weighted(draw, [(60, True), (40, False)]):
             body = _json_body(draw(st.dictionaries(st.sampled_from(KEYS), json_values, max_size=8)))
-        path = f"/agents/{draw(st.sampled_from(['acme', 'globex', 'nobody']))}/{draw(st.sampled_from(['ines', 'a b', '-x']))}/" \
-               f"{draw(st.sampled_from(['status', 'replies']))}"
+        tenant = draw(st.sampled_from(["acme", "globex", "nobody"]))
+        agent = draw(st.sampled_from(["ines", "a b", "-x"]))
+        path = f"/agents/{tenant}/{agent}/{draw(st.sampled_from(['status', 'replies']))}"
         if weighted(draw, [(70, True), (30, False)]):
             headers["Authorization"] = "Bearer agent-token"
     elif route == "ops":

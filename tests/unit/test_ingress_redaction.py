@@ -67,9 +67,9 @@ def requests() -> dict[str, tuple[str, bytes, dict[str, str], list[str]]]:
     tg = json.dumps({"update_id": 1, "message": {"message_id": 1, "date": TS, "chat": {"id": 7},
                                                  "from": {"id": 7}, "text": "hi"}}).encode()
     out["telegram"] = ("/webhooks/telegram/bot1", tg, {"X-Telegram-Bot-Api-Secret-Token": SECRET}, [SECRET])
-    line = json.dumps({"destination": "Uline", "events": [{"type": "message", "webhookEventId": "E1",
-                                                           "timestamp": TS * 1000, "source": {"userId": "U1"},
-                                                           "message": {"type": "text", "id": "1", "text": "hi"}}]}).encode()
+    line = json.dumps({"destination": "Uline", "events": [{
+        "type": "message", "webhookEventId": "E1", "timestamp": TS * 1000, "source": {"userId": "U1"},
+        "message": {"type": "text", "id": "1", "text": "hi"}}]}).encode()
     out["line"] = ("/webhooks/line/Uline", line, {"x-line-signature": _b64(line)}, [_b64(line)])
     vb = json.dumps({"event": "message", "timestamp": TS * 1000, "message_token": 5,
                      "sender": {"id": "v1"}, "message": {"type": "text", "text": "hi"}}).encode()

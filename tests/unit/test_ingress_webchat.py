@@ -6,9 +6,8 @@ check is exercised against a real JWT implementation.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -76,7 +75,8 @@ def test_a_message_maps_to_message_received_field_by_field() -> None:
     assert event["sender"] == {"channel": "webchat", "id": "v-42", "display_name": "Zoé", "phone_e164": None,
                                "email": None, "login_id": None}
     assert event["text"] == "Bonjour, ma commande ?" and event["subject"] == "Commande 1234"
-    assert event["attachments"][0]["url"] == "https://cdn.example/1.png" and event["attachments"][0]["size_bytes"] == 4821
+    assert event["attachments"][0]["url"] == "https://cdn.example/1.png"
+    assert event["attachments"][0]["size_bytes"] == 4821
     assert event["rich"] == {"kind": "quick_reply", "payload": "ORDER_STATUS", "title": "Suivi",
                              "data_json": '{"b": 1}'}
     assert event["reply_to_channel_message_id"] == "m-0" and event["raw_event_id"] == "raw-1"

@@ -204,7 +204,7 @@ def slow_reading(day: Day) -> Figures:
                      and e["target_kind"] in ("queue", "agent") for e in ep) for ep in episodes]
         last_resolved = episodes[-1][-1]["envelope"]["event_type"] == "ConversationResolved"
         thread_rows.append((episodes[0][0]["channel"], not any(human) and last_resolved))
-        contacts += [_contact(ep, as_of) for ep, h in zip(episodes, human) if h]
+        contacts += [_contact(ep, as_of) for ep, h in zip(episodes, human, strict=True) if h]
     out = {}
     for key in {"overall", *(c["channel"] for c in contacts), *(ch for ch, _ in thread_rows)}:
         cs = [c for c in contacts if key in ("overall", c["channel"])]
@@ -242,7 +242,7 @@ def _episodes(evs: list[dict]) -> list[list[dict]]:
     firsts = [[e["envelope"]["event_type"] for e in c].index("MessageReceived")
               if any(e["envelope"]["event_type"] == "MessageReceived" for e in c) else None
               for c in out]
-    return [c[i:] for c, i in zip(out, firsts) if i is not None]
+    return [c[i:] for c, i in zip(out, firsts, strict=True) if i is not None]
 
 
 def _contact(ep: list[dict], as_of: int) -> dict:

@@ -264,7 +264,7 @@ def test_duplicates_change_nothing():
     first = engine.flush()
     assert first
     redelivered = [engine.apply(dict(e)) for e in log.events]
-    assert not any(r for e, r in zip(log.events, redelivered)
+    assert not any(r for e, r in zip(log.events, redelivered, strict=True)
                    if e["envelope"]["event_type"] != "ConversationQueued")
     assert engine.flush() == []
     assert run(log.events + log.events)[0] == run(log.events)[0]

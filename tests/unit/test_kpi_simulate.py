@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 from parley.app.synthetic.simulate import shuffled_with_duplicates, simulate_day
 from schemas.codec import Codec
@@ -40,5 +41,5 @@ def test_delivery_is_out_of_order_with_redeliveries():
     assert set(ids) == {e["envelope"]["event_id"] for e in day}
     assert 0.05 < sum(n - 1 for n in ids.values()) / len(day) < 0.15
     times = [e["envelope"]["occurred_at"] for e in delivery]
-    assert sum(1 for a, b in zip(times, times[1:]) if b < a) > len(day) // 10
+    assert sum(1 for a, b in pairwise(times) if b < a) > len(day) // 10
     assert shuffled_with_duplicates(day, 1) == shuffled_with_duplicates(day, 1)

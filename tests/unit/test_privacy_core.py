@@ -10,15 +10,14 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.sealing import Sealer
+from parley.app.synthetic import events as f
 from parley.privacy import crypto, erasure, retention
 from parley.privacy.crypto import CONTENT, PROFILE, KeyRef, Unreadable
 from parley.privacy.keyring import DAY_MS, Keyring, period_of
-from parley.privacy.keystore import KeyStore
 from parley.privacy.seal import ERASED, EXPIRED, OPEN, Opener, seal_raw
 from parley.settings import PrivacySettings
 from schemas.codec import Codec
 from schemas.events import derive_id, envelope, make
-from parley.app.synthetic import events as f
 from streams.identity import logic as identity
 
 T = f.T0
@@ -146,8 +145,9 @@ def _message() -> dict:
     sender = f.identity("whatsapp", "33612345678", phone="+33612345678", name="Zoltan Kovacs")
     e = f.received("acme", sender, "Re: Order 4455667 never arrived", T, subject="Order 4455667")
     e["channel_message_id"] = "wamid.opaque-1"  # providers' ids stay readable (docs/PRIVACY.md)
-    e["attachments"] = [{"kind": "image", "media_id": "m-1", "url": "https://cdn.example/p.jpg", "mime_type": "image/jpeg",
-                         "size_bytes": 10, "sha256": "ab", "caption": "my parcel", "filename": "p.jpg"}]
+    e["attachments"] = [{"kind": "image", "media_id": "m-1", "url": "https://cdn.example/p.jpg",
+                         "mime_type": "image/jpeg", "size_bytes": 10, "sha256": "ab", "caption": "my parcel",
+                         "filename": "p.jpg"}]
     return e
 
 

@@ -21,12 +21,12 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.sealing import Sealer
+from parley.app.synthetic import events as f
 from parley.privacy import crypto
 from parley.privacy.keyring import Keyring
 from parley.settings import PrivacySettings, WorkerSettings
 from schemas import topics
 from schemas.events import derive_id, envelope, make
-from parley.app.synthetic import events as f
 from streams import topology
 from streams.runtime.local import LocalRunner
 from tests.unit.test_topology import RULES, phase_one, phase_two
@@ -121,8 +121,8 @@ def test_sealed_input_gives_the_same_decisions(mornings) -> None:
 def test_no_plaintext_in_anything_the_sealed_topology_wrote(runs) -> None:
     plain, sealed, _ = runs
     # long enough never to occur by chance in ciphertext (base64) or tokens (hex)
-    needles = [b"+33610", b"3361000", b"@example.com", b"commande", b"the item is broken", b"Order 1", b"zoe@example.com",
-               b"user-1"]
+    needles = [b"+33610", b"3361000", b"@example.com", b"commande", b"the item is broken", b"Order 1",
+               b"zoe@example.com", b"user-1"]
     everything = [v or b"" for log in sealed.logs.values() for part in log.records for _, v, _ in part]
     everything += [k or b"" for log in sealed.logs.values() for part in log.records for k, _, _ in part]
     everything += [b"%s%s" % (k, v or b"") for changes in sealed.changelog.values() for k, v in changes.items()]

@@ -17,6 +17,7 @@ import pytest
 
 import projections
 from adapters.sealing import Sealer
+from parley.app.synthetic import events as f
 from parley.privacy.keyring import Keyring
 from parley.privacy.seal import Opener
 from parley.settings import WorkerSettings
@@ -26,7 +27,6 @@ from projections.privacy import PrivacyPass
 from projections.store import Store, open_store
 from schemas import topics
 from schemas.events import derive_id, envelope, make
-from parley.app.synthetic import events as f
 from streams import topology
 from streams.runtime.local import LocalRunner
 from tests.projection_support import dump

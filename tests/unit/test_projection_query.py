@@ -11,8 +11,8 @@ import typer
 from aiohttp.test_utils import TestClient, TestServer
 from typer.testing import CliRunner
 
-from parley.settings import ApiSettings
 from parley.app.synthetic import sample
+from parley.settings import ApiSettings
 from projections import api, cli_kpi, dashboard, query
 from projections.store import Store, open_store
 from tests.projection_support import project_all

@@ -7,8 +7,8 @@ from functools import reduce
 
 import pytest
 
-from schemas.codec import Codec
 from parley.app.synthetic import events as f
+from schemas.codec import Codec
 from streams.routing import config, logic
 from streams.routing.hours import open_at
 from streams.routing.logic import Signals
@@ -357,7 +357,8 @@ def test_waiting_contact_is_assigned_once_the_queue_opens_in_event_time() -> Non
 
 def test_replayed_inputs_change_nothing() -> None:
     r = Router()
-    inputs = [online("a1"), *r.message("c1", "hello", T), *r.message("c2", "refund", T + MIN, intents=[("refund", 0.9)])]
+    inputs = [online("a1"), *r.message("c1", "hello", T),
+              *r.message("c2", "refund", T + MIN, intents=[("refund", 0.9)])]
     first = r.feed(*inputs)
     state = ({k: d.copy() for k, d in r.desk.items()}, dict(r.threads), dict(r.customers))
     version = r.desk["acme"].version

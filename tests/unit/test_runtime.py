@@ -8,9 +8,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from parley.app.synthetic import events as f
 from schemas import topics
 from schemas.codec import Codec
-from parley.app.synthetic import events as f
 from streams.runtime.sequencer import NEG_INF, POS_INF, OffsetBook, Sequencer, ranges
 from streams.runtime.stage import Input, Stage, StoreSpec
 from streams.runtime.store import Store
@@ -120,8 +120,8 @@ class EchoCoPartitioned(Echo):
     inputs = (Input(topics.MESSAGES), Input(topics.CONVERSATION_MESSAGES))
 
 
-def _task(stage: Stage = Echo(), upstream: dict | None = None, lateness: int = 1000) -> Task:
-    task = Task(stage, 0, Env(CODEC, upstream or {}, lateness_ms=lateness, idle_ms=500))
+def _task(stage: Stage | None = None, upstream: dict | None = None, lateness: int = 1000) -> Task:
+    task = Task(stage or Echo(), 0, Env(CODEC, upstream or {}, lateness_ms=lateness, idle_ms=500))
     task.start({})
     return task
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from schemas.codec import Codec
 from parley.app.synthetic import events as f
+from schemas.codec import Codec
 from streams.threads import logic
 from streams.threads.logic import CustomerThreads, Rules
 
@@ -40,7 +40,8 @@ def run(events, rules=RULES, state=None, replies=None):
 
 def thread_of(out, event):
     eid = event["envelope"]["event_id"]
-    (m,) = [e for e in out if e["envelope"]["event_id"] == eid and e["envelope"]["event_type"] == event["envelope"]["event_type"]]
+    kind = event["envelope"]["event_type"]
+    (m,) = [e for e in out if e["envelope"]["event_id"] == eid and e["envelope"]["event_type"] == kind]
     return m["thread_id"]
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from parley.app.synthetic import events as f
 from parley.settings import WorkerSettings
 from schemas import topics
 from schemas.codec import Codec
-from parley.app.synthetic import events as f
 from streams import topology
 from streams.runtime.local import LocalRunner
 from streams.runtime.sequencer import POS_INF
@@ -82,8 +82,8 @@ def phase_two(runner: LocalRunner) -> list[tuple[topics.Topic, dict]]:
         if i % 2 == 0:
             out.append((topics.CONVERSATION_MESSAGES, f.thread_command(
                 "ConversationResolved", tenant, customer, thread, at + 500, n=i, resolved_by="agent")))
-    for i, e in enumerate(f.traffic(60, customers=30, tenants=("acme", "globex"), seed=9,
-                                    start=later + 600_000, spacing_ms=500)):
+    for e in f.traffic(60, customers=30, tenants=("acme", "globex"), seed=9,
+                       start=later + 600_000, spacing_ms=500):
         out.append((topics.MESSAGES, e))
     out.append((topics.AGENT_STATUS, f.agent_status("acme", "acme-a0", later + 300_000, presence="offline")))
     out.sort(key=lambda x: x[1]["envelope"]["occurred_at"])
@@ -250,7 +250,8 @@ def test_a_source_waking_after_a_quiet_spell_is_not_overtaken(seed) -> None:
     later = f.T0 + 3_600_000
     runner.produce(topics.MESSAGES, f.received("acme", sms, "thanks, all good", later, n=2))
     runner.produce(topics.CONVERSATION_MESSAGES, f.thread_command(
-        "ConversationResolved", "acme", threaded["customer_id"], threaded["thread_id"], later + 60_000, resolved_by="agent"))
+        "ConversationResolved", "acme", threaded["customer_id"], threaded["thread_id"], later + 60_000,
+        resolved_by="agent"))
     runner.run()
     assert sum(t.counts["late"] for t in runner.tasks.values()) == 0
     kinds = [v["envelope"]["event_type"] for _, v in runner.read(topics.CONVERSATIONS)]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -55,9 +55,9 @@ def _row(e: Mapping[str, Any]) -> tuple:
 
 def load(con: duckdb.DuckDBPyConnection, events: Iterable[Mapping[str, Any]]) -> None:
     rows = [_row(e) for e in events if e["envelope"]["event_type"] in CLOCK_TYPES]
-    cols = list(zip(*rows)) if rows else [[] for _ in _COLUMNS]
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in _COLUMNS]
     types = {"t": pa.int64()}
-    table = pa.table({c: pa.array(v, type=types.get(c, pa.string())) for c, v in zip(_COLUMNS, cols)})
+    table = pa.table({c: pa.array(v, type=types.get(c, pa.string())) for c, v in zip(_COLUMNS, cols, strict=True)})
     con.register("raw", table)
 
 
@@ -206,7 +206,7 @@ def compute(events: Iterable[Mapping[str, Any]]) -> dict[str, dict]:
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def _pct(col: str, cond: str, p: int = 90) -> str:

@@ -44,7 +44,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 def _message(run: str, rate: int, i: int, at_ms: int) -> tuple[str, dict]:
     mid = f"{run}-{rate}-{i}"
     return mid, {"type": "message", "message_id": mid, "visitor_id": f"v-{rate}-{i % 500}",
-                 "text": "Bonjour, où en est ma commande CMD-%05d ?" % i, "sent_at": at_ms}
+                 "text": f"Bonjour, où en est ma commande CMD-{i:05d} ?", "sent_at": at_ms}
 
 
 async def offer(base: str, run: str, rate: int, seconds: float, sent: dict[str, float]) -> dict:

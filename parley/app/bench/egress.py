@@ -11,8 +11,8 @@ Under a fresh topic prefix on the configured broker, in one run, with the provid
    flight (C = the egress's connection pool), no Kafka: the ceiling of this machine's HTTP path.
 2. ``backlog``: N MessageSent (WhatsApp, A accounts, R recipients each with an open window) are
    written to ``parley.conversations`` at once, the egress running and its group settled;
-   sends/s = N / (last - first arrival at the emulator). Each send writes OutboundAttempted (acknowledged before the call)
-   and OutboundSent.
+   sends/s = N / (last - first arrival at the emulator). Each send writes OutboundAttempted
+   (acknowledged before the call) and OutboundSent.
    ``--processes P`` runs P egress processes in the consumer group (the partitions split).
    The CPU time per send (every egress process, every thread) moves much less than the rates
    with the neighbours' load on a shared machine: 1e6 / (CPU us per send) is one core's worth.
@@ -116,7 +116,8 @@ class Traffic:
     def _send(self, e: dict[str, Any]) -> None:
         while True:
             try:
-                self.producer.produce(self.topic, self.codec.encode(e, self.topic), e["envelope"]["partition_key"].encode())
+                self.producer.produce(self.topic, self.codec.encode(e, self.topic),
+                                      e["envelope"]["partition_key"].encode())
                 break
             except BufferError:
                 self.producer.poll(0.01)
@@ -206,9 +207,10 @@ async def bench(a: argparse.Namespace) -> dict[str, Any]:
     emu_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": a.bootstrap, "PARLEY_KAFKA__TOPIC_PREFIX": k.topic_prefix,
            "PARLEY_ACCOUNTS_FILE": str(tmp / "accounts.toml"), "PARLEY_EMULATOR_URL": emu_url,
-           "PARLEY_GROUP_ID": f"{run}-egress", "PARLEY_PORT": str(hub_port), "PARLEY_LOG__LEVEL": os.environ.get("BENCH_EGRESS_LOG", "WARNING"),
-           "PARLEY_LOG__FORMAT": "json"}
-    emulator = subprocess.Popen([sys.executable, "-c", f"from parley.app.emulator.providers import run; run('127.0.0.1', {port}, None)"],
+           "PARLEY_GROUP_ID": f"{run}-egress", "PARLEY_PORT": str(hub_port),
+           "PARLEY_LOG__LEVEL": os.environ.get("BENCH_EGRESS_LOG", "WARNING"), "PARLEY_LOG__FORMAT": "json"}
+    emulator = subprocess.Popen([sys.executable, "-c",
+                                 f"from parley.app.emulator.providers import run; run('127.0.0.1', {port}, None)"],
                                 env=env, stdout=subprocess.DEVNULL)
     report: dict[str, Any] = {"messages": a.messages, "accounts": a.accounts, "processes": a.processes,
                               "throttle_ratio": a.throttle_ratio}
@@ -292,13 +294,14 @@ async def _phase(traffic: Traffic, emu: str, rate: float, seconds: float, tag: s
         sent_at[mid] = int(time.time() * 1000)
         return mid
 
-    traffic.sent = record  # type: ignore[method-assign]
+    traffic.sent = record  # type: ignore[method-assign, assignment]  # timed for this phase, put back below
     try:
         res = await steady(traffic, emu, rate, seconds, tag, since)
     finally:
-        traffic.sent = orig  # type: ignore[method-assign]
+        traffic.sent = orig  # type: ignore[method-assign]  # the method itself again
     got = res["got"]
-    others, slow = [], []
+    others: list[float] = []  # ms from the send to the emulator's arrival
+    slow: list[float] = []  # the same, on the throttled account
     for mid, at in sent_at.items():
         m = got.get(mid)
         if m is None:
@@ -340,8 +343,9 @@ def render(r: dict[str, Any]) -> str:
                          f"max {s['max_ms']} ms  ({s['delivered']}/{s['offered']} delivered){who}")
             if "throttled_account" in s:
                 t = s["throttled_account"]
-                lines.append(f"  {'':<18} throttled account (429 on {r.get('throttle_ratio')} of its calls, Retry-After 1 s): "
-                             f"{t['delivered']}/{t['offered']} delivered in the phase, p50 {t['p50_ms']} ms, "
+                lines.append(f"  {'':<18} throttled account (429 on {r.get('throttle_ratio')} of its calls, "
+                             f"Retry-After 1 s): {t['delivered']}/{t['offered']} delivered in the phase, "
+                             f"p50 {t['p50_ms']} ms, "
                              f"p99 {t['p99_ms']} ms")
     return "\n".join(lines)
 
@@ -355,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=2, help="egress processes sharing the partitions (one per core)")
     ap.add_argument("--rate", type=float, default=1000.0, help="steady phases: MessageSent per second")
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--throttle-ratio", type=float, default=0.5, help="share of the throttled account's calls answered 429")
+    ap.add_argument("--throttle-ratio", type=float, default=0.5,
+                    help="share of the throttled account's calls answered 429")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--bootstrap", default=KafkaSettings().bootstrap_servers)
     ap.add_argument("--json", type=Path, default=None)

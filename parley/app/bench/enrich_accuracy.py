@@ -49,9 +49,9 @@ def score(rows: list[dict], results: list[Enrichment]) -> dict[str, float]:
     """Accuracy of language, sentiment label and top intent."""
     n = len(rows) or 1
     return {
-        "language": sum(r.language == row["language"] for row, r in zip(rows, results)) / n,
-        "sentiment": sum(r.sentiment_label == row["sentiment"] for row, r in zip(rows, results)) / n,
-        "intent": sum(top_intent(r) == row["intent"] for row, r in zip(rows, results)) / n,
+        "language": sum(r.language == row["language"] for row, r in zip(rows, results, strict=True)) / n,
+        "sentiment": sum(r.sentiment_label == row["sentiment"] for row, r in zip(rows, results, strict=True)) / n,
+        "intent": sum(top_intent(r) == row["intent"] for row, r in zip(rows, results, strict=True)) / n,
     }
 
 
@@ -107,7 +107,7 @@ def print_dev_errors(enricher: BuiltinEnricher, rows: list[dict]) -> None:
         got = (r.language, r.sentiment_label, top_intent(r))
         want = (row["language"], row["sentiment"], row["intent"])
         if got != want:
-            diff = [f"{w}->{g}" for w, g in zip(want, got) if w != g]
+            diff = [f"{w}->{g}" for w, g in zip(want, got, strict=True) if w != g]
             print(f"  {', '.join(diff):<40} {row['text'][:70]!r} ({r.sentiment_score:+.2f})")
 
 
@@ -123,7 +123,7 @@ def print_lingua_modes(rows: list[dict]) -> None:
         found = [detector.detect_language_of(r["text"]) for r in rows]
         rate = len(rows) / (time.perf_counter() - start)
         ok = sum(f is not None and f.iso_code_639_1.name.lower() == r["language"]
-                 for f, r in zip(found, rows))
+                 for f, r in zip(found, rows, strict=True))
         mode = "low " if low else "high"
         print(f"  {mode} accuracy mode: {ok / len(rows):.3f} correct, {rate:,.0f} calls/s")
 

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import hashlib
 import hmac
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import sys
@@ -53,14 +53,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[3]  # the checkout
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# E402 below: `python bench/ingress.py` runs from a checkout, so the path comes before the imports
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer  # noqa: E402
 
-from parley import logs, topics_admin
-from parley.settings import IngressSettings, KafkaSettings, LogSettings, PrivacySettings
-from schemas import topics
-from schemas.codec import Codec, codec_for
-from schemas.events import derive_id, envelope, make
+from parley import logs, topics_admin  # noqa: E402
+from parley.settings import IngressSettings, KafkaSettings, LogSettings, PrivacySettings  # noqa: E402
+from schemas import topics  # noqa: E402
+from schemas.codec import Codec, codec_for  # noqa: E402
+from schemas.events import derive_id, envelope, make  # noqa: E402
 
 WEB_TOKEN = "bench-webchat-token"
 META_SECRET = "bench-meta-app-secret"
@@ -236,7 +237,8 @@ def _privacy(tmp: Path) -> PrivacySettings:
 
     from parley.privacy.crypto import new_master_key
 
-    return PrivacySettings(enabled=True, master_key=SecretStr(new_master_key()), keys_url=f"sqlite:///{tmp / 'keys.db'}")
+    return PrivacySettings(enabled=True, master_key=SecretStr(new_master_key()),
+                           keys_url=f"sqlite:///{tmp / 'keys.db'}")
 
 
 # -- a lean HTTP/1.1 client ----------------------------------------------------------------------
@@ -558,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark's topics")
     ap.add_argument("--privacy", action=argparse.BooleanOptionalAction, default=True,
-                    help="also run the web chat and WhatsApp phases with sealing off and on, alternated (docs/PRIVACY.md)")
+                    help="also run the web chat and WhatsApp phases with sealing off and on, alternated "
+                         "(docs/PRIVACY.md)")
     ap.add_argument("--privacy-rounds", type=int, default=2, help="alternations of the privacy A/B")
     args = ap.parse_args(argv)
     logs.configure(LogSettings(level="WARNING"), service="bench")

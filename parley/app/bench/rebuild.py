@@ -38,8 +38,8 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 import projections  # noqa: E402
 from parley import logs, topics_admin  # noqa: E402
-from parley.settings import KafkaSettings, LogSettings, ProjectionSettings  # noqa: E402
 from parley.app.synthetic import sample  # noqa: E402
+from parley.settings import KafkaSettings, LogSettings, ProjectionSettings  # noqa: E402
 from projections import runner  # noqa: E402
 from projections.engine import decode_batch  # noqa: E402
 from projections.store import open_store  # noqa: E402

@@ -38,16 +38,18 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from parley.app.synthetic import events as synthetic
 from parley.settings import KafkaSettings, PrivacySettings, WorkerSettings
 from schemas import topics
 from schemas.codec import Codec, codec_for
 from schemas.events import derive_id, envelope, make
-from parley.app.synthetic import events as synthetic
 
 APP_ID = "bench-streams"
 SINK = topics.Topic("bench.raw-sink", "same as input", ("MessageReceived",), 12)
@@ -250,17 +252,19 @@ def stage_inputs(k: KafkaSettings, rules: str) -> dict[str, list[Any]]:
 
 # --- processes -------------------------------------------------------------------------------
 
-def start(kind: str, k: KafkaSettings, rules: str, guarantee: str, privacy: PrivacySettings | None = None) -> mp.Process:
+def start(kind: str, k: KafkaSettings, rules: str, guarantee: str,
+          privacy: PrivacySettings | None = None) -> BaseProcess:
     ctx = mp.get_context("spawn")
-    target = {"worker": worker_process, "raw_aiokafka": raw_aiokafka_process,
-              "raw_confluent_txn": raw_confluent_process}[kind]
+    targets: dict[str, Callable[..., None]] = {"worker": worker_process, "raw_aiokafka": raw_aiokafka_process,
+                                               "raw_confluent_txn": raw_confluent_process}
+    target = targets[kind]
     extra = (_privacy_dict(privacy),) if privacy is not None else ()
     proc = ctx.Process(target=target, args=(k.model_dump(mode="json"), rules, guarantee, *extra), daemon=True)
     proc.start()
     return proc
 
 
-def stop(proc: mp.Process) -> None:
+def stop(proc: BaseProcess) -> None:
     proc.terminate()
     proc.join(30)
     if proc.is_alive():
@@ -389,7 +393,8 @@ def privacy_cost(plain: dict[str, Any], sealed: dict[str, Any], args: argparse.N
     measured A/B: each stage fed the plaintext run's inputs and the sealed run's, alternately,
     ``rounds`` times, the least CPU of each kept (a shared machine's load moves between runs)."""
     out: dict[str, Any] = {"events_per_s_plain": plain["events_per_s"], "events_per_s_sealed": sealed["events_per_s"],
-                           "throughput_change_pct": round(100 * (sealed["events_per_s"] / plain["events_per_s"] - 1), 1)}
+                           "throughput_change_pct":
+                               round(100 * (sealed["events_per_s"] / plain["events_per_s"] - 1), 1)}
     a_in, b_in = plain.pop("_inputs", None), sealed.pop("_inputs", None)
     if a_in is None or b_in is None:
         return out
@@ -448,7 +453,8 @@ def produce(k: KafkaSettings, events: list[dict[str, Any]], rate: float = 0) -> 
         t = topics.AGENT_STATUS if e["envelope"]["event_type"] == "AgentStatusChanged" else topics.MESSAGES
         while True:
             try:
-                p.produce(topics.named(k.topic_prefix, t), codec.encode(e, t.name), e["envelope"]["partition_key"].encode())
+                p.produce(topics.named(k.topic_prefix, t), codec.encode(e, t.name),
+                          e["envelope"]["partition_key"].encode())
                 break
             except BufferError:
                 p.poll(0.01)
@@ -478,12 +484,13 @@ def _read(k: KafkaSettings, name: str) -> list[tuple[int, bytes | None, bytes]]:
         out = []
         while parts:
             for m in c.consume(10_000, 1.0):
-                if m.error() is not None:
-                    if m.error().code() == KafkaError._PARTITION_EOF:
+                error, value = m.error(), m.value()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         parts.discard(m.partition())
                     continue
-                if m.value() is not None:
-                    out.append((m.timestamp()[1], m.key(), m.value()))
+                if value is not None:
+                    out.append((m.timestamp()[1], m.key(), value))
         return out
     finally:
         c.close()
@@ -522,7 +529,8 @@ def wait_for(k: KafkaSettings, t: topics.Topic, n: int, counts: Any, timeout: fl
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{seen}/{n} records on {name} after {timeout}s")
             for m in c.consume(10_000, 0.5):
-                if m.error() is None and m.value() is not None and counts(codec.decode(m.value())):
+                value = m.value()
+                if m.error() is None and value is not None and counts(codec.decode(value)):
                     seen += 1
     finally:
         c.close()
@@ -575,8 +583,8 @@ def print_result(r: dict[str, Any]) -> None:
     print(f"  raw confluent-kafka txn loop: p50 {lr['p50_ms']} ms, p99 {lr['p99_ms']} ms")
     if "privacy_cost" in r:
         c, s = r["privacy_cost"], r["privacy_seal"]
-        print(f"\nprivacy (the same messages sealed, same run): {c['events_per_s_plain']} -> {c['events_per_s_sealed']} "
-              f"events/s ({c['throughput_change_pct']:+.1f} %)")
+        print(f"\nprivacy (the same messages sealed, same run): {c['events_per_s_plain']} -> "
+              f"{c['events_per_s_sealed']} events/s ({c['throughput_change_pct']:+.1f} %)")
         if "stages_cpu_change_pct" in c:
             per = ", ".join(f"{k} {v[0]}->{v[1]}" for k, v in c["per_stage_cpu_us"].items())
             print(f"  stages' CPU per message {c['stages_cpu_us_per_message_plain']} -> "

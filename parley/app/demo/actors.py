@@ -25,15 +25,32 @@ after what caused it (an agent picks up a conversation assigned a few minutes ag
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from parley.app.demo.view import ORDER_REF, Message, Thread, View
 from parley.app.synthetic import texts
 from parley.app.synthetic.cast import Agent
 from parley.app.synthetic.scenario import (
-    BOT_ID, LAST_REOPEN_MIN, RECEIPTS, REDELIVERY_RATE, Context, Conversation, Inbound, Link, Merge,
-    Receipt, Redelivery, Reply, Resolve, Say, Scenario, Step, Transfer, make_inbound,
+    BOT_ID,
+    LAST_REOPEN_MIN,
+    RECEIPTS,
+    REDELIVERY_RATE,
+    Context,
+    Conversation,
+    Inbound,
+    Link,
+    Merge,
+    Receipt,
+    Redelivery,
+    Reply,
+    Resolve,
+    Say,
+    Scenario,
+    Step,
+    Transfer,
+    make_inbound,
 )
-from parley.app.demo.view import ORDER_REF, Message, Thread, View
 
 S = 1000
 MIN = 60 * S
@@ -132,7 +149,7 @@ class Actors:
         lines = c.to_bot if to_bot else c.to_agent
         i = mem.cursor.get((c.key, who), 0)
         said = mem.said.get(c.key, set())
-        while i < len(lines) and lines[i] is not None and lines[i].label == "request" and "request" in said:
+        while i < len(lines) and (line := lines[i]) is not None and line.label == "request" and "request" in said:
             i += 1  # the question was already asked (to the bot)
         r = self.rng("react", c.key, who, i)
         delay = r.randint(15, 90) if to_bot else r.randint(30, 300)
@@ -141,9 +158,10 @@ class Actors:
             return []  # later: the same reckoning next slice
         mem.reacted[c.key] = m.at
         mem.cursor[(c.key, who)] = i + 1
-        if i >= len(lines) or lines[i] is None:
+        line = lines[i] if i < len(lines) else None
+        if line is None:
             return []  # nothing (more) to say
-        return self.say(c, lines[i], at)
+        return self.say(c, line, at)
 
     def _nudge(self, c: Conversation, thread: Thread, last: Inbound, start: int, end: int) -> list[Step]:
         mem = self.memory
@@ -366,9 +384,11 @@ class Actors:
 
     # --- replies and their receipts ------------------------------------------------------------
 
-    def reply(self, t: Thread, author_type: str, author_id: str, phrases: dict[str, tuple[str, ...]],
+    def reply(self, t: Thread, author_type: str, author_id: str, phrases: Mapping[str, tuple[str, ...]],
               at: int, *, lang: str | None = None, template: str | None = None, **slots: object) -> Reply:
         last = t.last_inbound
+        if last is None:
+            raise ValueError(f"a reply in thread {t.thread_id}, which has no customer message")
         self.memory.replies += 1
         n = self.memory.replies
         lang = lang or self._language(t)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -38,9 +38,12 @@ from adapters.accounts import Accounts
 from parley.app.demo import webhooks
 from parley.app.demo.actors import Actors
 from parley.app.demo.pipeline import Pipeline
-from parley.app.synthetic.scenario import Inbound, Presence, Scenario, Step
 from parley.app.demo.view import View
 from parley.app.demo.webhooks import HttpRequest, RenderContext
+from parley.app.synthetic.scenario import Inbound, Presence, Scenario, Step
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 # A reply refused as outside the customer-service window (422) right after the customer wrote:
@@ -267,7 +270,7 @@ async def wait_ready(session: aiohttp.ClientSession, timeout_s: float) -> None:
             async with session.get("/readyz") as resp:
                 if resp.status == 200:
                     return
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"the ingress was not ready within {timeout_s:.0f} s (/readyz)")
@@ -294,7 +297,7 @@ async def _send(session: aiohttp.ClientSession, step: Step, req: HttpRequest,
                 body = await resp.read()
                 status = resp.status
             error = None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             status, body, error = None, b"", f"{type(e).__name__}: {e}"
             if req.expect == frozenset({413}):  # the server may close before reading it all
                 status, error = _oversize_refused(e), None
@@ -316,7 +319,7 @@ class _Progress:
 
     def __init__(self, scenario: Scenario, *, enabled: bool) -> None:
         self.sc, self.enabled, self.tz = scenario, enabled, ZoneInfo(scenario.timezone)
-        self._bar = None
+        self._bar: Progress | None = None
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -337,6 +340,6 @@ class _Progress:
         self._bar.update(self._task, completed=(at_ms - self.sc.start_ms) / 60_000,
                          clock=f"{clock} {self.tz.key}", requests=requests)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)

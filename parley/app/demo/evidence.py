@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from parley.app.demo.view import Thread, View
 from projections import dashboard, query
 from projections.store import Store
 from streams.kpi import arithmetic as ar
+
 
 @dataclass(frozen=True)
 class Line:
@@ -163,7 +164,8 @@ def vip(threads: list[Thread]) -> Line:
     queues_ = Counter(d["queue"] for _, d, _ in hits)
     return Line("vip", f"{len(hits)} contacts of {len({t.customer_id for t, _, _ in hits})} VIP customers "
                        f"routed with priority ({_counts(tiers)}) to queue {_counts(queues_)}, "
-                       f"answered by {', '.join(served) or 'nobody yet'}", {"contacts": len(hits), "served_by": len(served)})
+                       f"answered by {', '.join(served) or 'nobody yet'}",
+                {"contacts": len(hits), "served_by": len(served)})
 
 
 def escalation(threads: list[Thread]) -> Line:

@@ -2,8 +2,9 @@
 
 Starts (or reuses) a broker, applies the topic catalogue under a per-run prefix, starts the
 ingress, the stream worker, the projections, the API, and the egress with the providers'
-emulators as child processes (each logging JSON to ``<data_dir>/demo-logs/``), drives the day through the real HTTP ingress slice by slice with the
-actors reacting to the worker's decisions (``driver.py``), waits until the worker and the
+emulators as child processes (each logging JSON to ``<data_dir>/demo-logs/``), drives the day
+through the real HTTP ingress slice by slice with the actors reacting to the worker's decisions
+(``driver.py``), waits until the worker and the
 projections have settled, then prints what the pipeline did per feature (``evidence.py``), the
 KPI tables (the same functions as ``parley kpi``, checked against the API and the dashboard's
 data), the worker's late-record count and the dashboard's address. The SQLite file stays in
@@ -25,7 +26,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def the_day(s: DemoSettings, today: date | None = None) -> date:
     office keeps weekday hours."""
     if s.day:
         return date.fromisoformat(s.day)
-    d = (today or datetime.now(timezone.utc).date()) - timedelta(days=1)
+    d = (today or datetime.now(UTC).date()) - timedelta(days=1)
     while d.weekday() >= 5:
         d -= timedelta(days=1)
     return d
@@ -273,7 +274,7 @@ def play(s: DemoSettings, *, serve: bool = False, console: Console | None = None
     """Run the day (see the module docstring); ``run_id`` names the topics (default: a fresh one)."""
     t_start = time.monotonic()
     console = console or Console(width=None if sys.stdout.isatty() else 160)
-    run_id = run_id or "demo" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+    run_id = run_id or "demo" + datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     bootstrap, started = broker(s, console)
     d = Demo(s, console, run_id, KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"{run_id}."),
              broker_started=started)

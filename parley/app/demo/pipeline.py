@@ -26,7 +26,12 @@ from typing import Any
 
 import orjson
 from confluent_kafka import (
-    OFFSET_BEGINNING, ConsumerGroupState, ConsumerGroupTopicPartitions, Consumer, IsolationLevel, KafkaError,
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -137,11 +142,13 @@ class Pipeline:
             if not msgs:
                 return
             for m in msgs:
-                if m.error() is not None or m.value() is None:
+                key, value, offset = m.key(), m.value(), m.offset()
+                if m.error() is not None or value is None:
                     continue
-                mark = orjson.loads(m.value())
-                self.marks[m.key().decode()] = (mark["w"], bool(mark["idle"]))
-                self._wm_end = m.offset() + 1
+                assert key is not None and offset is not None  # a watermark record is keyed by task
+                mark = orjson.loads(value)
+                self.marks[key.decode()] = (mark["w"], bool(mark["idle"]))
+                self._wm_end = offset + 1
 
     def _assignment(self) -> list[tuple[str, int]]:
         """The partitions the worker group reads (empty while it is not stable)."""
@@ -211,8 +218,9 @@ class Pipeline:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {self.decisions} to its end")
             for m in self._reader.consume(10_000, 0.1):
-                if m.error() is None and m.value() is not None:
-                    out.append(self.codec.decode(m.value()))
+                value = m.value()
+                if m.error() is None and value is not None:
+                    out.append(self.codec.decode(value))
 
     def read_all(self, name: str) -> list[dict[str, Any]]:
         """Every committed event of the catalogue topic ``name`` (under the run's prefix)."""
@@ -229,8 +237,9 @@ class Pipeline:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"could not read {topic} to its end")
                 for m in c.consume(10_000, 0.1):
-                    if m.error() is None and m.value() is not None:
-                        out.append(self.codec.decode(m.value()))
+                    value = m.value()
+                    if m.error() is None and value is not None:
+                        out.append(self.codec.decode(value))
             return out
         finally:
             c.close()

@@ -34,8 +34,20 @@ from adapters.accounts import Accounts
 from adapters.base import Account
 from adapters.channels import Registry
 from parley.app.synthetic.scenario import (
-    BadRequest, Context, Handshake, Inbound, Link, Merge, Presence, Receipt, Redelivery, Reply, Resolve,
-    Scenario, Step, Transfer,
+    BadRequest,
+    Context,
+    Handshake,
+    Inbound,
+    Link,
+    Merge,
+    Presence,
+    Receipt,
+    Redelivery,
+    Reply,
+    Resolve,
+    Scenario,
+    Step,
+    Transfer,
 )
 
 # Channels whose adapter keeps the payload's timestamp as the event time: all the day's channels

@@ -8,8 +8,9 @@ agentMessages (a repeated ``messageId`` answers 409 ALREADY_EXISTS) and its OAut
 e-mail over SMTP. The official SDKs work against it as clients (tests/unit/test_egress_emulator.py).
 
 Faults (``POST /_emulator/faults``): ``{"provider", "account"?, "kind", "count"? | "ratio"?, ...}``
-with kind ``slow`` (answers normally after ``delay_s``), ``rate_limit`` (the provider's 429 or in-body equivalent, ``retry_after``), ``status``
-(``status``: an HTTP status, or an SMTP code for e-mail), ``timeout`` (the message is delivered,
+with kind ``slow`` (answers normally after ``delay_s``), ``rate_limit`` (the provider's 429 or
+in-body equivalent, ``retry_after``), ``status`` (``status``: an HTTP status, or an SMTP code
+for e-mail), ``timeout`` (the message is delivered,
 then the answer waits ``delay_s``: the caller times out not knowing), ``garbage`` (200 with a body
 that is no answer), ``error`` (the provider's error ``code``, e.g. 131047). Counters
 (``GET /_emulator/counts``): per provider and account, requests, delivered, refused (faults),
@@ -120,7 +121,8 @@ class Emulator:
             return web.json_response({"late": True})
         self.book.counts[(provider, account)]["refused"] += 1
         if f.kind == "garbage":
-            return web.Response(status=200, text="<html><body>502 upstream oops</body></html>", content_type="text/html")
+            return web.Response(status=200, text="<html><body>502 upstream oops</body></html>",
+                                content_type="text/html")
         return ERRORS[provider](f)
 
     # --- Meta ----------------------------------------------------------------------------------
@@ -128,7 +130,8 @@ class Emulator:
     async def whatsapp(self, r: web.Request) -> web.Response:
         raw, account = await r.read(), r.match_info["account"]
         if not r.headers.get("Authorization", "").startswith("Bearer "):
-            return web.json_response({"error": {"message": "missing token", "type": "OAuthException", "code": 190}}, status=401)
+            return web.json_response({"error": {"message": "missing token", "type": "OAuthException", "code": 190}},
+                                     status=401)
         if account == "me":
             return await self._messenger(r, raw, r.headers["Authorization"].removeprefix("Bearer "))
         doc = orjson.loads(raw)
@@ -168,8 +171,9 @@ class Emulator:
         msid = f"SM{int(n):032x}"
         self._receipt("twilio", sid, to, msid, form.get("From"))
         return web.json_response({"sid": msid, "account_sid": sid, "to": to, "from": form.get("From"),
-                                  "messaging_service_sid": form.get("MessagingServiceSid"), "body": form.get("Body", ""),
-                                  "status": "queued", "num_segments": "1", "num_media": "0", "direction": "outbound-api",
+                                  "messaging_service_sid": form.get("MessagingServiceSid"),
+                                  "body": form.get("Body", ""), "status": "queued", "num_segments": "1",
+                                  "num_media": "0", "direction": "outbound-api",
                                   "api_version": "2010-04-01", "price": None, "price_unit": "USD", "error_code": None,
                                   "error_message": None, "date_created": "Mon, 30 Nov 2026 10:00:00 +0000",
                                   "date_updated": "Mon, 30 Nov 2026 10:00:00 +0000", "date_sent": None,
@@ -209,7 +213,8 @@ class Emulator:
                                      status=409, headers={"x-line-accepted-request-id": f"req-{key}"})
         if bad := await self._faulted("line", token, to, text, raw):
             return bad
-        ids = [self._deliver("line", token, to, text, raw, key)] + [str(next(self.book.seq)) for _ in doc["messages"][1:]]
+        ids = [self._deliver("line", token, to, text, raw, key),
+               *(str(next(self.book.seq)) for _ in doc["messages"][1:])]
         if key:
             self.book.keys[key] = ids
         return web.json_response({"sentMessages": [{"id": i, "quoteToken": f"q{i}"} for i in ids]},
@@ -263,7 +268,8 @@ class Emulator:
     async def rbm(self, r: web.Request) -> web.Response:
         raw, phone = await r.read(), r.match_info["phone"]
         if not r.headers.get("Authorization", "").startswith("Bearer "):
-            return web.json_response({"error": {"code": 401, "message": "no token", "status": "UNAUTHENTICATED"}}, status=401)
+            return web.json_response({"error": {"code": 401, "message": "no token", "status": "UNAUTHENTICATED"}},
+                                     status=401)
         key, agent = r.query.get("messageId"), r.query.get("agentId", "agent")
         doc = orjson.loads(raw)
         text = str(doc.get("contentMessage", {}).get("text", ""))
@@ -342,7 +348,8 @@ def _wa_text(doc: dict[str, Any]) -> str:
         return doc["interactive"]["body"]["text"]
     if t == "template":
         return doc["template"]["name"]
-    return str(doc.get(t, {}).get("link") or doc.get(t, {}).get("caption") or t)
+    part = doc.get(t, {}) if isinstance(t, str) else {}
+    return str(part.get("link") or part.get("caption") or t)
 
 
 async def _telegram_params(r: web.Request, raw: bytes) -> dict[str, Any]:
@@ -365,7 +372,8 @@ def _meta_error(f: Fault) -> web.Response:
                                  headers={"Retry-After": f"{f.retry_after:g}"})
     code = f.code or (131000 if f.status >= 500 else 100)
     return web.json_response({"error": {"message": f"(#{code}) emulated error", "type": "OAuthException",
-                                        "code": int(code), "fbtrace_id": "EMU"}}, status=f.status if f.kind == "status" else 400)
+                                        "code": int(code), "fbtrace_id": "EMU"}},
+                             status=f.status if f.kind == "status" else 400)
 
 
 def _twilio_error(f: Fault) -> web.Response:
@@ -378,7 +386,8 @@ def _twilio_error(f: Fault) -> web.Response:
 
 def _telegram_error(f: Fault) -> web.Response:
     if f.kind == "rate_limit":
-        return web.json_response({"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {int(f.retry_after)}",
+        return web.json_response({"ok": False, "error_code": 429,
+                                  "description": f"Too Many Requests: retry after {int(f.retry_after)}",
                                   "parameters": {"retry_after": f.retry_after}}, status=429)
     status = f.status if f.kind == "status" else int(f.code or 400)
     return web.json_response({"ok": False, "error_code": status, "description": "emulated error"}, status=status)
@@ -388,7 +397,8 @@ def _line_error(f: Fault) -> web.Response:
     if f.kind == "rate_limit":
         return web.json_response({"message": "The API rate limit has been exceeded. Try again later."}, status=429,
                                  headers={"Retry-After": f"{f.retry_after:g}"})
-    return web.json_response({"message": f"emulated error {f.code or ''}".strip()}, status=f.status if f.kind == "status" else 400)
+    return web.json_response({"message": f"emulated error {f.code or ''}".strip()},
+                             status=f.status if f.kind == "status" else 400)
 
 
 def _viber_error(f: Fault) -> web.Response:
@@ -409,8 +419,8 @@ def _wechat_error(f: Fault) -> web.Response:
 
 def _rbm_error(f: Fault) -> web.Response:
     if f.kind == "rate_limit":
-        return web.json_response({"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}, status=429,
-                                 headers={"Retry-After": f"{f.retry_after:g}"})
+        return web.json_response({"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}},
+                                 status=429, headers={"Retry-After": f"{f.retry_after:g}"})
     status = f.status if f.kind == "status" else int(f.code or 404)
     name = {404: "NOT_FOUND", 400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED"}.get(status, "INTERNAL")
     return web.json_response({"error": {"code": status, "message": "emulated", "status": name}}, status=status)

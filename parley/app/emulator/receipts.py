@@ -59,11 +59,11 @@ class Receipts:
 
     def route(self, provider: str, account: str, sender: str | None) -> Route | None:
         for a in self.accounts:
-            if provider == "whatsapp" and a.channel == "whatsapp" and a.account_id == account \
-                    or provider == "rbm" and a.channel == "rbm" and a.account_id == account \
-                    or provider == "twilio" and a.channel == "twilio" and sender and a.matches(sender.removeprefix("whatsapp:")) \
-                    or provider == "viber" and a.channel == "viber" and (account in a.secrets or
-                                                                         account == (a.options.get("send") or {}).get("auth_token")):
+            by_id = provider in ("whatsapp", "rbm") and a.account_id == account
+            by_sender = provider == "twilio" and sender and a.matches(sender.removeprefix("whatsapp:"))
+            by_token = provider == "viber" and (account in a.secrets
+                                                or account == (a.options.get("send") or {}).get("auth_token"))
+            if a.channel == provider and (by_id or by_sender or by_token):
                 if a.secrets:
                     return Route(a.channel, a.account_id, a.secrets[0])
         return None
@@ -121,10 +121,10 @@ class Receipts:
         return urlencode(params).encode(), {"X-Twilio-Signature": sig,
                                             "Content-Type": "application/x-www-form-urlencoded"}, url
 
-    def _viber(self, r: Route, to: str, pid: str, status: str, _: Any) -> tuple[bytes, dict, str]:
+    def _viber(self, r: Route, to: str, pid: str, status: str, _: Any) -> tuple[bytes | None, dict, str]:
         event = {"sent": None, "delivered": "delivered", "read": "seen", "failed": "failed"}[status]
         if event is None:
-            return None, {}, ""  # type: ignore[return-value]
+            return None, {}, ""
         doc: dict[str, Any] = {"event": event, "timestamp": int(time.time() * 1000), "message_token": int(pid),
                                "user_id": to}
         if event == "failed":
@@ -139,7 +139,8 @@ class Receipts:
             return None, {}, ""
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         inner = orjson.dumps({"senderPhoneNumber": to if to.startswith("+") else f"+{to}", "eventType": event,
-                              "eventId": f"ev-{pid}-{event}", "messageId": pid, "sendTime": now, "agentId": r.account_id})
+                              "eventId": f"ev-{pid}-{event}", "messageId": pid, "sendTime": now,
+                              "agentId": r.account_id})
         body = orjson.dumps({"message": {"data": base64.b64encode(inner).decode(), "messageId": f"ps-{pid}-{event}",
                                          "publishTime": now}, "subscription": "projects/emu/subscriptions/rbm"})
         sig = base64.b64encode(hmac.new(r.secret.encode(), inner, hashlib.sha512).digest()).decode()

@@ -24,7 +24,8 @@ class SmtpServer:
             writer.write(line.encode() + b"\r\n")
 
         say("220 emulator ESMTP")
-        sender, rcpts = "", []
+        sender = ""
+        rcpts: list[str] = []
         try:
             while line := await reader.readline():
                 cmd = line.decode(errors="replace").strip()

@@ -172,14 +172,15 @@ def _egress(rnd: random.Random, log: Log, tenant: str, ckey: str, sent: dict, cm
                thread_id=sent["thread_id"], attempt=1)
     rendering = {"asked": ["text"], "sent": ["text"], "reasons": [], "parts": 1, "mode": "response"}
     log.add(topics.OUTBOUND, ckey, make("OutboundAttempted", _env("OutboundAttempted", derive_id(cmid, "attempted"),
-                                                                  t + 50, tenant, ckey, sent), **ids, rendering=rendering))
+                                                                  t + 50, tenant, ckey, sent),
+                                        **ids, rendering=rendering))
     if rnd.random() < 0.1:
         log.add(topics.OUTBOUND, ckey, make("OutboundFailed", _env("OutboundFailed", derive_id(cmid, "failed"), t + 90,
                                                                    tenant, ckey, sent), **ids, code="131047",
                                             reason="outside the window", permanent=True, final=True))
     else:
-        log.add(topics.OUTBOUND, ckey, make("OutboundSent", _env("OutboundSent", derive_id(cmid, "sent"), t + 90, tenant,
-                                                                 ckey, sent), **ids, channel_message_id=cmid,
+        log.add(topics.OUTBOUND, ckey, make("OutboundSent", _env("OutboundSent", derive_id(cmid, "sent"), t + 90,
+                                                                 tenant, ckey, sent), **ids, channel_message_id=cmid,
                                             channel_message_ids=[cmid], rendering=rendering))
 
 
@@ -194,10 +195,11 @@ def _contact(log: Log, tenant: str, cust: str, thread: str, channel: str, queue:
                      first_reply_at=t_reply, frt_ms=t_reply - t, reply_gap_count=1,
                      reply_gap_total_ms=t_reply - t, reply_gap_max_ms=t_reply - t,
                      last_customer_sentiment="neutral")]
+    times = [t, t_reply]
     if t_resolved:
         versions.append(dict(versions[1], status="resolved", resolved_at=t_resolved))
-    for n, v in enumerate(versions):
-        at = [t, t_reply, t_resolved][n]
+        times.append(t_resolved)
+    for n, (v, at) in enumerate(zip(versions, times, strict=True)):
         log.add(topics.KPI_CONTACTS, key, make(
             "ContactMeasured", _env("ContactMeasured", derive_id(contact, "v", n), at, tenant, key, cause), **v))
 

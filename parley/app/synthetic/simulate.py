@@ -114,6 +114,13 @@ class _Thread:
     last_msg: dict | None = None
     epoch: int = 0  # bumps on every assignment change: stale callbacks check it
 
+    @property
+    def cause(self) -> dict:
+        """The latest customer message, which the thread's decisions are caused by."""
+        if self.last_msg is None:
+            raise ValueError(f"thread {self.id} has no customer message yet")
+        return self.last_msg
+
 
 class _Sim:
     def __init__(self, seed: int, scale: float, tenant: str, day: date) -> None:
@@ -305,10 +312,10 @@ class _Sim:
                 reasons: list[str] | None = None) -> None:
         hour = (t - self.t0) // HOUR
         is_open = OPEN_H <= hour < CLOSE_H
-        self.emit(t, make("RoutingDecided", self.caused(th.last_msg, "RoutingDecided", t,
+        self.emit(t, make("RoutingDecided", self.caused(th.cause, "RoutingDecided", t,
                                                         "streams/routing"),
                           thread_id=th.id, customer_id=th.customer, channel=th.channel,
-                          message_event_id=th.last_msg["envelope"]["event_id"], target_kind=kind,
+                          message_event_id=th.cause["envelope"]["event_id"], target_kind=kind,
                           queue=queue, agent_id=agent, bot_id="faq-bot" if kind == "bot" else None,
                           priority=10 if th.vip else 0, reasons=reasons or [],
                           business_hours_open=is_open or kind == "bot",
@@ -331,7 +338,7 @@ class _Sim:
     def enqueue(self, t: int, th: _Thread) -> None:
         th.waiting, th.agent = True, None
         th.epoch += 1
-        self.emit(t, make("ConversationQueued", self.caused(th.last_msg, "ConversationQueued", t,
+        self.emit(t, make("ConversationQueued", self.caused(th.cause, "ConversationQueued", t,
                                                             "streams/routing"),
                           thread_id=th.id, customer_id=th.customer, channel=th.channel,
                           queue=th.queue, priority=10 if th.vip else 0))
@@ -367,7 +374,7 @@ class _Sim:
         th.agent = a.id
         th.epoch += 1
         a.threads.append(th.id)
-        self.emit(t, make("ConversationAssigned", self.caused(th.last_msg, "ConversationAssigned",
+        self.emit(t, make("ConversationAssigned", self.caused(th.cause, "ConversationAssigned",
                                                               t, "streams/routing"),
                           thread_id=th.id, customer_id=th.customer, channel=th.channel,
                           agent_id=a.id, queue=th.queue))
@@ -415,7 +422,7 @@ class _Sim:
             return
         a = self.agents[th.agent]
         a.threads.remove(tid)
-        self.emit(t, make("ConversationTransferred", self.caused(th.last_msg,
+        self.emit(t, make("ConversationTransferred", self.caused(th.cause,
                                                                  "ConversationTransferred", t,
                                                                  "streams/routing"),
                           thread_id=th.id, customer_id=th.customer, channel=th.channel,
@@ -433,7 +440,7 @@ class _Sim:
             self.agents[th.agent].threads.remove(tid)
         th.resolved, th.agent, th.waiting = True, None, False
         th.epoch += 1
-        self.emit(t, make("ConversationResolved", self.caused(th.last_msg, "ConversationResolved",
+        self.emit(t, make("ConversationResolved", self.caused(th.cause, "ConversationResolved",
                                                               t),
                           thread_id=th.id, customer_id=th.customer, channel=th.channel,
                           resolved_by=by, agent_id=agent))

@@ -171,7 +171,7 @@ SUBJECT = {
     "greeting": {"fr": "Question", "en": "Question"},
 }
 
-BOT = {
+BOT: dict[str, dict[str, tuple[str, ...]]] = {
     "greeting": {"fr": ("Bonjour ! Je suis l'assistant d'Acme. Comment puis-je vous aider ?",),
                  "en": ("Hello! I'm Acme's assistant. How can I help you?",)},
     "order_status": {
