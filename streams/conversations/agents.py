@@ -33,7 +33,7 @@ from streams import privacy
 from streams.enrich.agents import enriched_event
 from streams.enrich.logic import Enricher
 from streams.kpi import logic as kpi_logic
-from streams.kpi.engine import measure
+from streams.kpi.state import measure
 from streams.routing import logic as routing
 from streams.runtime.stage import Input, Stage, StoreSpec
 from streams.runtime.task import SEQUENCE_RANK, Task

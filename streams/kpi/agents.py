@@ -22,7 +22,8 @@ from collections.abc import MutableMapping
 from typing import Any, cast
 
 from schemas import topics
-from streams.kpi.engine import CODECS, KpiEngine, Measure, Stores
+from streams.kpi.engine import KpiEngine
+from streams.kpi.state import CODECS, Measure, Stores
 from streams.runtime.stage import Input, Stage, StoreSpec
 from streams.runtime.task import Task
 

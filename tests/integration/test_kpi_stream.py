@@ -21,8 +21,8 @@ from parley.settings import WorkerSettings
 from schemas import topics
 from streams.kpi import logic
 from streams.kpi.agents import KpiStage
-from streams.kpi.engine import measure
 from streams.kpi.logic import fold_outputs
+from streams.kpi.state import measure
 from streams.runtime.worker import Names
 from tests.integration.stream_support import CODEC, read_all, running, wait_until
 

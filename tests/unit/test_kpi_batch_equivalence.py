@@ -19,8 +19,9 @@ import pytest
 from parley.app.batch.kpi_batch import compute
 from parley.app.synthetic.simulate import shuffled_with_duplicates, simulate_day
 from streams.kpi.agents import TABLES
-from streams.kpi.engine import CODECS, KpiEngine, Stores
+from streams.kpi.engine import KpiEngine
 from streams.kpi.logic import fold_outputs
+from streams.kpi.state import CODECS, Stores
 
 
 class JsonStore(MutableMapping):
@@ -47,7 +48,7 @@ class JsonStore(MutableMapping):
 
 
 def json_stores() -> Stores:
-    """The KPI stage's stores, each value through its changelog codec (``engine.CODECS``)."""
+    """The KPI stage's stores, each value through its changelog codec (``state.CODECS``)."""
     return Stores(**{name: JsonStore(*CODECS[name]) for name in TABLES})
 
 
