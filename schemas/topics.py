@@ -16,6 +16,9 @@ from schemas import keys
 
 DAY_MS = 24 * 3600 * 1000
 RAW_MAX_BYTES = 32 * 1024 * 1024  # raw webhook bodies: e-mails with attachments reach 30 MiB
+# a stream stage's state value or a thread's KPI measure: one busy interval of a big tenant holds
+# every contact that started in it (~100 bytes each: ~300,000 contacts per 15 minutes)
+STATE_MAX_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,7 @@ ROUTING_DECISIONS = Topic(
 )
 KPI_THREADS = Topic(
     "kpi.threads", "tenant", ("ThreadMeasured", "AgentStatusChanged"), 6, retention_ms=7 * DAY_MS,
+    max_message_bytes=STATE_MAX_BYTES,
     producers=("worker: conversations", "worker: presence"), consumers=("worker: kpi",),
     doc="Each changed thread's KPI measure (episodes, assignment spans, counters; JSON) and agent presence: "
         "the tenant-wide KPI figures are sums over these pieces.",

@@ -145,12 +145,14 @@ class Worker:
         for s in self.stages.values():
             name = self.names.changelog(s.name, "state")
             wanted[name] = NewTopic(name, s.partitions, k.replication_factor,
-                                    config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})
+                                    config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
+                                            "max.message.bytes": str(topics.STATE_MAX_BYTES)})
             retention = max((spec.retention_ms or 0 for spec in s.stores), default=0)
             if retention:
                 name = self.names.changelog(s.name, "recent")
                 wanted[name] = NewTopic(name, s.partitions, k.replication_factor,
-                                        config={"cleanup.policy": "compact,delete", "retention.ms": str(retention)})
+                                        config={"cleanup.policy": "compact,delete", "retention.ms": str(retention),
+                                                "max.message.bytes": str(topics.STATE_MAX_BYTES)})
         wanted[self.names.watermarks()] = NewTopic(self.names.watermarks(), 1, k.replication_factor,
                                                    config={"cleanup.policy": "compact", "segment.ms": "600000"})
         existing = set(admin.list_topics(timeout=30).topics)
@@ -482,8 +484,10 @@ class Worker:
             try:
                 self.producer.abort_transaction(30)
             except KafkaException as abort_error:
-                log.error("worker.abort_failed", error=str(abort_error))
-                raise
+                if not _no_transaction(abort_error):
+                    log.error("worker.abort_failed", error=str(abort_error))
+                    raise
+                # it failed before one began (or was aborted already): nothing to abort
         assigned = self.consumer.assignment()
         self._on_revoke(self.consumer, assigned)
         self._on_assign(self.consumer, assigned)
@@ -648,3 +652,8 @@ def run(settings: WorkerSettings, stages: list[Stage] | None = None) -> None:
         stages = topology.build(settings)
     Worker(settings, stages).run()
 
+
+def _no_transaction(e: KafkaException) -> bool:
+    """An abort refused because no transaction is open (the producer is in state Ready)."""
+    err = e.args[0] if e.args else None
+    return isinstance(err, KafkaError) and err.code() == KafkaError._STATE and "state Ready" in err.str()

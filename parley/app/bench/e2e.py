@@ -25,7 +25,7 @@ from rich.console import Console
 
 from parley import topics_admin
 from parley.app.demo import main as demo
-from parley.settings import DemoSettings, KafkaSettings
+from parley.settings import DemoSettings, KafkaSettings, WorkerSettings
 from schemas import topics
 
 ACCOUNT, TOKEN = "acme-web", "demo-webchat-token"
@@ -136,7 +136,9 @@ def _pct(values: list[float], q: float) -> float | None:
 def main(argv: list[str] | None = None) -> None:
     a = _args(argv)
     console = Console()
-    s = DemoSettings()
+    # live traffic, so the worker's own event-time bounds (the demo widens them to its slices)
+    live = WorkerSettings.model_fields
+    s = DemoSettings(worker_lateness_ms=live["lateness_ms"].default, worker_idle_ms=live["idle_ms"].default)
     run_id = "bench" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
     s.data_dir = s.data_dir / run_id
     s.data_dir.mkdir(parents=True, exist_ok=True)
