@@ -23,6 +23,8 @@ from schemas import topics
 from streams import topology
 from streams.identity.logic import new_customer_id
 from streams.routing import config
+from streams.runtime.stage import Input, Stage, StoreSpec
+from streams.runtime.task import Task
 from tests.integration.stream_support import (
     copy_log,
     diff,
@@ -30,6 +32,7 @@ from tests.integration.stream_support import (
     idle,
     of_type,
     produce,
+    read_all,
     running,
     settled,
     tables,
@@ -315,3 +318,40 @@ def test_two_workers_each_take_half_of_a_single_tenants_partitions_and_agree_wit
         assert wait_until(idle(k_one, s.app_id), 60), "the worker never went idle"
     assert diff(two, tables(k_one)) == {}
     _drop(k_one)
+
+
+# --- big state ----------------------------------------------------------------------------------
+
+class Hoard(Stage):
+    """A stage whose state value outgrows the broker's default record size (1 MB): a busy
+    interval's KPI state, or a tenant's desk, can. Each message stores a 2 MB value under its key
+    (once) and says how big the value it found was."""
+
+    name = "hoard"
+    inputs = (Input(topics.MESSAGES),)
+    outputs = (topics.KPI_THREADS,)
+    stores = (StoreSpec("blob"),)
+    SIZE = 2_000_000
+
+    def process(self, ctx: Task, event: Any) -> None:
+        key, blob = event["envelope"]["partition_key"], ctx.store("blob")
+        found = blob.get(key)
+        if found is None:
+            blob[key] = "x" * self.SIZE
+        ctx.send_json(topics.KPI_THREADS, key, {"t": event["envelope"]["occurred_at"], "r": 0,
+                                                 "id": event["envelope"]["event_id"], "found": len(found or "")})
+
+
+def test_a_state_value_over_a_megabyte_is_committed_and_restored(applied_topics) -> None:
+    k = applied_topics
+    s = settings(k)
+    out = topics.internal_name(k.topic_prefix, s.app_id, topics.KPI_THREADS)
+    found = lambda: [v["found"] for _, v in read_all(k, name=out)]  # noqa: E731
+    produce(k, [(topics.MESSAGES, f.received("acme", WA, "one", T))])
+    with running(s, [Hoard()]):
+        assert wait_until(lambda: found() == [0], 60), found()
+    produce(k, [(topics.MESSAGES, f.received("acme", WA, "two", T + MIN))])
+    with running(s, [Hoard()]):  # a new worker of the same app: the 2 MB value from its changelog
+        assert wait_until(lambda: len(found()) == 2, 60), found()
+    assert found() == [0, Hoard.SIZE]  # the second worker had it only from the changelog
+    _drop(k)
