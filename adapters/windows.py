@@ -65,12 +65,7 @@ class WindowBook:
         return sorted({f"{t.get('name')} ({t.get('language', 'en')})" for t in found if isinstance(t, dict)})
 
     def apply(self, e: dict[str, Any]) -> None:
-        k = topics.SERVICE_WINDOWS.key(e["envelope"]["tenant_id"], e["channel"], e["channel_account_id"],
-                                       e["customer_identity"])
-        times = self.times.get(k, ())
-        for t in e["inbound_at"]:
-            times = windows.remember(times, t)
-        self.times[k] = times
+        windows.fold(self.times, e)
 
     async def _follow(self) -> None:
         while True:

@@ -128,12 +128,7 @@ class Egress:
     def _load_windows(self) -> None:
         parts = partitions_of(self._conf(), self.windows_topic)
         for _, e in read_back(self._conf(), self.windows_topic, parts, None, self.codec, frozenset({"ServiceWindow"})):
-            k = topics.SERVICE_WINDOWS.key(e["envelope"]["tenant_id"], e["channel"], e["channel_account_id"],
-                                           e["customer_identity"])
-            merged = self.windows.get(k, ())
-            for t in e["inbound_at"]:
-                merged = windows.remember(merged, t)
-            self.windows[k] = merged
+            windows.fold(self.windows, e)
 
     def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self.to_load += [p.partition for p in parts]

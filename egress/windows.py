@@ -15,8 +15,12 @@ customer message at or before the message's own ``occurred_at``, so a replay dec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+from schemas import topics
 
 HOUR_MS = 3600 * 1000
 KEEP = 8  # times kept per identity: enough to answer for a message replayed after later ones
@@ -58,6 +62,17 @@ def remember(times: tuple[int, ...], at: int) -> tuple[int, ...]:
     if at in times:
         return times
     return tuple(sorted((*times, at)))[-KEEP:]
+
+
+def fold(book: dict[str, tuple[int, ...]], record: Mapping[str, Any]) -> None:
+    """Add a ``ServiceWindow`` record's customer message times to ``book`` (its window key ->
+    times): how the egress and the agent API's window check read ``parley.outbound.windows``."""
+    k = topics.SERVICE_WINDOWS.key(record["envelope"]["tenant_id"], record["channel"],
+                                   record["channel_account_id"], record["customer_identity"])
+    times = book.get(k, ())
+    for t in record["inbound_at"]:
+        times = remember(times, t)
+    book[k] = times
 
 
 def latest_before(times: tuple[int, ...] | list[int], at: int) -> int | None:

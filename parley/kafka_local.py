@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,14 +255,20 @@ def down(s: BrokerSettings, timeout_s: float = 30.0) -> bool:
     pid = _running_pid(s)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _running_pid(s) is not None:
-        time.sleep(0.2)
-    if _running_pid(s) is not None:
-        os.kill(pid, signal.SIGKILL)
+    terminate(pid, lambda: _running_pid(s) is not None, timeout_s)
     paths(s).pid.unlink(missing_ok=True)
     return True
+
+
+def terminate(pid: int, running: Callable[[], bool], timeout_s: float) -> None:
+    """SIGTERM ``pid``, wait up to ``timeout_s`` while ``running()``, then SIGKILL it (a local
+    JVM we started: the broker, the registry)."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and running():
+        time.sleep(0.1)
+    if running():
+        os.kill(pid, signal.SIGKILL)
 
 
 def wipe(s: BrokerSettings) -> None:

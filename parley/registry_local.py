@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tarfile
@@ -27,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from parley.kafka_local import terminate
 
 GROUP, ARTIFACT = "io.apicurio", "apicurio-registry-app"
 CCOMPAT = "/apis/ccompat/v7"
@@ -108,12 +109,7 @@ def down(s: RegistryServer, timeout_s: float = 30.0) -> bool:
     pid = _running_pid(s)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _running_pid(s) is not None:
-        time.sleep(0.1)
-    if _running_pid(s) is not None:
-        os.kill(pid, signal.SIGKILL)
+    terminate(pid, lambda: _running_pid(s) is not None, timeout_s)
     s.pid_file.unlink(missing_ok=True)
     return True
 
