@@ -115,6 +115,11 @@ class OffsetBook:
         """Whether the record at ``offset`` was already processed (a re-read after a restart)."""
         return offset < self.base or offset in self.done
 
+    def skip(self, offset: int) -> None:
+        """A record already processed, read again: read past it (an upstream's watermark
+        covering it becomes usable once it is read)."""
+        self.next = max(self.next, offset + 1)
+
     def fed(self, offset: int, held: bool) -> None:
         self.next = max(self.next, offset + 1)
         if held:

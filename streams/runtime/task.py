@@ -143,6 +143,7 @@ class Task:
         clock = self.clocks[rec.topic]
         clock.last_wall = now
         if book.seen(rec.offset):
+            book.skip(rec.offset)
             return
         if rec.value is None:
             book.fed(rec.offset, False)

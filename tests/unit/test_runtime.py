@@ -216,6 +216,37 @@ def test_a_restarted_task_skips_what_was_done_and_re_holds_what_was_held() -> No
     assert restarted.store("n")["n"] == 3
 
 
+def test_a_restarted_task_reads_past_records_done_before_so_an_upstream_watermark_covering_them_counts() -> None:
+    """Found with two worker processes: the last records of a partition were processed ahead of
+    a held one, the task moved, and its next owner skipped them on the re-read without reading
+    past them; the upstream watermark (its end is after them) never became usable and the held
+    record stayed held."""
+    up, topic = "identity/0", topics.CONVERSATION_MESSAGES.name
+    events = [_msg(0, f.T0 + 3000), _msg(1, f.T0 + 1000), _msg(2, f.T0 + 2000)]
+    table = {up: Upstream(f.T0 + 1500, False, {f"{topic}/0": 3})}
+    task = _task(EchoCoPartitioned(), {topic: (up,)})
+    for off, e in enumerate(events):
+        task.feed(_rec(e, off, topic, origin=up), now=0.0)
+    task.advance(table, now=0.0)  # releases offset 1 (1000); offsets 0 and 2 held
+    _, changes, offsets = task.finish()
+    assert offsets[topic] == 0
+    table[up] = Upstream(f.T0 + 2500, False, {f"{topic}/0": 3})
+    task.advance(table, now=0.0)  # releases offset 2 (2000) ahead of the held offset 0
+    _, more, offsets = task.finish()
+    assert offsets[topic] == 0
+    restarted = Task(EchoCoPartitioned(), 0, task.env)
+    stores = restarted.all_stores()
+    for store, key, value in [*changes, *more]:
+        stores[store].restore(key, value)
+    restarted.start(offsets)
+    for off, e in enumerate(events):
+        restarted.feed(_rec(e, off, topic, origin=up), now=0.0)  # 1 and 2 were done: skipped
+    assert restarted.books[topic].next == 3
+    table[up] = Upstream(f.T0 + 5000, True, {f"{topic}/0": 3})
+    restarted.advance(table, now=0.0)
+    assert [CODEC.decode(o.value)["text"] for o in restarted.finish()[0]] == ["m0"]
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_held_records_come_out_in_one_order_whatever_the_arrival_order(rnd: random.Random) -> None:
