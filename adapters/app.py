@@ -33,7 +33,7 @@ from adapters.records import (  # noqa: F401 - re-exported: tests and the demo i
     raw_request_event,
 )
 from adapters.sealing import sealer_from
-from parley import logs
+from parley import gc_tuning, logs, processes
 from parley.settings import IngressSettings
 from schemas import topics
 
@@ -113,8 +113,8 @@ def serve(settings: IngressSettings) -> None:
     """Run the ingress until interrupted (blocking). Raises ``AccountsError`` on a bad accounts file.
 
     ``settings.workers`` > 1 runs that many processes on the same port (``SO_REUSEPORT``: the
-    kernel spreads connections); each has its own producer and reads the claim log itself, so
-    dedup holds across them exactly as across hosts.
+    kernel spreads connections; ``parley.processes`` supervises them); each has its own producer
+    and reads the claim log itself, so dedup holds across them exactly as across hosts.
     """
     logs.configure(settings.log, service="ingress")
     registry = Registry()
@@ -124,28 +124,9 @@ def serve(settings: IngressSettings) -> None:
     if settings.workers <= 1:
         _serve_one(settings, accounts, registry, reuse_port=False)
         return
-    import multiprocessing
-    import signal
-
-    ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=_worker, args=(settings,), name=f"ingress-{i}", daemon=True)
-                for i in range(settings.workers)]
-
-    def stop(signum: int, _frame: Any) -> None:  # the workers shut down cleanly on SIGTERM
-        for c in children:
-            if c.is_alive():
-                c.terminate()
-    signal.signal(signal.SIGTERM, stop)
-    for c in children:
-        c.start()
-    try:
-        for c in children:
-            c.join()
-    except KeyboardInterrupt:
-        stop(signal.SIGINT, None)
-    finally:
-        for c in children:
-            c.join(10)
+    code = processes.supervise("ingress", _worker, [(settings,)] * settings.workers, restart=True)
+    if code:
+        raise SystemExit(code)
 
 
 def _worker(settings: IngressSettings) -> None:
@@ -165,14 +146,8 @@ class _QuietClientErrors(logging.Filter):
 
 
 def _serve_one(settings: IngressSettings, accounts: Accounts, registry: Registry, *, reuse_port: bool) -> None:
-    import gc
-
     logging.getLogger("aiohttp.server").addFilter(_QuietClientErrors())
 
     app = build_app(settings, accounts=accounts, registry=registry)
-    # Requests allocate many short-lived containers and few cycles: collect the youngest
-    # generation every 50,000 allocations instead of 700, and never scan what start-up built.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc_tuning.tune()  # requests allocate many short-lived containers and few cycles
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None, reuse_port=reuse_port)

@@ -200,6 +200,9 @@ class WorkerSettings(_Base):
     # static group membership: a restarted worker with the same id takes its partitions back at
     # once; unique per running worker. None: dynamic membership (a restart rebalances).
     instance_id: str | None = None
+    # processes of this worker (Python uses one core per process): each is a member of the group
+    # with its own partitions, static id ``<instance_id>-<i>``, restarted if it dies
+    processes: int = Field(default=1, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
     lateness_ms: int = 500  # how late (event time) a record from outside may come and still be in order
     idle_ms: int = 1000  # a caught-up source quiet this long no longer holds event time back

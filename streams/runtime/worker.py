@@ -47,7 +47,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from parley import logs
+from parley import gc_tuning, logs, processes
 from parley.settings import WorkerSettings
 from schemas import topics
 from schemas.codec import codec_for
@@ -56,6 +56,7 @@ from streams.runtime.task import Env, Output, Record, Task, Upstream, wake
 
 log = logs.get("streams.worker")
 ORIGIN = "pt"  # header naming the task that produced a record
+_INTERNAL = {t.name: t for t in topics.INTERNAL}
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Names:
     app_id: str
 
     def topic(self, name: str) -> str:
-        t = next((t for t in topics.INTERNAL if t.name == name), None)
+        t = _INTERNAL.get(name)
         if t is not None:
             return topics.internal_name(self.prefix, self.app_id, t)
         return f"{self.prefix}{name}"
@@ -466,14 +467,9 @@ class Worker:
             d = orjson.loads(value)
             self.table[tid] = Upstream(d["w"], d["idle"], d["ends"])
 
-    def _recover(self, e: KafkaException) -> None:
-        """A transaction failed: abort it, forget the tasks' memory, restart them from their
-        changelogs and the committed offsets. A fenced producer (another instance with our
-        transactional id) cannot go on: stop."""
-        err = e.args[0] if e.args else None
-        log.error("worker.transaction_failed", error=str(e))
-        if isinstance(err, KafkaError) and err.fatal():
-            raise e
+    def _abandon(self) -> None:
+        """Drop what was not committed: the transaction (aborted), the batches collected for
+        the next one and the offsets; the tasks will redo it from the committed offsets."""
         if self._inflight is not None:
             self._inflight.join()
             self._inflight, self._inflight_error = None, None
@@ -488,6 +484,16 @@ class Worker:
                     log.error("worker.abort_failed", error=str(abort_error))
                     raise
                 # it failed before one began (or was aborted already): nothing to abort
+
+    def _recover(self, e: KafkaException) -> None:
+        """A transaction failed: abort it, forget the tasks' memory, restart them from their
+        changelogs and the committed offsets. A fenced producer (another instance with our
+        transactional id) cannot go on: stop."""
+        err = e.args[0] if e.args else None
+        log.error("worker.transaction_failed", error=str(e))
+        if isinstance(err, KafkaError) and err.fatal():
+            raise e
+        self._abandon()
         assigned = self.consumer.assignment()
         self._on_revoke(self.consumer, assigned)
         self._on_assign(self.consumer, assigned)
@@ -525,16 +531,26 @@ class Worker:
                  restore_s=round(time.monotonic() - t0, 3))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._inflight is not None:  # let the transaction in flight finish first
-            try:
+        # What the tasks did since the last commit is committed now, while this member still
+        # owns their partitions: the next owner starts from these offsets and this state. Left
+        # for later, it would be committed after the next owner had started from the older
+        # offsets, and both would write the same outputs.
+        try:
+            if self._inflight is not None:
                 self._finish_commit()
-            except KafkaException as e:
-                log.error("worker.commit_failed_on_revoke", error=str(e))
+            if self._dirty or self._pending:
+                self._commit_if_due(force=True)
+        except KafkaException as e:
+            log.error("worker.commit_failed_on_revoke", error=str(e))
+            self._abandon()
         self._route.clear()
         gone = {f"{self.readers[self.real[tp.topic]].name}/{tp.partition}" for tp in partitions}
         for tid in gone:
             self.tasks.pop(tid, None)
             self.published.pop(tid, None)
+            self._marks.pop(tid, None)
+            self.ends.pop(tid, None)  # the next owner's published ends supersede these
+            self._callbacks.pop(tid, None)
         if gone:
             log.info("worker.revoked", tasks=len(gone), total=len(self.tasks))
 
@@ -636,7 +652,8 @@ def _until_visible(admin: AdminClient, names: list[str], timeout_s: float = 30.0
 
 
 def run(settings: WorkerSettings, stages: list[Stage] | None = None) -> None:
-    """`parley worker`: apply the topic catalogue (if enabled), then run until stopped."""
+    """`parley worker`: apply the topic catalogue (if enabled), then run until stopped; with
+    ``processes`` > 1, that many copies, each a member of the group with its own partitions."""
     logs.configure(settings.log, service="worker")
     log.info("worker.starting", settings=settings.safe_dict())
     if settings.apply_topics:
@@ -646,11 +663,33 @@ def run(settings: WorkerSettings, stages: list[Stage] | None = None) -> None:
 
         for line in asyncio.run(topics_admin.apply(settings.kafka)):
             log.debug("worker.topic", line=line)
+    if settings.processes <= 1:
+        run_one(settings, stages)
+        return
+    if stages is not None:
+        raise ValueError("with several processes each builds its stages from the settings")
+    copies = [(settings.model_copy(update={"processes": 1, "apply_topics": False,
+                                           "instance_id": copy_id(settings.instance_id, i)}),)
+              for i in range(settings.processes)]
+    code = processes.supervise("worker", run_one, copies, restart=True)
+    if code:
+        raise SystemExit(code)
+
+
+def run_one(settings: WorkerSettings, stages: list[Stage] | None = None) -> None:
+    """One process of the worker."""
+    logs.configure(settings.log, service="worker")
     if stages is None:
         from streams import topology
 
         stages = topology.build(settings)
+    gc_tuning.tune()  # decoded events are many and short-lived: fewer young collections
     Worker(settings, stages).run()
+
+
+def copy_id(instance_id: str | None, i: int) -> str | None:
+    """The static member id of the worker's ``i``-th process (None: dynamic membership)."""
+    return None if instance_id is None else f"{instance_id}-{i}"
 
 
 def _no_transaction(e: KafkaException) -> bool:
