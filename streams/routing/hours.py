@@ -9,8 +9,29 @@ from streams.routing.config import Hours, Queue, TenantRules
 HORIZON_DAYS = 15  # a schedule closed for longer than this reports no next opening
 
 
+MINUTE_MS = 60_000
+_CACHE_SIZE = 4096
+_cache: dict[tuple[int, int, int], tuple[TenantRules, Queue, tuple[bool, int | None]]] = {}
+
+
 def open_at(rules: TenantRules, queue: Queue, at_ms: int) -> tuple[bool, int | None]:
-    """``(open, next_open_ms)``: next_open_ms is None when open (or never opening)."""
+    """``(open, next_open_ms)``: next_open_ms is None when open (or never opening).
+
+    Schedules are in whole minutes (and zones' offsets too), so the answer is the same for
+    every instant of a minute: it is remembered per (rules, queue, minute), as routing asks it
+    for every waiting queue at every decision (the rules are frozen)."""
+    key = (id(rules), id(queue), at_ms // MINUTE_MS)
+    hit = _cache.get(key)
+    if hit is not None and hit[0] is rules and hit[1] is queue:
+        return hit[2]
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.clear()
+    answer = _open_at(rules, queue, at_ms)
+    _cache[key] = (rules, queue, answer)
+    return answer
+
+
+def _open_at(rules: TenantRules, queue: Queue, at_ms: int) -> tuple[bool, int | None]:
     hours = rules.hours_of(queue)
     if hours is None:
         return True, None

@@ -6,10 +6,12 @@ import json
 from functools import reduce
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parley.app.synthetic import events as f
 from schemas.codec import Codec
-from streams.routing import config, logic
+from streams.routing import config, hours, logic
 from streams.routing.hours import open_at
 from streams.routing.logic import Signals
 from streams.routing.state import Agent, CustomerRoute, Desk, ThreadRoute, View, Waiting
@@ -185,6 +187,16 @@ def test_business_hours_follow_daylight_saving_time() -> None:
     summer = 1_751_871_600_000  # Monday 2025-07-07 07:00 UTC = 09:00 Paris (UTC+2)
     assert open_at(RULES, RULES.queue("general"), summer) == (True, None)
     assert open_at(RULES, RULES.queue("general"), summer - MIN)[0] is False
+
+
+@given(st.integers(min_value=T - 20 * DAY, max_value=T + 200 * DAY), st.integers(0, MIN - 1))
+@settings(max_examples=300, deadline=None)
+def test_business_hours_answer_the_same_for_every_instant_of_a_minute(at, within) -> None:
+    """open_at remembers its answer per minute: any instant of the minute gets the uncached one."""
+    minute = at - at % MIN
+    queue = RULES.queue("general")
+    open_at(RULES, queue, minute + (within * 7919) % MIN)  # cache the minute from another instant
+    assert open_at(RULES, queue, minute + within) == hours._open_at(RULES, queue, minute + within)
 
 
 # --- contacts to agents ----------------------------------------------------------------------
