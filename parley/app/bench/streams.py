@@ -83,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", type=int, default=1, help="tenants the traffic is spread over")
     p.add_argument("--agents", type=int, default=20, help="agents online per tenant")
     p.add_argument("--guarantees", default="exactly_once,at_least_once")
+    p.add_argument("--processes", default=f"1,{os.cpu_count() or 1}",
+                   help="worker processes to measure, comma-separated (PARLEY_PROCESSES); the worker's other "
+                        "settings come from the environment, e.g. PARLEY_LATENESS_MS")
     p.add_argument("--rate", type=float, default=0, help="messages/s for the latency run (0: half the worker's)")
     p.add_argument("--duration", type=float, default=20, help="seconds of paced input for the latency run")
     p.add_argument("--rules", default=str(EXAMPLE_RULES) if EXAMPLE_RULES.exists() else "")
@@ -104,8 +107,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["raw_aiokafka"] = throughput(args, "raw_aiokafka", inputs)
     out["raw_confluent_txn"] = throughput(args, "raw_confluent_txn", inputs)
     guarantees = [g.strip() for g in args.guarantees.split(",") if g.strip()]
+    counts = sorted({max(1, int(c)) for c in args.processes.split(",") if c.strip()})
     for g in guarantees:
         out[f"worker_{g}"] = throughput(args, "worker", inputs, guarantee=g, ceilings=g == guarantees[0])
+        for c in counts[1:] if g == guarantees[0] else ():
+            out[f"worker_{g}_x{c}"] = throughput(args, "worker", inputs, guarantee=g, processes=c)
         if args.privacy and g == guarantees[0]:  # the same messages sealed, right after: the cost of privacy
             privacy = bench_privacy()
             sealed, out["privacy_seal"] = seal_inputs(inputs, privacy)
@@ -127,12 +133,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def throughput(args: argparse.Namespace, kind: str, inputs: list[dict[str, Any]], guarantee: str = "",
-               ceilings: bool = False, privacy: PrivacySettings | None = None) -> dict[str, Any]:
+               ceilings: bool = False, privacy: PrivacySettings | None = None, processes: int = 1) -> dict[str, Any]:
     k = fresh_topics(args.bootstrap)
     try:
         produce(k, inputs)
         n = sum(1 for e in inputs if e["envelope"]["event_type"] == "MessageReceived")
-        proc = start(kind, k, args.rules, guarantee, privacy)
+        proc = start(kind, k, args.rules, guarantee, privacy, processes)
         try:
             final = topics.CONVERSATIONS if kind == "worker" else SINK
             wait_for(k, final, n, lambda v: kind != "worker" or v["envelope"]["event_type"] == "MessageEnriched",
@@ -253,13 +259,16 @@ def stage_inputs(k: KafkaSettings, rules: str) -> dict[str, list[Any]]:
 # --- processes -------------------------------------------------------------------------------
 
 def start(kind: str, k: KafkaSettings, rules: str, guarantee: str,
-          privacy: PrivacySettings | None = None) -> BaseProcess:
+          privacy: PrivacySettings | None = None, processes: int = 1) -> BaseProcess:
     ctx = mp.get_context("spawn")
     targets: dict[str, Callable[..., None]] = {"worker": worker_process, "raw_aiokafka": raw_aiokafka_process,
                                                "raw_confluent_txn": raw_confluent_process}
     target = targets[kind]
-    extra = (_privacy_dict(privacy),) if privacy is not None else ()
-    proc = ctx.Process(target=target, args=(k.model_dump(mode="json"), rules, guarantee, *extra), daemon=True)
+    extra: tuple[Any, ...] = (_privacy_dict(privacy),) if privacy is not None else ()
+    if processes > 1:
+        extra = (extra[0] if extra else None, processes)
+    # a daemonic process may not have children: the worker with several processes is not one
+    proc = ctx.Process(target=target, args=(k.model_dump(mode="json"), rules, guarantee, *extra), daemon=processes == 1)
     proc.start()
     return proc
 
@@ -272,12 +281,14 @@ def stop(proc: BaseProcess) -> None:
         proc.join(5)
 
 
-def worker_process(kafka: dict[str, Any], rules: str, guarantee: str, privacy: dict[str, Any] | None = None) -> None:
+def worker_process(kafka: dict[str, Any], rules: str, guarantee: str, privacy: dict[str, Any] | None = None,
+                   processes: int = 1) -> None:
     from streams.runtime import worker
 
     settings = WorkerSettings(kafka=KafkaSettings(**kafka), app_id=APP_ID, apply_topics=False,
                               routing_file=Path(rules) if rules else None, auto_resolve_after_s=0,
                               processing_guarantee=guarantee or "exactly_once", instance_id="bench",
+                              processes=processes,
                               privacy=PrivacySettings(**privacy) if privacy else PrivacySettings())
     settings.log.level = "WARNING"
     worker.run(settings)
@@ -557,13 +568,19 @@ def agents(tenants: tuple[str, ...], n: int, at: int = synthetic.T0 - 3_600_000)
 
 # --- printing --------------------------------------------------------------------------------
 
+def _label(key: str) -> str:
+    """``worker_exactly_once_x2`` -> ``worker, exactly-once, 2 processes``."""
+    name, _, n = key[7:].partition("_x")
+    return f"worker, {name.replace('_', '-')}" + (f", {n} processes" if n else "")
+
+
 def print_result(r: dict[str, Any]) -> None:
     print(f"parley bench streams: {r['messages']} messages, {r['customers']} customers, {r['tenants']} tenant(s), "
           f"{r['cpus']} CPUs, load {r['loadavg_start']:.2f} -> {r['loadavg_end']:.2f}")
     base = r["raw_aiokafka"]["events_per_s"]
     print(f"\n{'throughput':34}{'events/s':>10}{'x aiokafka loop':>17}{'x txn loop':>12}")
     rows = [("raw aiokafka loop", r["raw_aiokafka"]), ("raw confluent-kafka txn loop", r["raw_confluent_txn"])]
-    rows += [(f"worker, {k[7:].replace('_', '-')}", v) for k, v in r.items() if k.startswith("worker_")]
+    rows += [(_label(k), v) for k, v in r.items() if k.startswith("worker_")]
     for label, v in rows:
         print(f"{label:34}{v['events_per_s']:>10}{v['events_per_s'] / base:>17.2f}"
               f"{v['events_per_s'] / r['raw_confluent_txn']['events_per_s']:>12.3f}")
