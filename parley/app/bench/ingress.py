@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -417,23 +418,11 @@ async def _sequential(producer: AIOKafkaProducer, records: list, duration_s: flo
 
 
 async def _pairs(producer: AIOKafkaProducer, pairs: list, concurrency: int, duration_s: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    it = iter(pairs)
-    t0 = time.perf_counter()
+    async def send(pair: list) -> None:
+        futures = [await producer.send(*_args(r)) for r in pair]
+        await asyncio.gather(*futures)
 
-    async def worker() -> None:
-        for pair in it:
-            if time.perf_counter() - t0 > duration_s:
-                return
-            t = time.perf_counter()
-            futures = [await producer.send(*_args(r)) for r in pair]
-            await asyncio.gather(*futures)
-            latencies.append(time.perf_counter() - t)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    return {"pairs": len(latencies), "seconds": round(elapsed, 3), "per_s": round(len(latencies) / elapsed, 1),
-            **_percentiles(latencies)}
+    return await _closed_loop(send, pairs, concurrency, duration_s)
 
 
 async def _confluent_pairs(kafka: KafkaSettings, pairs: list, concurrency: int, duration_s: float) -> dict[str, Any]:
@@ -444,6 +433,19 @@ async def _confluent_pairs(kafka: KafkaSettings, pairs: list, concurrency: int, 
     await producer.start()
     if not await producer.wait_ready(30):
         raise RuntimeError("the confluent-kafka producer did not connect")
+
+    async def send(pair: list) -> None:
+        await producer.send_all([Record(topic, key, value) for topic, key, value in pair])
+
+    try:
+        return await _closed_loop(send, pairs, concurrency, duration_s)
+    finally:
+        await producer.stop()
+
+
+async def _closed_loop(send: Callable[[list], Awaitable[None]], pairs: list, concurrency: int,
+                       duration_s: float) -> dict[str, Any]:
+    """``send`` each pair, ``concurrency`` at a time, for at most ``duration_s``: pairs/s and latency."""
     latencies: list[float] = []
     it = iter(pairs)
     t0 = time.perf_counter()
@@ -453,14 +455,11 @@ async def _confluent_pairs(kafka: KafkaSettings, pairs: list, concurrency: int, 
             if time.perf_counter() - t0 > duration_s:
                 return
             t = time.perf_counter()
-            await producer.send_all([Record(topic, key, value) for topic, key, value in pair])
+            await send(pair)
             latencies.append(time.perf_counter() - t)
 
-    try:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    finally:
-        elapsed = time.perf_counter() - t0
-        await producer.stop()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
     return {"pairs": len(latencies), "seconds": round(elapsed, 3), "per_s": round(len(latencies) / elapsed, 1),
             **_percentiles(latencies)}
 
