@@ -9,7 +9,9 @@ an id no process of this version wrote, which async processes resolve with ``are
 thread before decoding a batch.
 Encoding is strict: a missing field without default, an unknown field or a wrong type raises
 ``EncodeError``. Decoding resolves the writer's schema to today's reader schema of the same type,
-so records of any released version decode into the current shape.
+so records of any released version decode into the current shape. Records written in today's
+shape (nearly all) are read by cavro's compiled decoder, older versions by fastavro's resolving
+reader: the same dicts (tests hold them equal for every event type), cavro is 2-3x faster.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Protocol, cast
 
+import cavro
 from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.catalog import Catalog, SchemaVersion, catalog
@@ -28,6 +31,9 @@ from schemas.registry import RegistryClient, RegistryIds
 from schemas.topics import Topic
 
 MAGIC = 0
+# cavro reads records as dicts and leaves values as they are written (the catalogue has no
+# logical types; fastavro would convert them)
+_CAVRO = cavro.Options(record_decodes_to_dict=True, logical_types=())
 _HEADER = struct.Struct(">bI")
 
 
@@ -92,6 +98,7 @@ class Codec:
         self.ids = ids or LocalIds(self.catalog)
         self._prepared = threading.Lock()
         self._writers: dict[int, Any] = {}  # schema id -> compiled writer, or False (fastavro's)
+        self._readers: dict[int, Any] = {}  # schema id -> cavro's decoder, or False (fastavro's)
 
     @property
     def registry_url(self) -> str | None:
@@ -159,16 +166,25 @@ class Codec:
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode wire bytes into a dict shaped by today's schema of the writer's type."""
         writer = self.writer_of(data)
-        reader = self.catalog.current.get(writer.fullname, writer)
-        body = io.BytesIO(memoryview(data)[_HEADER.size:])
+        read = self._readers.get(writer.local_id)
+        if read is None:
+            read = self._readers[writer.local_id] = self._reader(writer)
         try:
-            if reader.canonical == writer.canonical:
-                record = schemaless_reader(body, writer.parsed, None)
-            else:
-                record = schemaless_reader(body, writer.parsed, reader.parsed)
-        except Exception as e:  # fastavro raises many kinds on corrupt input
+            if read:  # today's shape: cavro's decoder (the same dicts as fastavro's, faster)
+                return cast(dict[str, Any], read(data[_HEADER.size:]))
+            reader = self.catalog.current.get(writer.fullname, writer)
+            body = io.BytesIO(memoryview(data)[_HEADER.size:])
+            return cast(dict[str, Any], schemaless_reader(body, writer.parsed, reader.parsed))
+        except Exception as e:  # both libraries raise many kinds on corrupt input
             raise DecodeError(f"{writer.name}: corrupt body: {e!r}") from None
-        return cast(dict[str, Any], record)  # every type in the catalogue is a record: a dict
+
+    def _reader(self, writer: SchemaVersion) -> Any:
+        """cavro's decoder of a writer schema that is today's shape of its type, else False
+        (an older version: fastavro resolves it to today's shape)."""
+        reader = self.catalog.current.get(writer.fullname, writer)
+        if reader.canonical != writer.canonical:
+            return False
+        return _cavro_decoder(writer)
 
     def writer_of(self, data: bytes) -> SchemaVersion:
         """The schema version the bytes were written with."""
@@ -191,6 +207,15 @@ def _compiled(sv: SchemaVersion) -> Any:
         return compile_writer({k: v for k, v in sv.schema.items() if k != "version"})
     except ValueError:
         return False
+
+
+def _cavro_decoder(sv: SchemaVersion) -> Any:
+    """``decode(body) -> dict`` for the schema, by cavro; False if cavro cannot take it."""
+    try:
+        schema = cavro.Schema({k: v for k, v in sv.schema.items() if k != "version"}, options=_CAVRO)
+    except Exception:  # noqa: BLE001  # a schema cavro refuses is read by fastavro
+        return False
+    return schema.binary_decode
 
 
 def _schema_id(value: bytes | None) -> int | None:

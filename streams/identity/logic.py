@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import topics
 from schemas.events import caused_by, derive_id, make
+from streams.frozen import replace
 
 PRODUCER = "streams/identity"
 MESSAGE_TYPES = frozenset({"MessageReceived", "MessageSent", "DeliveryStatusChanged"})

@@ -42,11 +42,12 @@ Replay: ids derive from input ids and times from ``occurred_at``, so a re-run em
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from schemas import topics
 from schemas.events import caused_by, make
+from streams.frozen import replace
 from streams.routing.config import Queue, TenantRules
 from streams.routing.hours import describe, open_at
 from streams.routing.state import Agent, Contact, CustomerRoute, Desk, ThreadRoute, View, Waiting

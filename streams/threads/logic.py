@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from schemas import topics
 from schemas.events import caused_by, derive_id, envelope, make
+from streams.frozen import replace
 
 PRODUCER = "streams/threads"
 MAX_THREADS = 50
