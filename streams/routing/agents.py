@@ -63,9 +63,11 @@ class RoutingStage(Stage):
                     customers.get(ckey) if ckey else None)
         after, out = logic.step(view, event, *self.book(tenant))
         desks.save(tenant)
-        if after.thread is not None and after.thread != view.thread:
+        # (``is not`` first: most steps return the records they were given, and comparing
+        # two records field by field is what this stage would spend most on)
+        if after.thread is not None and after.thread is not view.thread and after.thread != view.thread:
             threads[scoped(tenant, after.thread.thread_id)] = after.thread
-        if after.customer is not None and after.customer != view.customer:
+        if after.customer is not None and after.customer is not view.customer and after.customer != view.customer:
             customers[scoped(tenant, after.customer.customer_id)] = after.customer
         for e in out:
             ctx.send(topics.ROUTING_DECISIONS, e)

@@ -124,7 +124,7 @@ def step(view: View, event: dict[str, Any], rules: TenantRules,
         return _park(view, event), []
     version = view.desk.version
     before, view = view, evolve(view, event)
-    if view == before and view.desk.version == version:
+    if (view is before or view == before) and view.desk.version == version:
         return view, []  # a repeated or outdated status/context: nothing changes, nothing is caused
     out: list[dict[str, Any]] = []
     if kind == "MessageEnriched":

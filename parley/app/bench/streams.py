@@ -5,8 +5,10 @@ Every measure is taken in the same run, on fresh topics of the broker at ``--boo
 * **throughput**: N customer messages (plus agents) are written to ``parley.messages`` first,
   then the processor starts in a child process of its own; events/s = N / (timestamp of the
   last output - timestamp of the first output). For the worker the first output is the first
-  re-keyed record (``parley.conversation.messages``) and the last the last record on
-  ``parley.conversations``, so start-up (group join, restore) is not counted. Baselines: a raw
+  re-keyed record (``parley.conversation.messages``) and the last the last record of the whole
+  chain (``parley.conversations``, with routing's decisions republished there,
+  ``parley.identity.events`` and the KPI topics), once the worker has written nothing more
+  for 3 s; so start-up (group join, restore) is not counted and the tail of the chain is. Baselines: a raw
   aiokafka loop (consume, produce each record unchanged, commit: the Python ceiling of the
   old stack) and a raw confluent-kafka loop in Kafka transactions (the ceiling of this one).
 * **stage ceilings**: each stage's own task, fed in this process the records the worker's run
@@ -57,6 +59,9 @@ ROOT = Path(__file__).resolve().parents[3]  # the checkout
 EXAMPLE_RULES = ROOT / "config" / "routing.example.toml"
 PEER = ROOT.parent / "shared" / "peers" / "run.sh"
 OWN = frozenset({"MessageReceived", "MessageEnriched"})
+# the chain's outputs: a throughput run ends with the last record on any of them (the messages'
+# own outputs, what routing decided about them, the identity graph's and the KPI stage's)
+CHAIN_OUTPUTS = (topics.CONVERSATIONS, topics.IDENTITY, topics.KPI_CONTACTS, topics.KPI_INTERVALS)
 
 
 
@@ -143,11 +148,14 @@ def throughput(args: argparse.Namespace, kind: str, inputs: list[dict[str, Any]]
             final = topics.CONVERSATIONS if kind == "worker" else SINK
             wait_for(k, final, n, lambda v: kind != "worker" or v["envelope"]["event_type"] == "MessageEnriched",
                      timeout=600)
+            if kind == "worker":  # and what the messages caused: routing's decisions, the KPIs
+                wait_quiet(k, CHAIN_OUTPUTS)
         finally:
             stop(proc)
         first_topic = topics.CONVERSATION_MESSAGES if kind == "worker" else SINK
         first = min(ts for ts, _ in records(k, first_topic, decode=False))
-        last = max(ts for ts, _ in records(k, topics.CONVERSATIONS if kind == "worker" else SINK, decode=False))
+        last = max(ts for t in (CHAIN_OUTPUTS if kind == "worker" else (SINK,))
+                   for ts, _ in records(k, t, decode=False))
         secs = max(1e-3, (last - first) / 1000)
         result: dict[str, Any] = {"events_per_s": round(n / secs), "seconds": round(secs, 2)}
         if kind == "worker":
@@ -543,6 +551,24 @@ def wait_for(k: KafkaSettings, t: topics.Topic, n: int, counts: Any, timeout: fl
                 value = m.value()
                 if m.error() is None and value is not None and counts(codec.decode(value)):
                     seen += 1
+    finally:
+        c.close()
+
+
+def wait_quiet(k: KafkaSettings, ts: tuple[topics.Topic, ...], quiet_s: float = 3.0, timeout: float = 600) -> None:
+    """Until nothing more is written to ``ts`` for ``quiet_s`` seconds (end offsets unchanged)."""
+    c = Consumer(k.librdkafka_config(**{"group.id": "bench-quiet"}))
+    try:
+        parts = [TopicPartition(topics.named(k.topic_prefix, t), p) for t in ts for p in range(t.partitions)]
+        last, since, deadline = -1, time.monotonic(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ends = sum(c.get_watermark_offsets(tp, timeout=10)[1] for tp in parts)
+            if ends != last:
+                last, since = ends, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"outputs still growing after {timeout}s")
     finally:
         c.close()
 
