@@ -50,7 +50,7 @@ from schemas.events import caused_by, make
 from streams.frozen import replace
 from streams.routing.config import Queue, TenantRules
 from streams.routing.hours import describe, open_at
-from streams.routing.state import Agent, Contact, CustomerRoute, Desk, ThreadRoute, View, Waiting
+from streams.routing.state import Agent, Contact, CustomerRoute, Desk, Kind, ThreadRoute, View, Waiting
 
 PRODUCER = "streams/routing"
 MAX_HANDLED = 64
@@ -344,19 +344,19 @@ def dispatch(view: View, cause: dict[str, Any], rules: TenantRules) -> tuple[Vie
     out = []
     free = {a.agent_id: a for a in desk.agents.values() if a.available}
     is_open = _open_queues(desk, rules, at) if free else {}
-    unfit: set[tuple[str, str | None, str | None]] = set()  # free agents only shrink: stays unfit
-    for key in desk.in_line() if free else ():
-        if not free:
+    # Walking the line in order and skipping the contacts no free agent may take is the same
+    # as taking, again and again, the first of the heads of the kinds' lines that a free agent
+    # may take; free agents only shrink, so a kind found unfit stays so
+    unfit: set[Kind] = {kind for _, kind in desk.heads() if not is_open.get(kind[0], (False,))[0]}
+    while free:
+        first = min(((head, kind) for head, kind in desk.heads() if kind not in unfit), default=None)
+        if first is None:
             break
-        w = desk.entry(key[2])
-        if w is None:
-            continue
-        kind = (w.queue, w.channel, w.language)
-        if kind in unfit or not is_open[w.queue][0]:
-            continue
+        w = desk.entry(first[0][2])
+        assert w is not None  # a line holds the order keys of waiting entries only
         agent = best_agent(free.values(), w, _queue(rules, w.queue).skills)
         if agent is None:
-            unfit.add(kind)
+            unfit.add(first[1])
             continue
         env = caused_by(cause, "ConversationAssigned", id_suffix=f"{w.thread_id}|{agent.agent_id}",
                         producer=PRODUCER, partition_key=topics.ROUTING_DECISIONS.key(view.tenant, w.customer_id))
@@ -364,6 +364,8 @@ def dispatch(view: View, cause: dict[str, Any], rules: TenantRules) -> tuple[Vie
                  channel=w.channel, agent_id=agent.agent_id, queue=w.queue)
         view = evolve(view, e)
         out.append(e)
+        if desk.entry(w.thread_id) is not None:  # not taken off the line (never expected): move on
+            unfit.add(first[1])
         now = desk.agents[agent.agent_id]
         if now.available:
             free[agent.agent_id] = now

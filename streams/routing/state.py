@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+Kind = tuple[str, str | None, str | None]  # a waiting contact's (queue, channel, language)
+
 
 @dataclass(frozen=True)
 class Agent:
@@ -50,6 +52,11 @@ class Waiting:
     def order(self) -> tuple[int, int, str]:
         return (-self.priority, self.enqueued_at, self.thread_id)
 
+    @property
+    def kind(self) -> Kind:
+        """What decides which agents may take the contact."""
+        return (self.queue, self.channel, self.language)
+
     def row(self) -> list[Any]:
         """Positional JSON form; ``Waiting(*row)`` reads it back."""
         return [self.thread_id, self.customer_id, self.queue, self.priority, self.enqueued_at, self.channel,
@@ -62,21 +69,23 @@ class Desk:
     The one mutable part of routing's state: a tenant's waiting line can hold thousands of
     contacts, and copying it on every event would make routing slower the longer the line. So
     ``evolve`` changes a desk in place, through the methods below, each O(log n) or better; it
-    keeps the line sorted (priority, arrival, thread), indexes who holds which thread and which
-    queues have contacts waiting, and remembers what changed since ``take_changes`` (what the
-    stage writes to its changelog). Decisions read it through queries only.
+    keeps one sorted line (priority, arrival, thread) per *kind* of contact (queue, channel,
+    language: what decides which agents may take it), indexes who holds which thread, and
+    remembers what changed since ``take_changes`` (what the stage writes to its changelog).
+    Decisions read it through queries only. Lines per kind let an assignment look at the head of
+    each line instead of walking the whole line past contacts no free agent may take (a closed
+    queue, a language nobody online speaks), which made every decision O(waiting).
     """
 
-    __slots__ = ("agents", "wake_at", "_waiting", "_order", "_holder", "_queues", "version", "_dirty", "_head")
+    __slots__ = ("agents", "wake_at", "_waiting", "_lines", "_holder", "version", "_dirty", "_head")
 
     def __init__(self, agents: Mapping[str, Agent] | None = None, waiting: Iterable[Waiting] = (),
                  wake_at: int | None = None) -> None:
         self.agents: dict[str, Agent] = dict(agents or {})
         self.wake_at = wake_at
         self._waiting: dict[str, Waiting] = {}
-        self._order: list[tuple[int, int, str]] = []
+        self._lines: dict[Kind, list[tuple[int, int, str]]] = {}
         self._holder = {tid: a.agent_id for a in self.agents.values() for tid in a.assigned}
-        self._queues: dict[str, int] = {}
         self.version = 0  # counts changes: a step that changed nothing leaves it alone
         self._dirty: set[str] = set()
         self._head = False
@@ -89,12 +98,12 @@ class Desk:
 
     @property
     def waiting(self) -> tuple[Waiting, ...]:
-        """The line, by priority then arrival (a copy: O(n))."""
-        return tuple(self._waiting[k[2]] for k in self._order)
+        """The line, by priority then arrival (a copy: O(n log n))."""
+        return tuple(sorted(self._waiting.values(), key=lambda w: w.order))
 
-    def in_line(self) -> list[tuple[int, int, str]]:
-        """The line's order keys, a snapshot to walk while the desk changes."""
-        return list(self._order)
+    def heads(self) -> list[tuple[tuple[int, int, str], Kind]]:
+        """The first contact (its order key) of each kind's line, and the kind."""
+        return [(line[0], kind) for kind, line in self._lines.items()]
 
     def entry(self, thread_id: str) -> Waiting | None:
         return self._waiting.get(thread_id)
@@ -104,7 +113,7 @@ class Desk:
 
     def waiting_queues(self) -> list[str]:
         """The queues with contacts waiting."""
-        return sorted(self._queues)
+        return sorted({kind[0] for kind in self._lines})
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -114,21 +123,17 @@ class Desk:
     def enqueue(self, w: Waiting) -> None:
         self.dequeue(w.thread_id)
         self._waiting[w.thread_id] = w
-        bisect.insort(self._order, w.order)
-        self._queues[w.queue] = self._queues.get(w.queue, 0) + 1
+        bisect.insort(self._lines.setdefault(w.kind, []), w.order)
         self._changed(w.thread_id)
 
     def dequeue(self, thread_id: str) -> None:
         w = self._waiting.pop(thread_id, None)
         if w is None:
             return
-        i = bisect.bisect_left(self._order, w.order)
-        del self._order[i]
-        n = self._queues[w.queue] - 1
-        if n:
-            self._queues[w.queue] = n
-        else:
-            del self._queues[w.queue]
+        line = self._lines[w.kind]
+        del line[bisect.bisect_left(line, w.order)]
+        if not line:
+            del self._lines[w.kind]
         self._changed(thread_id)
 
     def set_agent(self, agent: Agent) -> None:

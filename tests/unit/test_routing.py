@@ -475,3 +475,48 @@ def test_the_desk_keeps_its_line_sorted_and_its_indexes_right_under_any_changes(
     assert Desk.from_json(json.loads(json.dumps(desk.to_json()))) == desk
     head, changed = desk.take_changes()
     assert head and set(changed) <= {f"t{i}" for i in range(60)} and desk.take_changes() == (False, [])
+
+
+# --- dispatch: heads of the kinds' lines = the whole line walked in order ---------------------
+
+def _walk_the_line(desk: Desk, rules, at: int) -> list[tuple[str, str]]:
+    """The reference: walk every waiting contact by priority and arrival, skip those whose queue
+    is closed or that no free agent may take, give each other one to its best free agent."""
+    agents = dict(desk.agents)
+    line = sorted(desk.waiting, key=lambda w: w.order)
+    out = []
+    for w in line:
+        if not open_at(rules, rules.queue(w.queue), at)[0]:
+            continue
+        agent = logic.best_agent([a for a in agents.values() if a.available], w, rules.queue(w.queue).skills)
+        if agent is None:
+            continue
+        out.append((w.thread_id, agent.agent_id))
+        agents[agent.agent_id] = Agent(agent.agent_id, agent.presence, agent.capacity, agent.skills,
+                                       agent.languages, agent.channels, agent.queues,
+                                       tuple(sorted((*agent.assigned, w.thread_id))), agent.version,
+                                       max(agent.last_assigned_at, at))
+    return out
+
+
+_agent = st.builds(
+    lambda i, cap, skills, langs, chans: Agent(f"a{i}", "online", cap, tuple(skills), tuple(langs), tuple(chans)),
+    st.integers(0, 5), st.integers(0, 3), st.lists(st.sampled_from(["billing", "vip"]), max_size=2, unique=True),
+    st.lists(st.sampled_from(["fr", "en"]), max_size=1), st.lists(st.sampled_from(["sms", "whatsapp"]), max_size=1))
+_waiting = st.builds(
+    lambda i, q, prio, dt, chan, lang: Waiting(f"t{i:03}", f"c{i}", q, prio, T - dt * MIN, chan, lang),
+    st.integers(0, 60), st.sampled_from(["general", "billing", "vip", "english"]), st.integers(0, 5),
+    st.integers(0, 30), st.sampled_from(["sms", "whatsapp"]), st.sampled_from([None, "fr", "en"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(agents=st.lists(_agent, max_size=6, unique_by=lambda a: a.agent_id),
+       waiting=st.lists(_waiting, max_size=40, unique_by=lambda w: w.thread_id),
+       at=st.sampled_from([T, NIGHT]))
+def test_dispatch_assigns_as_a_walk_of_the_whole_line_would(agents, waiting, at) -> None:
+    desk = Desk({a.agent_id: a for a in agents}, waiting)
+    expected = _walk_the_line(desk, RULES, at)
+    cause = f.received("acme", f.identity("sms", "+33600000001"), "x", at, n=999)
+    _, out = logic.dispatch(View("acme", desk), cause, RULES)
+    assert [(e["thread_id"], e["agent_id"]) for e in out] == expected
+    assert not ({tid for tid, _ in expected} & {w.thread_id for w in desk.waiting})  # taken off the line

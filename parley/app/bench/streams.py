@@ -188,7 +188,7 @@ def latency(args: argparse.Namespace, kind: str, rate: float, tenants: tuple[str
             produce(k, msgs, rate=rate)
             wait_for(k, topics.CONVERSATIONS if kind == "worker" else SINK, len(msgs) + 1,
                      lambda v: kind != "worker" or v["envelope"]["event_type"] == "MessageEnriched", timeout=300)
-            time.sleep(3)
+            wait_quiet(k, (topics.CONVERSATIONS if kind == "worker" else SINK,))  # what they caused too
         finally:
             stop(proc)
         sent = {e["envelope"]["event_id"] for e in msgs}
