@@ -12,7 +12,8 @@ per turn of a process's event loop, each entry a step of one request attempt (``
 - ``released(owner)``: the attempt failed (it answered 503): its claims are void.
 
 Each process reads the log from its start into memory (``Memory``) and is not ready before it has
-caught up. For an id, the **first claim in log order that is not released wins**: an attempt
+caught up; after an error of its reader (the broker away) it is not ready again until it has
+asked the log's end anew and read up to it. For an id, the **first claim in log order that is not released wins**: an attempt
 claims, waits until it has read the log past its own claim, and then knows, as every other process
 will, whether it holds each id. Ids already stored are dropped at once (a redelivery minutes or
 days later costs no Kafka round trip); ids held by another live attempt are waited for
@@ -160,7 +161,7 @@ class Dedup:
         self.attempts: dict[str, _Attempt] = {}  # open claims, by owner
         self.claims: dict[str, list[str]] = {}  # id -> owners with an open claim on it, in log order
         self.position = 0  # the next offset of the log this process has not read yet
-        self._log_end: int | None = None  # the log's end when we started
+        self._log_end: int | None = None  # the log's end when we started (None again after a reader error)
         self._reading: list[tuple[int, asyncio.Future]] = []  # (offset, resolved once read past it)
         self._outbox: list[dict[str, Any]] = []
         self._outbox_waiters: list[asyncio.Future] = []
@@ -390,6 +391,9 @@ class Dedup:
                     log.info("dedup.start", log_end=self._log_end)
                     if self.ready:
                         log.info("dedup.ready", ids=0)
+                elif self._log_end is None:  # after a reader error: ready again once caught up
+                    self._log_end = await asyncio.to_thread(self._end_offset, self._consumer)
+                    log.info("dedup.reader_back", log_end=self._log_end, position=self.position)
                 msgs = self._consumer.consume(num_messages=2000, timeout=0)
             except asyncio.CancelledError:
                 raise
@@ -424,18 +428,25 @@ class Dedup:
             "fetch.wait.max.ms": 10, "fetch.min.bytes": 1, "socket.nagle.disable": True,
             "enable.partition.eof": False}))
         try:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=5.0)
+            high = self._end_offset(consumer)
             consumer.assign([TopicPartition(self.topic, 0, confluent_kafka.OFFSET_BEGINNING)])
         except Exception:
             consumer.close()
             raise
         return consumer, high
 
+    def _end_offset(self, consumer: confluent_kafka.Consumer) -> int:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=5.0)
+        return int(high)
+
     def _apply(self, msgs: list[Any]) -> None:
         was_ready = self.ready
         for msg in msgs:
             if msg.error():
+                # the broker away, or the log unreadable: not ready until the log's end is
+                # known again and read up to (a claim could not be read back meanwhile)
                 log.warning("dedup.reader_error", error=msg.error().str())
+                self._log_end = None
                 continue
             entries = self._own.pop(msg.key(), None)
             if entries is None:
