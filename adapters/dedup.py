@@ -13,10 +13,10 @@ per turn of a process's event loop, each entry a step of one request attempt (``
 
 Each process reads the log from its start into memory (``Memory``) and is not ready before it has
 caught up; after an error of its reader (the broker away) it is not ready again until it has
-asked the log's end anew and read up to it. For an id, the **first claim in log order that is not released wins**: an attempt
-claims, waits until it has read the log past its own claim, and then knows, as every other process
-will, whether it holds each id. Ids already stored are dropped at once (a redelivery minutes or
-days later costs no Kafka round trip); ids held by another live attempt are waited for
+asked the log's end anew and read up to it. For an id, the **first claim in log order that is not
+released wins**: an attempt claims, waits until it has read the log past its own claim, and then
+knows, as every other process will, whether it holds each id. Ids already stored are dropped at
+once (a redelivery minutes or days later costs no Kafka round trip); ids held by another live attempt are waited for
 (``wait_s``), then dropped if it stored them, taken over if it released them, and answered 503
 (retry later) if it is still busy.
 
