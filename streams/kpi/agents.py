@@ -4,7 +4,8 @@ Consumes ``kpi.threads`` (key tenant): each changed thread's measure (episodes, 
     message counters, latest time; JSON, from the conversations stage, where the thread's events
     are) and agent presence (AgentStatusChanged, from the presence forwarder). Applied as they
     come: the engine is order-insensitive and a measure replaces the thread's last one.
-Produces, once per transaction, what changed (``KpiEngine.flush``):
+Produces, once per transaction, what changed (``KpiEngine.flush``; an interval still open at
+    most once per second of event time while records flow, at once when they stop):
     ``ContactMeasured`` -> ``parley.kpi.contacts`` (key tenant|contact, compacted);
     ``IntervalStat`` / ``AgentIntervalStat`` -> ``parley.kpi.intervals`` (key
     tenant|interval|dimension|value, compacted).
@@ -50,7 +51,11 @@ class KpiStage(Stage):
         engine = ctx.cache.get("engine")
         if engine is None:
             return
-        for rec in engine.flush():
+        # while records keep coming, open intervals are recomputed once per REFRESH_MS of event
+        # time; a turn that brought none flushes everything (``KpiEngine.flush``)
+        fed = ctx.counts["in"] != ctx.cache.get("in_at_flush")
+        ctx.cache["in_at_flush"] = ctx.counts["in"]
+        for rec in engine.flush(defer=fed):
             ctx.send(OUTPUTS[rec["envelope"]["event_type"]], rec)
 
 

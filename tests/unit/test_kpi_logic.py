@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from streams.kpi import logic
+from streams.kpi.arithmetic import INTERVAL_MS
+from streams.kpi.engine import REFRESH_MS, KpiEngine
+from streams.kpi.logic import MAX_SL_MS
 
 M = 60_000
 B0 = 1_741_000_500_000  # an interval start (divisible by 900 000)
@@ -180,3 +183,44 @@ def test_team_concurrency_is_weighted_by_online_time():
     assert m == {"agents_online": 2.0, "agents_online_ms": 400.0,
                  "agents_open_conversation_ms": 600.0, "agents_idle_ms": 50.0,
                  "team_concurrency": 1.5}
+
+
+# --- the stage's flush while records flow: open intervals at most once per REFRESH_MS --------
+
+class _Counting(KpiEngine):
+    """The engine, noting each interval it recomputes and the watermark then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recomputed: list[tuple[tuple[str, int], int]] = []
+
+    def _flush_interval(self, key, cause):  # type: ignore[no-untyped-def]
+        self.recomputed.append((key, self._tenant(key[0]).watermark))
+        return super()._flush_interval(key, cause)
+
+
+def test_deferred_flushes_recompute_an_open_interval_once_per_refresh_and_end_with_the_same_figures() -> None:
+    from parley.app.synthetic.simulate import simulate_day
+
+    day = simulate_day(7, 0.3)
+    eager, lazy = _Counting(), _Counting()
+    eager_out: list[dict] = []
+    lazy_out: list[dict] = []
+    for e in day:  # one event per transaction: the worst case for an eager engine
+        eager.apply(e)
+        lazy.apply(e)
+        eager_out += eager.flush()
+        lazy_out += lazy.flush(defer=True)
+    lazy_out += lazy.flush()  # the turn without input
+
+    def last(out: list[dict]) -> dict[str, dict]:
+        return {r["envelope"]["partition_key"]: {k: v for k, v in r.items() if k != "envelope"} for r in out}
+
+    assert last(lazy_out) == last(eager_out)
+    assert len(lazy.recomputed) < len(eager.recomputed)
+    seen: dict[tuple[str, int], int] = {}
+    for key, at in lazy.recomputed[:-10]:  # the last flush may come early: it is the final one
+        closed = key[1] + INTERVAL_MS <= at - MAX_SL_MS
+        if key in seen and not closed:  # an open interval: REFRESH_MS of event time apart
+            assert at - seen[key] >= REFRESH_MS, (key, seen[key], at)
+        seen[key] = at
