@@ -52,9 +52,8 @@ async def _up(settings: BrokerSettings, kafka: KafkaSettings) -> None:
 
 
 async def _retried(ing: Running, body: bytes | dict, timeout_s: float = 30.0) -> tuple[int, str]:
-    """Post as a provider retries: again while the answer is 503 "retry later" (just after the
-    broker is back, the dedup's claim-log reader may still be reconnecting: the request is
-    refused, not lost), until another answer or ``timeout_s``."""
+    """Post as a provider retries: again while the answer is 503 "retry later" (refused, not
+    lost), until another answer or ``timeout_s``."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         status, text, _ = await ing.post("/webhooks/webchat/acme-web", body, WEB_AUTH)
