@@ -5,7 +5,7 @@ Consumes ``kpi.threads`` (key tenant): each changed thread's measure (episodes, 
     are) and agent presence (AgentStatusChanged, from the presence forwarder). Applied as they
     come: the engine is order-insensitive and a measure replaces the thread's last one.
 Produces, once per transaction, what changed (``KpiEngine.flush``; an interval still open at
-    most once per second of event time while records flow, at once when they stop):
+    most once per second of event time while its tenant's records flow, at once when they stop):
     ``ContactMeasured`` -> ``parley.kpi.contacts`` (key tenant|contact, compacted);
     ``IntervalStat`` / ``AgentIntervalStat`` -> ``parley.kpi.intervals`` (key
     tenant|interval|dimension|value, compacted).

@@ -302,18 +302,21 @@ class KpiEngine:
     def flush(self, defer: bool = False) -> list[dict[str, Any]]:
         """Recompute what was marked since the last flush; the KPI records that changed.
 
-        ``defer`` (the stage, while records keep coming): an interval still open to change by
-        the passing of time (its end less than 300 s, the longest SL target, behind the
-        watermark) that was recomputed less than ``REFRESH_MS * max(1, n // REFRESH_CONTACTS)``
-        of event time ago (n: its contacts) stays marked for a later flush. An interval's
-        figures are computed from all its contacts, so recomputing the current one at every
-        transaction made the stage's cost grow with the interval (a third of the worker after
-        50 s at 1,000 messages/s). Its figures lag by that much event time while traffic flows,
-        and are exact at the first flush without ``defer`` (a turn without input) and once the
-        interval closes. A restarted worker re-marks every interval from its predecessor's last
-        flush, which covers the deferred ones (they are all still open)."""
+        ``defer`` (the stage, while records keep coming): an interval of a tenant that had
+        records since the last flush, still open to change by the passing of time (its end less
+        than 300 s, the longest SL target, behind the watermark), that was recomputed less than
+        ``REFRESH_MS * max(1, n // REFRESH_CONTACTS)`` of event time ago (n: its contacts) stays
+        marked for a later flush. An interval's figures are computed from all its contacts, so
+        recomputing the current one at every transaction made the stage's cost grow with the
+        interval (a third of the worker after 50 s at 1,000 messages/s). Its figures lag by that
+        much event time while the tenant's traffic flows, and are exact at the first flush after
+        its records stop (a tenant that goes quiet is not held back by others on the same task),
+        at the first flush without ``defer`` (a turn without input) and once the interval
+        closes. A restarted worker re-marks every interval from its predecessor's last flush,
+        which covers the deferred ones (they are all still open)."""
         for tenant, cause in self._touched.items():
             self._mark_watermark(tenant, cause)
+        flowing = set(self._touched) if defer else set()  # tenants whose records keep coming
         self._touched, self._presence_touched = {}, {}
         out: list[dict[str, Any]] = []
         agents, self._dirty_agents = self._dirty_agents, {}
@@ -324,7 +327,7 @@ class KpiEngine:
             out.extend(self._flush_contact(contact_key, cause))
         intervals, self._dirty_buckets = self._dirty_buckets, {}
         for bucket_key, cause in sorted(intervals.items()):
-            if defer and self._may_wait(bucket_key):
+            if bucket_key[0] in flowing and self._may_wait(bucket_key):
                 self._dirty_buckets[bucket_key] = cause  # still marked: a later flush does it
                 continue
             out.extend(self._flush_interval(bucket_key, cause))

@@ -224,3 +224,28 @@ def test_deferred_flushes_recompute_an_open_interval_once_per_refresh_and_end_wi
         if key in seen and not closed:  # an open interval: REFRESH_MS of event time apart
             assert at - seen[key] >= REFRESH_MS, (key, seen[key], at)
         seen[key] = at
+
+
+def test_a_tenant_that_goes_quiet_gets_its_last_figures_while_another_tenant_goes_on() -> None:
+    """One KPI task holds several tenants: the deferral follows each tenant's own records."""
+    from parley.app.synthetic.simulate import simulate_day
+
+    quiet = simulate_day(7, 0.3, tenant="quiet")[:400]
+    busy = simulate_day(8, 0.3, tenant="busy")
+    eager, lazy = _Counting(), _Counting()
+    eager_out: list[dict] = []
+    lazy_out: list[dict] = []
+    for e in quiet:
+        eager.apply(e)
+        lazy.apply(e)
+        eager_out += eager.flush()
+        lazy_out += lazy.flush(defer=True)
+    for e in busy[:50]:  # the other tenant goes on: every flush is deferred, as in the stage
+        lazy.apply(e)
+        lazy_out += lazy.flush(defer=True)
+
+    def figures(out: list[dict], tenant: str) -> dict[str, dict]:
+        return {r["envelope"]["partition_key"]: {k: v for k, v in r.items() if k != "envelope"} for r in out
+                if r["envelope"]["tenant_id"] == tenant}
+
+    assert figures(lazy_out, "quiet") == figures(eager_out, "quiet")
