@@ -41,6 +41,7 @@ class KpiStage(Stage):
 
     def process(self, ctx: Task, event: dict[str, Any]) -> None:
         engine = _engine(ctx)
+        ctx.cache["fed"] = True
         if event.get("type") == "ThreadMeasured":
             engine.apply_measure(event["tenant"], event["thread"], Measure.from_json(event["m"]),
                                  tuple(event["cause"]))
@@ -53,8 +54,7 @@ class KpiStage(Stage):
             return
         # while records keep coming, open intervals are recomputed once per REFRESH_MS of event
         # time; a turn that brought none flushes everything (``KpiEngine.flush``)
-        fed = ctx.counts["in"] != ctx.cache.get("in_at_flush")
-        ctx.cache["in_at_flush"] = ctx.counts["in"]
+        fed = ctx.cache.pop("fed", False)
         for rec in engine.flush(defer=fed):
             ctx.send(OUTPUTS[rec["envelope"]["event_type"]], rec)
 
