@@ -6,6 +6,8 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parley.app.synthetic import events as f
 from schemas.codec import Codec
@@ -75,6 +77,26 @@ def test_normalise_subject(raw, expected) -> None:
 ])
 def test_references(text, expected) -> None:
     assert logic.references(text) == expected
+
+
+def _references_by_full_scan(text: str) -> tuple[str, ...]:
+    """``references`` without its pre-check: every text through the whole pattern."""
+    found: list[str] = []
+    for m in logic._REF.finditer(text):
+        ref = m.group("ref").upper().replace("-", "")
+        if sum(ch.isdigit() for ch in ref) >= 3 and ref not in found:
+            found.append(ref)
+    return tuple(found)
+
+
+_REF_PIECES = st.sampled_from(["order ", "Commande n° ", "ticket #", "#", "ref.", "INV-", "ab", "-", " ", "x", "é",
+                               "\u017f", "\u212a", "0", "12", "345", "٣", "1ab", "Zk", "N°", ":", "\n"])
+
+
+@settings(max_examples=400)
+@given(st.lists(_REF_PIECES, max_size=14).map("".join) | st.text(max_size=40))
+def test_references_pre_check_finds_what_the_whole_pattern_finds(text) -> None:
+    assert logic.references(text) == _references_by_full_scan(text)
 
 
 def test_first_message_starts_a_thread_and_is_threaded() -> None:
