@@ -16,8 +16,8 @@ from schemas import keys
 
 DAY_MS = 24 * 3600 * 1000
 RAW_MAX_BYTES = 32 * 1024 * 1024  # raw webhook bodies: e-mails with attachments reach 30 MiB
-# a stream stage's state value or a thread's KPI measure: one busy interval of a big tenant holds
-# every contact that started in it (~100 bytes each: ~300,000 contacts per 15 minutes)
+# a stream stage's state value or a thread's KPI measure: a big tenant's routing desk, a long
+# thread's KPI events (values written by an older worker: one busy interval's every contact)
 STATE_MAX_BYTES = 32 * 1024 * 1024
 
 

@@ -12,7 +12,7 @@ Produces, once per transaction, what changed (``KpiEngine.flush``; an interval s
 Key: tenant. Interval figures span a tenant's threads and agents (team concurrency,
     percentiles); the input is one record per changed thread per transaction, not per message.
 State: the engine's stores (``streams.kpi.engine``): threads (last measure), buckets, agents,
-    pieces, tenants; written in the same transaction as the figures and the offsets, so a
+    pieces, tenants, members; written in the same transaction as the figures and the offsets, so a
     crash neither loses nor doubles a count.
 Replay-safe: output ids derive from key, as-of time and content.
 """
@@ -28,7 +28,7 @@ from streams.kpi.state import CODECS, Measure, Stores
 from streams.runtime.stage import Input, Stage, StoreSpec
 from streams.runtime.task import Task
 
-TABLES = ("threads", "buckets", "agents", "pieces", "tenants")
+TABLES = ("threads", "buckets", "agents", "pieces", "tenants", "members")
 OUTPUTS = {"ContactMeasured": topics.KPI_CONTACTS, "IntervalStat": topics.KPI_INTERVALS,
            "AgentIntervalStat": topics.KPI_INTERVALS}
 

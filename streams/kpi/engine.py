@@ -47,7 +47,7 @@ from typing import Any
 
 from schemas import topics
 from schemas.events import derive_id, envelope, make
-from schemas.keys import scoped
+from schemas.keys import SEP, scoped
 from streams.kpi import logic
 from streams.kpi.arithmetic import INTERVAL_MS
 from streams.kpi.logic import MAX_SL_MS, bucket, buckets_between
@@ -88,6 +88,9 @@ class KpiEngine:
         self._refreshed: dict[tuple[str, int], int] = {}  # open interval -> watermark when last recomputed
         self._agent_figures: dict[tuple[str, str, int], dict] = {}  # (tenant, agent, interval)
         self._published: dict[str, str] = {}  # output key -> digest of its last content
+        # tenant|interval -> {episode id: thread}: the ``members`` store indexed by interval
+        # (built at first use, from the store a predecessor left)
+        self._members: dict[str, dict[str, str]] | None = None
         # one-process use: tenant|thread -> {event id: compact event}
         self._thread_events: dict[str, dict[str, list[Any]]] = {}
 
@@ -226,15 +229,44 @@ class KpiEngine:
             self.stores.buckets[bkey] = interval
 
     def _index(self, tenant: str, b: int, ep_id: str, thread: str | None, cause: Cause) -> None:
-        """Add (thread given) or remove an episode from its interval's membership."""
-        bkey = scoped(tenant, b)
-        interval = self.stores.buckets.get(bkey) or IntervalState()
-        if thread is None:
-            interval.episodes.pop(ep_id, None)
-        else:
-            interval.episodes[ep_id] = thread
-        self.stores.buckets[bkey] = interval
+        """Add (thread given) or remove an episode from its interval's membership: one small
+        ``members`` record, whatever the interval's size."""
+        self._member(tenant, b, ep_id, thread)
         self._dirty_buckets[(tenant, b)] = cause
+
+    def _member(self, tenant: str, b: int, ep_id: str, thread: str | None) -> None:
+        index, bkey, key = self._member_index(), scoped(tenant, b), scoped(tenant, b, ep_id)
+        if thread is None:
+            self.stores.members.pop(key, None)
+            members = index.get(bkey)
+            if members is not None:
+                members.pop(ep_id, None)
+                if not members:
+                    del index[bkey]
+        else:
+            self.stores.members[key] = [tenant, b, ep_id, thread]
+            index.setdefault(bkey, {})[ep_id] = thread
+
+    def _episodes_of(self, tenant: str, b: int) -> dict[str, str]:
+        """The episodes that started in an interval: episode id -> thread."""
+        return self._member_index().get(scoped(tenant, b)) or {}
+
+    def _member_index(self) -> dict[str, dict[str, str]]:
+        """``members`` by interval, built once; intervals a worker wrote before ``members``
+        existed (their episodes inside the ``buckets`` value) are moved into it on the way."""
+        if self._members is None:
+            index: dict[str, dict[str, str]] = {}
+            for tenant, b, ep_id, thread in self.stores.members.values():
+                index.setdefault(scoped(tenant, b), {})[ep_id] = thread
+            self._members = index
+            legacy = [(k, v) for k, v in self.stores.buckets.items() if v.legacy_episodes]
+            for bkey, interval in legacy:
+                tenant, b = bkey.rsplit(SEP, 1)
+                for ep_id, thread in interval.legacy_episodes.items():
+                    self._member(tenant, int(b), ep_id, thread)
+                interval.legacy_episodes = {}
+                self.stores.buckets[bkey] = interval
+        return self._members
 
     def _diff_spans(self, tenant: str, old: list[Span], new: list[Span], wm: int, cause: Cause) -> None:
         before, after = {tuple(s) for s in old}, {tuple(s) for s in new}
@@ -342,8 +374,7 @@ class KpiEngine:
             return False
         last = self._refreshed.get(key)
         if last is not None:
-            interval = self.stores.buckets.get(scoped(tenant, b))
-            size = len(interval.episodes) if interval is not None else 0
+            size = len(self._episodes_of(tenant, b))
             if wm - last < REFRESH_MS * max(1, size // REFRESH_CONTACTS):
                 return True
         self._refreshed[key] = wm
@@ -421,7 +452,7 @@ class KpiEngine:
         ts = self._tenant(tenant)
         interval = self.stores.buckets.get(scoped(tenant, b)) or IntervalState()
         eps = []
-        for ep_id, thread in interval.episodes.items():
+        for ep_id, thread in sorted(self._episodes_of(tenant, b).items()):  # an order of its own: replays agree
             st = self.stores.threads.get(scoped(tenant, thread))
             ep = st.episodes.get(ep_id) if st is not None else None
             if ep is not None:

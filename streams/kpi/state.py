@@ -11,9 +11,12 @@ summaries, not the key names):
 * ``threads``  ``tenant|thread`` -> :class:`ThreadState`: the thread's latest measure as
   applied (a measure older than its version is ignored, so measures may arrive in any order),
   and the last summary of contacts a late event superseded.
-* ``buckets``  ``tenant|interval`` -> :class:`IntervalState`: the episodes that started in the
-  interval, its message and sentiment counters (sums over its threads' counters), and every
-  (dimension, value) it ever had.
+* ``buckets``  ``tenant|interval`` -> :class:`IntervalState`: the interval's message and
+  sentiment counters (sums over its threads' counters) and every (dimension, value) it ever had.
+  Its size is bounded by the dimensions, not by the traffic.
+* ``members``  ``tenant|interval|episode`` -> ``[tenant, interval, episode, thread]``: the episodes
+  that started in the interval, one key each, so a new contact writes one small record and not
+  the whole interval's index (the engine indexes them by interval in memory).
 * ``agents``   ``tenant|agent`` -> :class:`AgentState`: presence history and open assignments.
 * ``pieces``   ``tenant|agent|interval`` -> ``{span_id: [lo, hi]}``: closed assignment spans cut
   at interval boundaries, so an agent-interval is recomputed from its own pieces only.
@@ -82,19 +85,25 @@ class ThreadState:
 
 @dataclass(slots=True)
 class IntervalState:
-    """The ``buckets`` store's value: what a tenant's interval is recomputed from."""
+    """The ``buckets`` store's value: an interval's counters and keys (its contacts are in
+    ``members``)."""
 
-    episodes: dict[str, str] = field(default_factory=dict)  # episode id -> thread, started here
     messages: dict[str, int] = field(default_factory=dict)  # "metric|dimension|value" -> n
     # every (dimension, value) the interval ever had: published empty once it has no data
     keys: set[tuple[str, str]] = field(default_factory=set)
+    # episode id -> thread: only in values written by a worker before ``members`` existed; the
+    # engine moves them to ``members`` when it first reads the store
+    legacy_episodes: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"episodes": self.episodes, "messages": self.messages, "keys": sorted(self.keys)}
+        out: dict[str, Any] = {"messages": self.messages, "keys": sorted(self.keys)}
+        if self.legacy_episodes:
+            out["episodes"] = self.legacy_episodes
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> IntervalState:
-        return cls(d["episodes"], d["messages"], {(dim, value) for dim, value in d["keys"]})
+        return cls(d["messages"], {(dim, value) for dim, value in d["keys"]}, d.get("episodes") or {})
 
 
 @dataclass(slots=True)
@@ -146,6 +155,7 @@ CODECS: dict[str, StoreCodec] = {
     "agents": (AgentState.to_json, AgentState.from_json),
     "pieces": (_as_is, _as_is),  # {span_id: [lo, hi]}
     "tenants": (TenantState.to_json, TenantState.from_json),
+    "members": (_as_is, _as_is),  # [tenant, interval, episode, thread]
 }
 
 
@@ -156,6 +166,7 @@ class Stores:
     agents: MutableMapping[str, AgentState] = field(default_factory=dict)
     pieces: MutableMapping[str, dict[str, list[int]]] = field(default_factory=dict)
     tenants: MutableMapping[str, TenantState] = field(default_factory=dict)
+    members: MutableMapping[str, list[Any]] = field(default_factory=dict)
 
 
 def measure(tenant: str, thread: str, items: Iterable[list[Any]], latest: int = 0) -> Measure:

@@ -117,6 +117,65 @@ def test_a_restart_mid_stream_loses_and_doubles_nothing(seed, full_shuffle, at):
     assert_same(fold_outputs(out), compute(delivery))
 
 
+def test_a_worker_reads_the_interval_index_an_older_worker_wrote():
+    """Before ``members``, an interval's episodes were inside its ``buckets`` value (JSON key
+    ``episodes``). A worker of today started on such state moves them into ``members`` and
+    publishes what the batch computes, as if it had run from the start."""
+    delivery = shuffled_with_duplicates(simulate_day(9, 0.3), 9)
+    half = len(delivery) // 2
+    a, out = KpiEngine(json_stores()), []
+    for event in delivery[:half]:
+        a.apply(event)
+    out += a.flush()
+    old = json_stores()  # the same state, in the layout an older worker wrote
+    for name in TABLES:
+        if name != "members":
+            for key, value in getattr(a.stores, name).items():
+                getattr(old, name)[key] = value
+    moved = 0
+    for tenant, b, ep_id, thread in a.stores.members.values():
+        bkey = f"{tenant}|{b}"
+        interval = old.buckets[bkey]
+        interval.legacy_episodes[ep_id] = thread
+        old.buckets[bkey] = interval
+        moved += 1
+    assert moved > 50 and any("episodes" in json.loads(v) for v in old.buckets._d.values())
+    b = KpiEngine(old)
+    b._thread_events = a._thread_events  # the events a one-process engine keeps (as above)
+    for event in delivery[half:]:
+        b.apply(event)
+    out += b.flush()
+    assert_same(fold_outputs(out), compute(delivery))
+    assert len(b.stores.members) > 50
+    assert not any("episodes" in json.loads(v) for v in b.stores.buckets._d.values())
+
+
+def test_a_new_contact_writes_as_much_state_in_a_busy_interval_as_in_a_quiet_one():
+    """The state a new contact writes to the changelogs does not grow with the contacts already
+    in its interval (it did when the interval's index of contacts was one value)."""
+    from parley.app.synthetic import events as f
+
+    written: list[int] = []
+
+    class Counted(JsonStore):
+        def __setitem__(self, key: str, value: Any) -> None:
+            super().__setitem__(key, value)
+            written.append(len(self._d[key]))
+
+    engine = KpiEngine(Stores(**{name: Counted(*CODECS[name]) for name in TABLES}))
+    start = 1_741_000_500_000  # an interval's start: 400 contacts, one a second, all in it
+    per_contact = []
+    for i in range(400):
+        sender = f.identity("sms", f"+3360000{i:04d}", phone=f"+3360000{i:04d}")
+        written.clear()
+        engine.apply(f.received("acme", sender, "hello", start + i * 1000, n=i, customer_id=f"c{i}",
+                                thread_id=f"th{i}"))
+        engine.flush()
+        per_contact.append(sum(written))
+    assert per_contact[-1] < 1.2 * per_contact[20], (per_contact[20], per_contact[-1])
+    assert len(engine.stores.members) == 400
+
+
 def test_every_store_value_round_trips_its_changelog_codec():
     """What the stage writes to a changelog (orjson of ``CODECS[name][0]``) reads back equal."""
     import orjson
