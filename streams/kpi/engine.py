@@ -32,7 +32,8 @@ arrived), an ``AgentIntervalStat`` with ``online_ms == 0`` (an offline event arr
 
 Memory only: the marks not yet flushed (flushed in the same transaction as the state changes),
 the digests last published (a restarted worker may publish identical figures again: harmless on
-compacted topics) and cached agent figures. The watermark of the last flush is written with the
+compacted topics), cached agent figures and the ``members`` store indexed by interval (rebuilt
+from the store by a restarted worker). The watermark of the last flush is written with the
 tenant's state, so the first flush of a worker re-marks everything since its predecessor's last
 flush.
 """
