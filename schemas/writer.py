@@ -62,14 +62,19 @@ def _write(src: _Source, schema: Any, expr: str, depth: int, named: dict[str, An
     elif schema == "string":
         v = src.var()
         src.emit(depth, f"{v} = {expr}.encode()")
-        src.emit(depth, f"_long(out, len({v})); out += {v}")
+        _length(src, v, depth)
+        src.emit(depth, f"out += {v}")
     elif schema == "bytes":
         v = src.var()
         src.emit(depth, f"{v} = {expr}")
         src.emit(depth, f"if not isinstance({v}, (bytes, bytearray)): raise TypeError('bytes expected')")
-        src.emit(depth, f"_long(out, len({v})); out += {v}")
+        _length(src, v, depth)
+        src.emit(depth, f"out += {v}")
     elif schema in ("int", "long"):
-        src.emit(depth, f"_long(out, {expr}.__index__())")
+        n = src.var()
+        src.emit(depth, f"{n} = {expr}.__index__()")
+        src.emit(depth, f"if 0 <= {n} < 64: out.append({n} << 1)")  # one byte: no call (most ints)
+        src.emit(depth, f"else: _long(out, {n})")
     elif schema == "boolean":
         src.emit(depth, f"out.append(1 if {expr} else 0)")
     elif schema in ("double", "float"):
@@ -78,6 +83,14 @@ def _write(src: _Source, schema: Any, expr: str, depth: int, named: dict[str, An
         src.emit(depth, f"if {expr} is not None: raise TypeError('null expected')")
     else:
         raise ValueError(f"unsupported Avro type {schema!r}")
+
+
+def _length(src: _Source, expr: str, depth: int) -> None:
+    """Emit the length of ``expr`` as a long: one byte without a call below 64 (most strings)."""
+    n = src.var()
+    src.emit(depth, f"{n} = len({expr})")
+    src.emit(depth, f"if {n} < 64: out.append({n} << 1)")
+    src.emit(depth, f"else: _long(out, {n})")
 
 
 def _record(src: _Source, schema: dict[str, Any], expr: str, depth: int, named: dict[str, Any]) -> None:
@@ -131,7 +144,7 @@ def _array(src: _Source, schema: dict[str, Any], expr: str, depth: int, named: d
     v, item = src.var(), src.var()
     src.emit(depth, f"{v} = {expr}")
     src.emit(depth, f"if {v}:")
-    src.emit(depth + 1, f"_long(out, len({v}))")
+    _length(src, v, depth + 1)
     src.emit(depth + 1, f"for {item} in {v}:")
     _write(src, schema["items"], item, depth + 2, named)
     src.emit(depth, "out.append(0)")
@@ -141,7 +154,7 @@ def _map(src: _Source, schema: dict[str, Any], expr: str, depth: int, named: dic
     v, key, value = src.var(), src.var(), src.var()
     src.emit(depth, f"{v} = {expr}")
     src.emit(depth, f"if {v}:")
-    src.emit(depth + 1, f"_long(out, len({v}))")
+    _length(src, v, depth + 1)
     src.emit(depth + 1, f"for {key}, {value} in {v}.items():")
     _write(src, "string", key, depth + 2, named)
     _write(src, schema["values"], value, depth + 2, named)

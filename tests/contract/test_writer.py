@@ -38,7 +38,7 @@ def records(schema: Any, named: dict[str, Any] | None = None) -> st.SearchStrate
         return st.dictionaries(st.text(max_size=5), records(schema["values"], named), max_size=3)
     if isinstance(schema, dict):
         return records(schema["type"], named)
-    return {"string": st.text(max_size=20), "bytes": st.binary(max_size=20), "boolean": st.booleans(),
+    return {"string": st.text(max_size=80), "bytes": st.binary(max_size=80), "boolean": st.booleans(),
             "double": st.floats(allow_nan=False), "float": st.floats(width=32, allow_nan=False),
             "int": st.integers(-(2**31), 2**31 - 1), "long": st.integers(-(2**63), 2**63 - 1),
             "null": st.none()}[schema]
@@ -63,6 +63,27 @@ def test_byte_for_byte_what_fastavro_writes(name: str) -> None:
         assert bytes(out) == _fastavro(sv, record)
 
     check()
+
+
+_LENGTHS = {"type": "record", "name": "Lengths", "fields": [
+    {"name": "s", "type": "string"}, {"name": "b", "type": "bytes"}, {"name": "n", "type": "long"},
+    {"name": "a", "type": {"type": "array", "items": "int"}}, {"name": "m", "type": {"type": "map", "values": "int"}}]}
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 127, 128, 8191, 8192, 100_000])
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 63, 64, 65, -1, -32, -33, -64, -65, 2**31, 2**63 - 1, -(2**63)])
+def test_lengths_and_numbers_around_the_one_byte_fast_path(size: int, n: int) -> None:
+    """The writer puts a length or a number below 64 in one byte without a call: the edges of
+    that path, and far past it, give fastavro's bytes."""
+    from fastavro import parse_schema
+
+    record = {"s": "é" * (size // 2) + "x" * (size % 2), "b": b"\x01" * size, "n": n,
+              "a": list(range(min(size, 300))), "m": {str(i): i for i in range(min(size, 70))}}
+    out = bytearray()
+    compile_writer(_LENGTHS)(record, out)
+    buf = io.BytesIO()
+    schemaless_writer(buf, parse_schema(_LENGTHS), record)
+    assert bytes(out) == buf.getvalue()
 
 
 def test_the_fast_encoder_is_a_codec_record() -> None:
