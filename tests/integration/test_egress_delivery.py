@@ -169,18 +169,23 @@ def free_port() -> int:
 
 
 class Emulators:
-    """The emulators in this process (HTTP + SMTP) on free ports."""
+    """The emulators in this process (HTTP + SMTP), each bound to a port the system picks at
+    bind time (a port picked free earlier can be taken meanwhile by a client's outgoing
+    connection: that failed a CI run)."""
 
     def __init__(self) -> None:
         self.emu = Emulator()
-        self.port, self.smtp_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = self.smtp_port = 0
+        self.url = ""
 
     async def __aenter__(self) -> Emulators:
         self.runner = web.AppRunner(self.emu.app(), access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        self.smtp = await asyncio.start_server(SmtpServer(self.emu).handle, "127.0.0.1", self.smtp_port)
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.port = self.runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.smtp = await asyncio.start_server(SmtpServer(self.emu).handle, "127.0.0.1", 0)
+        self.smtp_port = self.smtp.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
