@@ -245,7 +245,7 @@ class KpiEngine:
                 if not members:
                     del index[bkey]
         else:
-            self.stores.members[key] = [tenant, b, ep_id, thread]
+            self.stores.members[key] = thread
             index.setdefault(bkey, {})[ep_id] = thread
 
     def _episodes_of(self, tenant: str, b: int) -> dict[str, str]:
@@ -257,8 +257,9 @@ class KpiEngine:
         existed (their episodes inside the ``buckets`` value) are moved into it on the way."""
         if self._members is None:
             index: dict[str, dict[str, str]] = {}
-            for tenant, b, ep_id, thread in self.stores.members.values():
-                index.setdefault(scoped(tenant, b), {})[ep_id] = thread
+            for key, thread in self.stores.members.items():
+                bkey, ep_id = key.rsplit(SEP, 1)  # tenant|interval, episode (an id without SEP)
+                index.setdefault(bkey, {})[ep_id] = thread
             self._members = index
             legacy = [(k, v) for k, v in self.stores.buckets.items() if v.legacy_episodes]
             for bkey, interval in legacy:

@@ -14,8 +14,8 @@ summaries, not the key names):
 * ``buckets``  ``tenant|interval`` -> :class:`IntervalState`: the interval's message and
   sentiment counters (sums over its threads' counters) and every (dimension, value) it ever had.
   Its size is bounded by the dimensions, not by the traffic.
-* ``members``  ``tenant|interval|episode`` -> ``[tenant, interval, episode, thread]``: the episodes
-  that started in the interval, one key each, so a new contact writes one small record and not
+* ``members``  ``tenant|interval|episode`` -> thread id: the episodes that started in the
+  interval, one key each, so a new contact writes one small record and not
   the whole interval's index (the engine indexes them by interval in memory).
 * ``agents``   ``tenant|agent`` -> :class:`AgentState`: presence history and open assignments.
 * ``pieces``   ``tenant|agent|interval`` -> ``{span_id: [lo, hi]}``: closed assignment spans cut
@@ -155,7 +155,7 @@ CODECS: dict[str, StoreCodec] = {
     "agents": (AgentState.to_json, AgentState.from_json),
     "pieces": (_as_is, _as_is),  # {span_id: [lo, hi]}
     "tenants": (TenantState.to_json, TenantState.from_json),
-    "members": (_as_is, _as_is),  # [tenant, interval, episode, thread]
+    "members": (_as_is, _as_is),  # thread id
 }
 
 
@@ -166,7 +166,7 @@ class Stores:
     agents: MutableMapping[str, AgentState] = field(default_factory=dict)
     pieces: MutableMapping[str, dict[str, list[int]]] = field(default_factory=dict)
     tenants: MutableMapping[str, TenantState] = field(default_factory=dict)
-    members: MutableMapping[str, list[Any]] = field(default_factory=dict)
+    members: MutableMapping[str, str] = field(default_factory=dict)
 
 
 def measure(tenant: str, thread: str, items: Iterable[list[Any]], latest: int = 0) -> Measure:

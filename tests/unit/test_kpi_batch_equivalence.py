@@ -133,8 +133,8 @@ def test_a_worker_reads_the_interval_index_an_older_worker_wrote():
             for key, value in getattr(a.stores, name).items():
                 getattr(old, name)[key] = value
     moved = 0
-    for tenant, b, ep_id, thread in a.stores.members.values():
-        bkey = f"{tenant}|{b}"
+    for key, thread in a.stores.members.items():
+        bkey, ep_id = key.rsplit("|", 1)
         interval = old.buckets[bkey]
         interval.legacy_episodes[ep_id] = thread
         old.buckets[bkey] = interval
