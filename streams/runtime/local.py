@@ -124,7 +124,7 @@ class LocalRunner:
                 key, value, origin = self.logs[name].records[p][offset]
                 task.feed(Record(name, p, offset, key, value, origin), self.now)
                 self.position[(name, p)] = offset + 1
-        wake(self.table, woken)
+        wake(self.table, woken, mine, self.now)
         for task in mine:
             for name in task.inputs:
                 # as a consumer learns it: caught up once it read to the end (an end-of-partition

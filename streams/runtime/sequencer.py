@@ -120,6 +120,11 @@ class OffsetBook:
         covering it becomes usable once it is read)."""
         self.next = max(self.next, offset + 1)
 
+    def read_to(self, end: int) -> None:
+        """The consumer reached the partition's end at ``end``: everything before it is read
+        (records of aborted transactions are never delivered, so no record says so)."""
+        self.next = max(self.next, end)
+
     def fed(self, offset: int, held: bool) -> None:
         self.next = max(self.next, offset + 1)
         if held:

@@ -24,7 +24,7 @@ counted (``late``), and outside the guarantee that the output is a function of t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -98,6 +98,7 @@ class _Clock:
     max_t: int | None = None
     last_wall: float = 0.0
     caught_up: bool = False
+    awake_until: float = 0.0  # wall time before which it is not idle, however quiet (``wake``)
 
 
 class Task:
@@ -164,7 +165,12 @@ class Task:
         held = self.seq.push(t, rank, eid, (rec, event))
         book.fed(rec.offset, held)
         if not held:
-            self.counts["late"] += 1
+            late = self.counts["late"] = self.counts["late"] + 1
+            if late == 1 or late % 1000 == 0:  # an anomaly to see in the log, not a line per record
+                log.warning("task.late", task=self.id, late=late, topic=rec.topic, partition=rec.partition,
+                            offset=rec.offset, origin=rec.origin, event_ms=t, frontier=self.seq.frontier,
+                            watermark=self.watermark, idle=self.idle,
+                            origin_mark=self.usable.get(rec.origin) if rec.origin else None)
             self._run(rec, event)
 
     def _decode(self, value: bytes) -> tuple[int, int, str, Any]:
@@ -207,7 +213,7 @@ class Task:
         if not clock.caught_up:
             return clock.max_t - self.env.lateness_ms, False
         quiet_ms = (now - clock.last_wall) * 1000
-        if quiet_ms >= self.env.idle_ms:
+        if quiet_ms >= self.env.idle_ms and now >= clock.awake_until:
             return clock.max_t, True
         return clock.max_t - max(0, self.env.lateness_ms - int(quiet_ms)), False
 
@@ -224,6 +230,12 @@ class Task:
                 self.meta.pop(f"t|{key}")
                 self.record = None
                 self.stage.on_timer(self, key, at)
+
+    def hold(self, now: float) -> None:
+        """Its outside sources are not idle before ``lateness_ms`` from now (see ``wake``)."""
+        until = now + self.env.lateness_ms / 1000
+        for clock in self.clocks.values():
+            clock.awake_until = until
 
     def output_watermark(self) -> tuple[int, bool]:
         """What this task promises downstream (nothing it emits later is older) and whether
@@ -327,14 +339,22 @@ def combine(sources: list[tuple[int, bool]], otherwise: int) -> tuple[int, bool]
     return otherwise, True
 
 
-def wake(table: dict[str, Upstream], fed: set[Task]) -> None:
-    """Tasks of this process that were idle and just read records are active again, at once.
+def wake(table: dict[str, Upstream], fed: set[Task], every: Iterable[Task], now: float) -> None:
+    """When records come to a task that was idle, traffic has started again: every task of this
+    process is active again, at once, and none goes idle before ``lateness_ms`` has passed.
 
-    An idle source does not hold its readers back; the mark saying it is active again reaches
-    them only with its next commit. Meanwhile its readers in this process could let event time
-    run past the records it just read (seen by them only after that commit), which would then be
-    late. So its entry in the table goes back to active now, at what it has released so far."""
-    for task in fed:
+    An idle source does not hold its readers back. Its table entry says idle until its next
+    commit, so a task that just read records must be active there now: otherwise its readers
+    in this process could let event time run past the records it just read (seen by them only
+    after that commit), which would then be late. And the other idle tasks too: one write
+    reaches several partitions a little apart (the producer, the fetch, the consumer's batches),
+    and a partition whose records come a moment later than another's must still hold its
+    readers back when they come. Traffic after a quiet spell is expected within the lateness
+    bound of itself: the bound is how long they wait."""
+    if not any((up := table.get(t.id)) is not None and up.idle for t in fed):
+        return
+    for task in every:
         up = table.get(task.id)
         if up is not None and up.idle:
             table[task.id] = Upstream(min(up.watermark, task.seq.frontier), False, up.ends)
+        task.hold(now)

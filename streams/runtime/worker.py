@@ -128,6 +128,7 @@ class Worker:
         self._inflight_started = 0.0
         self._txn_marks: dict[str, tuple[int, bool]] = {}
         self._route: dict[tuple[str, int], Any] = {}  # (topic, partition) -> (name, task, clock)
+        self._tps: dict[tuple[str, int], TopicPartition] = {}  # (topic name, partition) -> its TopicPartition
         self.stats = Stats()
         self.stopping = False
         self._delivery_error: KafkaError | None = None
@@ -262,7 +263,11 @@ class Worker:
                 if err.code() == KafkaError._PARTITION_EOF and topic is not None and partition is not None:
                     task = self._task_for(topic, partition)
                     if task is not None:
-                        task.clocks[self.real[topic]].caught_up = True
+                        name = self.real[topic]
+                        task.clocks[name].caught_up = True
+                        end = m.offset()
+                        if end is not None and end > 0:
+                            task.books[name].read_to(end)  # past an aborted tail: nothing more to read there
                     continue
                 if err.fatal():
                     raise KafkaException(err)
@@ -284,7 +289,8 @@ class Worker:
                              _origin(headers) if isinstance(headers, list) else None), now)
             fed += 1
             woken.add(task)
-        wake(self.table, woken)
+        self._still_queued(woken)
+        wake(self.table, woken, self.tasks.values(), now)
         for task in self.tasks.values():
             task.advance(self.table, now)
         self.stats.records += fed
@@ -293,6 +299,22 @@ class Worker:
             self._commit_if_due(force=self.stopping or poll_s == 0)
         except KafkaException as e:
             self._recover(e)
+
+    def _still_queued(self, woken: set[Task]) -> None:
+        """Inputs that reached their end once but have records fetched and not yet handed out
+        (the consumer hands out ``max_batch`` at a time, partitions unevenly): not caught up,
+        and their task is awake. Idle otherwise, the task would let its readers' event time
+        run past records that are already here (they would then come late)."""
+        for task in self.tasks.values():
+            for name, clock in task.clocks.items():
+                if not clock.caught_up:
+                    continue
+                tp = self._tps.get((name, task.partition))
+                if tp is None:
+                    tp = self._tps[(name, task.partition)] = TopicPartition(self.names.topic(name), task.partition)
+                if self.consumer.get_watermark_offsets(tp, cached=True)[1] > task.books[name].next:
+                    clock.caught_up = False
+                    woken.add(task)
 
     def _task_for(self, real_topic: str, partition: int) -> Task | None:
         name = self.real.get(real_topic)
@@ -520,12 +542,17 @@ class Worker:
             stage_name, p = tid.rsplit("/", 1)
             tasks.append(Task(self.stages[stage_name], int(p), self.env))
         self._restore(tasks)
+        log_ends = self._log_ends(tasks)
         for task in tasks:
             offsets = {self.real[tp.topic]: max(committed[(tp.topic, tp.partition)], 0) for tp in wanted[task.id]}
             task.start(offsets, time.monotonic())
+            self.ends[task.id].update(log_ends.get(task.stage.name, {}))
+            # what its predecessor published may say idle; a task just started is not (it has
+            # not read its input yet): active at what it has released, and published so
             up = self.table.get(task.id)
-            if up is not None:
-                self.ends[task.id].update(up.ends)
+            w = task.seq.frontier if up is None else min(up.watermark, task.seq.frontier)
+            self.table[task.id] = Upstream(w, False, dict(self.ends[task.id]))
+            self._unpublished.add(task.id)
             self.tasks[task.id] = task
         log.info("worker.assigned", tasks=len(new), total=len(self.tasks),
                  restore_s=round(time.monotonic() - t0, 3))
@@ -553,6 +580,33 @@ class Worker:
             self._callbacks.pop(tid, None)
         if gone:
             log.info("worker.revoked", tasks=len(gone), total=len(self.tasks))
+
+    def _log_ends(self, tasks: list[Task]) -> dict[str, dict[str, int]]:
+        """Per stage of these new tasks: the end offset of every partition of the sequenced
+        topics it writes ("topic/partition" -> offset), as the log has it now.
+
+        A task's watermark is usable downstream only once its data is read up to the ends
+        published with it. A new owner of a task (after a kill, or a rebalance) cannot know
+        where its predecessor's data ends: the predecessor's last ends are published one
+        transaction late, or never (a kill). So its first ends are the log's: the predecessor
+        can no longer write (fenced), so everything it wrote lies before them. Readers reach
+        them at worst at the partition's end (``OffsetBook.read_to`` on end of partition)."""
+        writes = {t.stage.name: {o.name for o in t.stage.outputs} & self.watched for t in tasks}
+        written = set().union(*writes.values())
+        if not written:
+            return {}
+        reader = self._side_consumer()
+        try:
+            md = reader.list_topics(timeout=30)
+            end: dict[str, int] = {}
+            for name in sorted(written):
+                real = self.names.topic(name)
+                for p in sorted(md.topics[real].partitions):
+                    end[f"{name}/{p}"] = _watermark_offsets(reader, TopicPartition(real, p))[1]
+        finally:
+            reader.close()
+        return {stage: {k: v for k, v in end.items() if k.rsplit("/", 1)[0] in names}
+                for stage, names in writes.items()}
 
     def _restore(self, tasks: list[Task]) -> None:
         """Read the tasks' changelog partitions from the start into their stores, all at once."""

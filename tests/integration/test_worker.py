@@ -201,18 +201,22 @@ def _drop(k: KafkaSettings) -> None:
 
 # --- kill -9 -------------------------------------------------------------------------------------
 
-def _worker_process(kafka: dict[str, Any], app_id: str, crash_before_commit: int) -> None:
+def _worker_process(kafka: dict[str, Any], app_id: str, crash_before_commit: int, log_path: str) -> None:
+    import sys
+
     from streams.runtime import worker
+
+    sys.stderr = open(log_path, "a", buffering=1)  # noqa: SIM115 - one JSON line each, kept through a SIGKILL
 
     # small batches, so that the work spreads over many transactions and kills land mid-stream
     s = WorkerSettings(kafka=KafkaSettings(**kafka), app_id=app_id, instance_id="w-1", apply_topics=False,
                        auto_resolve_after_s=0, lateness_ms=500, idle_ms=500, routing_file=None,
                        crash_before_commit=crash_before_commit, max_batch=100)
-    s.log.level = "WARNING"
+    s.log.level = "INFO"  # into the file: starts, assignments, late records (nothing per record)
     worker.run(s)
 
 
-def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None:
+def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics, tmp_path) -> None:
     """A run killed five times with SIGKILL while its input keeps coming (the first kill
     inside a transaction: outputs and state changes written, not committed), each time
     restarted under the same instance id; then one clean run over a copy of the same input
@@ -232,11 +236,12 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None
 
     feeder = threading.Thread(target=feed, daemon=True)
     ctx, app_id = mp.get_context("spawn"), f"w{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path / "workers.log"  # every incarnation's warnings: a late record says which
     args = (k_kill.model_dump(mode="json"), app_id)
     enriched = lambda: len(of_type(events(k_kill, topics.CONVERSATIONS), "MessageEnriched"))  # noqa: E731
     resumed = []
     for kill in range(5):
-        proc = ctx.Process(target=_worker_process, args=(*args, 3 if kill == 0 else 0), daemon=True)
+        proc = ctx.Process(target=_worker_process, args=(*args, 3 if kill == 0 else 0, str(log_path)), daemon=True)
         started, before = time.monotonic(), enriched()
         proc.start()
         if kill == 0:
@@ -250,7 +255,7 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None
         assert enriched() < len(messages), "the work ended before the kill: more input needed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(10)
-    last = ctx.Process(target=_worker_process, args=(*args, 0), daemon=True)
+    last = ctx.Process(target=_worker_process, args=(*args, 0, str(log_path)), daemon=True)
     last.start()
     try:
         feeder.join(120)
@@ -260,12 +265,17 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics) -> None
         last.terminate()
         last.join(30)
     killed = tables(k_kill)  # asserts each id once on the public topics
+    # the input comes in event-time order: a record processed out of order (late) means a
+    # restarted task used an upstream watermark before reading the data it covered
+    late = [line for line in log_path.read_text().splitlines() if '"task.late"' in line]
+    assert late == []
 
     copy_log(k_kill, k_clean, (topics.AGENT_STATUS, topics.MESSAGES))
     s = settings(k_clean, routing_file=None)
-    with running(s, topology.build(s)):
+    with running(s, topology.build(s)) as clean:
         assert wait_until(settled(k_clean, messages), 240)
         assert wait_until(idle(k_clean, s.app_id), 60), "the clean run never went idle"
+    assert sum(c["late"] for c in clean.stats.per_stage.values()) == 0
     assert diff(tables(k_clean), killed) == {}
     # from each restart (process start, restore) to new output: a figure, not a check (the wait
     # above bounds it at 60 s); `pytest -s` shows it

@@ -14,7 +14,7 @@ from schemas.codec import Codec
 from streams.runtime.sequencer import NEG_INF, POS_INF, OffsetBook, Sequencer, ranges
 from streams.runtime.stage import Input, Stage, StoreSpec
 from streams.runtime.store import Store
-from streams.runtime.task import Env, Record, Task, Upstream, combine
+from streams.runtime.task import Env, Record, Task, Upstream, combine, wake
 
 CODEC = Codec()
 
@@ -284,3 +284,48 @@ def test_a_log_store_writes_one_record_per_batch_and_restores_them_all() -> None
     restored["d"] = 4
     (key, _), = restored.take_changes()
     assert key > second[0][0]  # a restored store goes on numbering after what it read
+
+
+def test_the_end_of_a_partition_counts_as_read_past_an_aborted_tail() -> None:
+    """Records of an aborted transaction are never delivered: reaching the partition's end says
+    they are behind the reader, so an upstream watermark whose ends lie past them is usable."""
+    book = OffsetBook(committed=0)
+    book.fed(0, held=False)
+    book.fed(1, held=True)  # offsets 2-5: an aborted transaction and its marker, never delivered
+    book.read_to(6)
+    assert book.next == 6
+    assert book.commit_point() == 1  # the held record is still re-read after a crash
+    book.read_to(3)  # an older end changes nothing
+    assert book.next == 6
+    book.processed(1)
+    assert book.compact() == 6
+
+
+def test_after_a_quiet_spell_a_partition_whose_records_come_a_moment_later_still_holds_event_time() -> None:
+    """Two partitions idle after a quiet spell; a write reaches both, one a moment after the
+    other. The first one's records wake every task of the process (``wake``): the second stays
+    active for the lateness bound, so a reader of both cannot run past its records before they
+    come. Without that it is idle, its reader's event time follows the first partition alone,
+    and the second's records come late."""
+    a, b = _task(lateness=500), _task(lateness=500)
+    b.partition = 1
+    b.id = "echo/1"
+    for task, off_at in ((a, f.T0 + 1000), (b, f.T0 + 2000)):
+        task.feed(_rec(_msg(0, off_at), 0), now=0.0)
+        for clock in task.clocks.values():
+            clock.caught_up = True
+    table = {}
+    for task in (a, b):
+        task.advance({}, now=1.0)  # quiet for 1 s: idle, event time at the newest record
+        table[task.id] = Upstream(*task.output_watermark(), {})
+    assert table["echo/0"].idle and table["echo/1"].idle
+    # the write after the quiet spell: a's records come first, far ahead in event time
+    a.feed(_rec(_msg(1, f.T0 + 80_000), 1), now=1.1)
+    wake(table, {a}, [a, b], now=1.1)
+    assert not table["echo/1"].idle
+    b.advance({}, now=1.2)  # caught up and quiet, but within the bound after the wake
+    assert b.output_watermark() == (f.T0 + 2000, False)
+    assert combine([(table["echo/1"].watermark, table["echo/1"].idle), (f.T0 + 79_500, False)],
+                   NEG_INF)[0] <= f.T0 + 2000  # a reader of both waits for b
+    b.advance({}, now=1.7)  # nothing came within the bound: idle again, b no longer holds anyone
+    assert b.output_watermark() == (f.T0 + 2000, True)

@@ -261,14 +261,22 @@ def test_a_source_waking_after_a_quiet_spell_is_not_overtaken(seed) -> None:
 
 def test_a_waking_task_is_active_in_the_table_at_once() -> None:
     """The worker's table of its own tasks' marks is updated at each commit; a task that was
-    idle and just read records must not stay idle there until then (``wake``)."""
+    idle and just read records must not stay idle there until then (``wake``), nor may the
+    process's other idle tasks (their records may come a moment later)."""
     from streams.runtime.task import Upstream, wake
 
     s = next(x for x in stages() if x.name == "identity")
-    task = Task(s, 0, Env(CODEC, {}))
-    task.start({})
-    task.seq.frontier = 500
-    table = {task.id: Upstream(900, True, {"t/0": 3}), "other/0": Upstream(700, True, {})}
-    wake(table, {task})
+    task, other = Task(s, 0, Env(CODEC, {})), Task(s, 1, Env(CODEC, {}))
+    for t in (task, other):
+        t.start({})
+    task.seq.frontier, other.seq.frontier = 500, 650
+    table = {task.id: Upstream(900, True, {"t/0": 3}), other.id: Upstream(700, True, {}),
+             "remote/0": Upstream(800, True, {})}
+    wake(table, {task}, [task, other], now=1.0)
     assert table[task.id] == Upstream(500, False, {"t/0": 3})
-    assert table["other/0"].idle  # only the tasks that read something
+    assert table[other.id] == Upstream(650, False, {})
+    assert table["remote/0"].idle  # another process's task: its own process says when it wakes
+    table[task.id] = Upstream(900, False, {})
+    table[other.id] = Upstream(700, True, {})
+    wake(table, {task}, [task, other], now=2.0)
+    assert table[other.id].idle  # the fed task was not idle: traffic had not stopped, nothing to do
