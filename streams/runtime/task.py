@@ -196,8 +196,12 @@ class Task:
             read_to = self.books[name].next
             for uid in self.env.upstream.get(name, ()):
                 up = table.get(uid)
-                if up is not None and read_to >= up.ends.get(here, 0):
-                    self.usable[uid] = (up.watermark, up.idle)
+                if up is not None:
+                    if read_to >= up.ends.get(here, 0):
+                        self.usable[uid] = (up.watermark, up.idle)
+                    elif not up.idle and (last := self.usable.get(uid)) is not None and last[1]:
+                        # active again, with data not read yet: its idle mark no longer holds
+                        self.usable[uid] = (last[0], False)
                 sources.append(self.usable.get(uid, (NEG_INF, False)))
             ext = self._external(self.clocks[name], now)
             if ext is not None:

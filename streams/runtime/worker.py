@@ -397,7 +397,10 @@ class Worker:
         self._check_delivery()
         for tid, (w, idle) in self._txn_marks.items():
             if tid in self.tasks:
-                self.table[tid] = Upstream(w, idle, dict(self.ends[tid]))
+                # idle when the transaction began, but it may have read records since: then it
+                # is not idle now, and must not say so until a later mark does
+                still = idle and self._marks.get(tid, (w, idle))[1]
+                self.table[tid] = Upstream(w, still, dict(self.ends[tid]))
                 self._unpublished.add(tid)
         self.stats.transactions += 1
         self.stats.commit_s += time.perf_counter() - self._inflight_started

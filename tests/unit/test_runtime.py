@@ -329,3 +329,18 @@ def test_after_a_quiet_spell_a_partition_whose_records_come_a_moment_later_still
                    NEG_INF)[0] <= f.T0 + 2000  # a reader of both waits for b
     b.advance({}, now=1.7)  # nothing came within the bound: idle again, b no longer holds anyone
     assert b.output_watermark() == (f.T0 + 2000, True)
+
+
+def test_an_upstream_that_said_idle_holds_its_readers_once_it_says_active_with_data_not_yet_read() -> None:
+    """Its new mark is not usable before its data is read; meanwhile its last usable mark said
+    idle, which would let the other sources alone decide. It holds at that mark, active."""
+    here = f"{topics.CONVERSATION_MESSAGES.name}/0"
+    task = _task(EchoCoPartitioned(), {topics.CONVERSATION_MESSAGES.name: ("up/0", "up/1")})
+    task.feed(_rec(_msg(0, f.T0 + 500), 0, topics.CONVERSATION_MESSAGES.name, origin="up/1"), now=0.0)
+    table = {"up/0": Upstream(f.T0 + 1000, True, {here: 1}), "up/1": Upstream(f.T0 + 50_000, False, {here: 1})}
+    task.advance(table, now=0.0)
+    assert task.watermark == f.T0 + 50_000  # the idle one does not hold the other back
+    table["up/0"] = Upstream(f.T0 + 60_000, False, {here: 5})  # woke, wrote offsets 1-4: not read yet
+    table["up/1"] = Upstream(f.T0 + 90_000, False, {here: 1})
+    task.advance(table, now=0.1)
+    assert task.watermark == f.T0 + 1000  # held at up/0's last usable mark, not run to 90 000
