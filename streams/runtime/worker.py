@@ -304,7 +304,9 @@ class Worker:
         """Inputs that reached their end once but have records fetched and not yet handed out
         (the consumer hands out ``max_batch`` at a time, partitions unevenly): not caught up,
         and their task is awake. Idle otherwise, the task would let its readers' event time
-        run past records that are already here (they would then come late)."""
+        run past records that are already here (they would then come late). The cached high
+        watermark also counts a transaction still open: such a partition is not caught up
+        either until it commits (or aborts), which errs on the side of holding."""
         for task in self.tasks.values():
             for name, clock in task.clocks.items():
                 if not clock.caught_up:

@@ -265,8 +265,8 @@ def test_five_kill9s_give_the_same_tables_as_a_clean_run(applied_topics, tmp_pat
         last.terminate()
         last.join(30)
     killed = tables(k_kill)  # asserts each id once on the public topics
-    # the input comes in event-time order: a record processed out of order (late) means a
-    # restarted task used an upstream watermark before reading the data it covered
+    # the input comes in event-time order: a record processed out of order (late) means a task
+    # released past records an upstream had not handed over yet (after a restart or a quiet spell)
     late = [line for line in log_path.read_text().splitlines() if '"task.late"' in line]
     assert late == []
 
