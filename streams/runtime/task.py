@@ -10,15 +10,13 @@ Watermarks. A task's input watermark is the smallest of its *active* sources: (a
 watermarks published by the upstream tasks that write its sequenced inputs, each usable only
 once this task has read their data up to the end offsets published with it, and (b) for records
 from outside the stream runtime (ingress, agent API: no ``pt`` header), the latest event time
-seen on the partition minus ``lateness_ms``; while the partition is caught up and quiet, event
-time goes on with the wall clock (the bound moves up by the quiet time, past the newest record:
-a record that comes later than ``lateness_ms`` after its time is late however quiet it was).
-A source is *idle* once caught up and quiet for ``idle_ms`` (an upstream task is idle when all
-its sources are and it has read all its input): an idle source does not hold the others
-back, and when every source is idle, event time stands at the latest time any of them
-reached, so the last records are released and timers up to that time fire, but no further.
-After a release, the task publishes that watermark as its own: everything it emits later is
-caused by later records or timers.
+seen on the partition minus ``lateness_ms``, a bound that shrinks as the partition stays
+caught up and quiet (event time goes on while nothing comes). A source is *idle* once caught
+up and quiet for ``idle_ms`` (an upstream task is idle when all its sources are and it has read
+all its input): an idle source does not hold the others back, and when every source is idle,
+event time stands at the latest time any of them reached, so the last records are released
+and timers up to that time fire, but no further. After a release, the task publishes that
+watermark as its own: everything it emits later is caused by later records or timers.
 
 A record from outside older than its partition's watermark is *late*: processed at once,
 counted (``late``), and outside the guarantee that the output is a function of the input set.
@@ -212,10 +210,8 @@ class Task:
 
     def _external(self, clock: _Clock, now: float) -> tuple[int, bool] | None:
         """Records from outside: the newest time seen minus the lateness bound; once the
-        partition is caught up and quiet, event time goes on with the quiet time, past the
-        newest record (otherwise the quietest partition of a stage would hold every reader
-        back to its last record until it turns idle), and after ``idle_ms`` the source is
-        idle, standing at its newest record."""
+        partition is caught up and quiet, the bound shrinks with the quiet time (event time
+        goes on while nothing comes), and after ``idle_ms`` the source is idle."""
         if clock.max_t is None:
             return None  # no outside producer has written here
         if not clock.caught_up:
@@ -223,7 +219,7 @@ class Task:
         quiet_ms = (now - clock.last_wall) * 1000
         if quiet_ms >= self.env.idle_ms and now >= clock.awake_until:
             return clock.max_t, True
-        return clock.max_t - self.env.lateness_ms + int(quiet_ms), False
+        return clock.max_t - max(0, self.env.lateness_ms - int(quiet_ms)), False
 
     def advance(self, table: Mapping[str, Upstream], now: float) -> None:
         """Release what the input watermark has passed, and fire due timers, in time order."""
