@@ -113,7 +113,7 @@ class LocalRunner:
                     if pos < len(self.logs[name].records[p]) and self._owner_of(name, p) == worker]
         self.rng.shuffle(readable)
         picked = readable[: self.rng.randint(1, len(readable))] if readable else []
-        woken = set()
+        woken, outside = set(), set()
         picked_set = set(picked)
         for name, p in picked:
             task = self.tasks[f"{self.readers[name].name}/{p}"]
@@ -124,7 +124,9 @@ class LocalRunner:
                 key, value, origin = self.logs[name].records[p][offset]
                 task.feed(Record(name, p, offset, key, value, origin), self.now)
                 self.position[(name, p)] = offset + 1
-        wake(self.table, woken, mine, self.now)
+                if origin is None:
+                    outside.add(task)
+        wake(self.table, woken, outside, mine, self.now)
         for task in mine:
             for name in task.inputs:
                 # as a consumer learns it: caught up once it read to the end (an end-of-partition

@@ -236,8 +236,9 @@ class Task:
                 self.stage.on_timer(self, key, at)
 
     def hold(self, now: float) -> None:
-        """Its outside sources are not idle before ``lateness_ms`` from now (see ``wake``)."""
-        until = now + self.env.lateness_ms / 1000
+        """Its outside sources are not idle before ``idle_ms`` from now (see ``wake``): a wall
+        time, as the skew it covers (``lateness_ms`` is event time, and can be long)."""
+        until = now + self.env.idle_ms / 1000
         for clock in self.clocks.values():
             clock.awake_until = until
 
@@ -343,22 +344,25 @@ def combine(sources: list[tuple[int, bool]], otherwise: int) -> tuple[int, bool]
     return otherwise, True
 
 
-def wake(table: dict[str, Upstream], fed: set[Task], every: Iterable[Task], now: float) -> None:
-    """When records come to a task that was idle, traffic has started again: every task of this
-    process is active again, at once, and none goes idle before ``lateness_ms`` has passed.
+def wake(table: dict[str, Upstream], fed: set[Task], outside: set[Task], every: Iterable[Task],
+         now: float) -> None:
+    """Tasks of this process that were idle and just read records are active again, at once;
+    and when records from outside come to a task that was idle, traffic has started again:
+    every task of the process is active again, and none goes idle before ``idle_ms`` from now.
 
     An idle source does not hold its readers back. Its table entry says idle until its next
     commit, so a task that just read records must be active there now: otherwise its readers
     in this process could let event time run past the records it just read (seen by them only
-    after that commit), which would then be late. And the other idle tasks too: one write
-    reaches several partitions a little apart (the producer, the fetch, the consumer's batches),
-    and a partition whose records come a moment later than another's must still hold its
-    readers back when they come. Traffic after a quiet spell is expected within the lateness
-    bound of itself: the bound is how long they wait."""
-    if not any((up := table.get(t.id)) is not None and up.idle for t in fed):
-        return
-    for task in every:
+    after that commit), which would then be late. And after a quiet spell, the other idle tasks
+    too: one write from outside reaches several partitions a little apart (the producer, the
+    fetch, the consumer's batches), and a partition whose records come a moment later than
+    another's must still hold its readers back when they come: they are expected within
+    ``idle_ms`` of the first. (Records between tasks need no such wake: a reader uses an
+    upstream's mark only once it has read the data the mark covers.)"""
+    restart = any((up := table.get(t.id)) is not None and up.idle for t in outside)
+    for task in every if restart else fed:
         up = table.get(task.id)
         if up is not None and up.idle:
             table[task.id] = Upstream(min(up.watermark, task.seq.frontier), False, up.ends)
-        task.hold(now)
+        if restart:
+            task.hold(now)

@@ -255,7 +255,8 @@ class Worker:
         now = time.monotonic()
         self._read_watermarks()
         fed = 0
-        woken: set[Task] = set()
+        woken: set[Task] = set()  # tasks that read records (or have some waiting)
+        outside: set[Task] = set()  # tasks that read records from outside the runtime
         route = self._route
         for m in msgs:
             err, topic, partition = m.error(), m.topic(), m.partition()
@@ -285,12 +286,14 @@ class Worker:
             name, task, clock = target
             clock.caught_up = False
             headers = m.headers()  # the runtime sets "pt" (the producing task); the ingress sets others
-            task.feed(Record(name, partition, offset, m.key(), m.value(),
-                             _origin(headers) if isinstance(headers, list) else None), now)
+            origin = _origin(headers) if isinstance(headers, list) else None
+            task.feed(Record(name, partition, offset, m.key(), m.value(), origin), now)
             fed += 1
             woken.add(task)
+            if origin is None:
+                outside.add(task)
         self._still_queued(woken)
-        wake(self.table, woken, self.tasks.values(), now)
+        wake(self.table, woken, outside, self.tasks.values(), now)
         for task in self.tasks.values():
             task.advance(self.table, now)
         self.stats.records += fed

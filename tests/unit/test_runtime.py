@@ -304,7 +304,7 @@ def test_the_end_of_a_partition_counts_as_read_past_an_aborted_tail() -> None:
 def test_after_a_quiet_spell_a_partition_whose_records_come_a_moment_later_still_holds_event_time() -> None:
     """Two partitions idle after a quiet spell; a write reaches both, one a moment after the
     other. The first one's records wake every task of the process (``wake``): the second stays
-    active for the lateness bound, so a reader of both cannot run past its records before they
+    active for idle_ms, so a reader of both cannot run past its records before they
     come. Without that it is idle, its reader's event time follows the first partition alone,
     and the second's records come late."""
     a, b = _task(lateness=500), _task(lateness=500)
@@ -321,13 +321,13 @@ def test_after_a_quiet_spell_a_partition_whose_records_come_a_moment_later_still
     assert table["echo/0"].idle and table["echo/1"].idle
     # the write after the quiet spell: a's records come first, far ahead in event time
     a.feed(_rec(_msg(1, f.T0 + 80_000), 1), now=1.1)
-    wake(table, {a}, [a, b], now=1.1)
+    wake(table, {a}, {a}, [a, b], now=1.1)
     assert not table["echo/1"].idle
-    b.advance({}, now=1.2)  # caught up and quiet, but within the bound after the wake
+    b.advance({}, now=1.2)  # caught up and quiet, but within idle_ms of the wake
     assert b.output_watermark() == (f.T0 + 2000, False)
     assert combine([(table["echo/1"].watermark, table["echo/1"].idle), (f.T0 + 79_500, False)],
                    NEG_INF)[0] <= f.T0 + 2000  # a reader of both waits for b
-    b.advance({}, now=1.7)  # nothing came within the bound: idle again, b no longer holds anyone
+    b.advance({}, now=1.7)  # nothing came within idle_ms: idle again, b no longer holds anyone
     assert b.output_watermark() == (f.T0 + 2000, True)
 
 
@@ -344,3 +344,19 @@ def test_an_upstream_that_said_idle_holds_its_readers_once_it_says_active_with_d
     table["up/1"] = Upstream(f.T0 + 90_000, False, {here: 1})
     task.advance(table, now=0.1)
     assert task.watermark == f.T0 + 1000  # held at up/0's last usable mark, not run to 90 000
+
+
+def test_a_wake_holds_sources_for_idle_ms_of_wall_time_whatever_the_lateness_bound() -> None:
+    """The hold covers a write's skew across partitions (wall time), not the lateness bound
+    (event time: a replay of a simulated day may set it to minutes)."""
+    task = Task(Echo(), 0, Env(CODEC, {}, lateness_ms=600_000, idle_ms=500))
+    task.start({})
+    task.feed(_rec(_msg(0, f.T0), 0), now=0.0)
+    for clock in task.clocks.values():
+        clock.caught_up = True
+    task.hold(now=1.0)
+    task.advance({}, now=1.4)
+    assert task.output_watermark()[1] is False  # held
+    task.advance({}, now=1.6)
+    assert task.output_watermark() == (f.T0, True)  # idle at its newest record: released
+    assert task.finish()[0]

@@ -272,11 +272,14 @@ def test_a_waking_task_is_active_in_the_table_at_once() -> None:
     task.seq.frontier, other.seq.frontier = 500, 650
     table = {task.id: Upstream(900, True, {"t/0": 3}), other.id: Upstream(700, True, {}),
              "remote/0": Upstream(800, True, {})}
-    wake(table, {task}, [task, other], now=1.0)
+    wake(table, {task}, {task}, [task, other], now=1.0)
     assert table[task.id] == Upstream(500, False, {"t/0": 3})
     assert table[other.id] == Upstream(650, False, {})
     assert table["remote/0"].idle  # another process's task: its own process says when it wakes
     table[task.id] = Upstream(900, False, {})
     table[other.id] = Upstream(700, True, {})
-    wake(table, {task}, [task, other], now=2.0)
+    wake(table, {task}, {task}, [task, other], now=2.0)
     assert table[other.id].idle  # the fed task was not idle: traffic had not stopped, nothing to do
+    table[task.id] = Upstream(900, True, {})
+    wake(table, {task}, set(), [task, other], now=3.0)  # records from another task, not from outside
+    assert not table[task.id].idle and table[other.id].idle
