@@ -405,8 +405,9 @@ class Worker:
                 # idle when the transaction began, but it may have read records since: then it
                 # is not idle now, and must not say so until a later mark does
                 still = idle and self._marks.get(tid, (w, idle))[1]
-                self.table[tid] = Upstream(w, still, dict(self.ends[tid]))
-                self._unpublished.add(tid)
+                up = self.table[tid] = Upstream(w, still, dict(self.ends[tid]))
+                if self.published.get(tid) != _signature(up):  # else no transaction just to say it again
+                    self._unpublished.add(tid)
         self.stats.transactions += 1
         self.stats.commit_s += time.perf_counter() - self._inflight_started
         for task in self.tasks.values():
@@ -479,7 +480,7 @@ class Worker:
             up = self.table.get(tid)
             if up is None or tid not in self.tasks:
                 continue
-            sig = (up.watermark, up.idle, tuple(sorted(up.ends.items())))
+            sig = _signature(up)
             if self.published.get(tid) != sig:
                 self.producer.produce(topic, orjson.dumps({"w": up.watermark, "idle": up.idle, "ends": up.ends}),
                                       tid.encode(), on_delivery=self._on_error)
@@ -686,6 +687,11 @@ def _origin(headers: list[tuple[str, str | bytes | None]]) -> str | None:
         if name == ORIGIN:
             return value.decode() if isinstance(value, bytes) else value
     return None
+
+
+def _signature(up: Upstream) -> tuple[int, bool, tuple[tuple[str, int], ...]]:
+    """What a published mark says, to compare with the last one published."""
+    return up.watermark, up.idle, tuple(sorted(up.ends.items()))
 
 
 def _watermark_offsets(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
