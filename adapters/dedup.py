@@ -5,8 +5,8 @@ Where the memory lives: the claim log, ``parley.ingress.claims``: one partition,
 that every ingress process reads. Its records (``IngressClaim``) are batches of entries, one batch
 per turn of a process's event loop, each entry a step of one request attempt (``owner``):
 
-- ``claimed(owner, ids)``: the attempt is about to write these ids; acknowledged by Kafka *before*
-  any of them is produced;
+- ``claimed(owner, ids)``: the attempt is about to write these ids; in the log (read back by
+  the attempt's own process) *before* any of them is produced;
 - ``stored(owner, ids + partition/offset)``: Kafka acknowledged them (written after the answer's
   records are acked, never awaited); the attempt is over;
 - ``released(owner)``: the attempt failed (it answered 503): its claims are void.
@@ -162,15 +162,16 @@ class Dedup:
         self.claims: dict[str, list[str]] = {}  # id -> owners with an open claim on it, in log order
         self.position = 0  # the next offset of the log this process has not read yet
         self._log_end: int | None = None  # the log's end when we started (None again after a reader error)
-        self._reading: list[tuple[int, asyncio.Future]] = []  # (offset, resolved once read past it)
         self._outbox: list[dict[str, Any]] = []
         self._outbox_waiters: list[asyncio.Future] = []
+        self._waiting = 0  # attempts waiting to read their own record back: the reader is busy
         self._codec = codec_for(kafka)  # the ingress's codec (prepared at its start)
         self._claim_schema = catalog().latest("IngressClaim")
         self._me = f"{os.getpid():x}-{os.urandom(6).hex()}"  # this process: owners and record keys
         self._owners = (f"{self._me}-{n:x}" for n in itertools.count())
         self._batches = itertools.count()
-        self._own: dict[bytes, list[dict[str, Any]]] = {}  # record key -> entries we sent in it
+        # record key -> (the entries we sent in it, who waits to read it back)
+        self._own: dict[bytes, tuple[list[dict[str, Any]], list[asyncio.Future]]] = {}
         self._consumer: confluent_kafka.Consumer | None = None
         self._reader: asyncio.Task | None = None
         self._napping: asyncio.Future | None = None
@@ -205,9 +206,8 @@ class Dedup:
         if not todo:
             return Outcome(None, [], stored)
         owner = next(self._owners)
-        offset = await self._write("claimed", owner, todo, {})
         try:
-            await self._read_past(offset)
+            await self._write("claimed", owner, todo, {})
             return await self._decide(owner, todo, stored)
         except BaseException:
             self.release(Outcome(owner, todo, {}))
@@ -283,18 +283,6 @@ class Dedup:
             futures.append(f)
         await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
 
-    async def _read_past(self, offset: int) -> None:
-        if self.position > offset:
-            return
-        f = asyncio.get_running_loop().create_future()
-        self._reading.append((offset, f))
-        self._wake()
-        try:
-            async with asyncio.timeout(max(1.0, self.wait_s)):
-                await f
-        except TimeoutError:
-            raise Unavailable("the claim log was not read back in time") from None
-
     def _close_locally(self, owner: str) -> None:
         a = self.attempts.get(owner)
         if a is not None:
@@ -317,8 +305,7 @@ class Dedup:
         log.warning("dedup.expired_claim", owner=a.owner, ids=len(a.items), found=len(found))
         done = [i for i in a.items if i.id in found]
         kind = "stored" if done else "released"
-        offset = await self._write(kind, a.owner, done, found)
-        await self._read_past(offset)
+        await self._write(kind, a.owner, done, found)
 
     # -- writing the log: one record per turn of the loop --------------------------------------
 
@@ -331,13 +318,23 @@ class Dedup:
                         "partition": s.partition if s else None, "offset": s.offset if s else None})
         return {"kind": kind, "owner": owner, "at": self.clock_ms(), "ids": ids}
 
-    def _write(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> asyncio.Future:
-        """Queue an entry for this turn's record; a future of the record's offset."""
-        loop = asyncio.get_running_loop()
-        f = loop.create_future()
+    async def _write(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> None:
+        """Queue an entry for this turn's record; return once this process has read the log up to
+        and including that record (so it knows every entry before it, as every process will).
+        One wait, not two: the reader sees the record as soon as the broker has it, usually
+        before the producer's acknowledgement is served; a failed produce raises at once."""
+        f = asyncio.get_running_loop().create_future()
         self._write_later(kind, owner, items, where)
         self._outbox_waiters.append(f)
-        return f
+        self._waiting += 1
+        self._wake()  # read busily from now on
+        try:
+            async with asyncio.timeout(self.producer.timeout_s + max(1.0, self.wait_s)):
+                await f
+        except TimeoutError:
+            raise Unavailable("the claim log was not read back in time") from None
+        finally:
+            self._waiting -= 1
 
     def _write_later(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> None:
         """Queue an entry for this turn's record, nobody waiting for it."""
@@ -364,9 +361,9 @@ class Dedup:
 
     async def _send(self, entries: list[dict[str, Any]], waiters: list[asyncio.Future]) -> None:
         record = self.record(entries)
-        self._own[record.key] = entries  # read back: applied without decoding what we wrote
+        self._own[record.key] = (entries, waiters)  # read back: applied without decoding, waiters told
         try:
-            [s] = await self.producer.send_all([record])
+            await self.producer.send_all([record])
         except Exception as e:  # claims answer 503; a lost marker leaves a claim the TTL settles
             self._own.pop(record.key, None)
             for f in waiters:
@@ -374,10 +371,6 @@ class Dedup:
                     f.set_exception(e if isinstance(e, Unavailable) else Unavailable(repr(e)))
             if not waiters:
                 log.warning("dedup.marker_failed", entries=len(entries), error=repr(e))
-            return
-        for f in waiters:
-            if not f.done():
-                f.set_result(s.offset)
 
     # -- reading the log ---------------------------------------------------------------------
 
@@ -403,8 +396,8 @@ class Dedup:
                 continue
             if msgs:
                 self._apply(msgs)
-            # read again soon only while someone waits to read past its claim (they wake us)
-            busy = bool(self._reading) or not self.ready
+            # read again soon only while someone waits to read its record back (they wake us)
+            busy = self._waiting > 0 or not self.ready
             await self._nap(0 if len(msgs) == 2000 else self.BUSY_S if busy else self.IDLE_S)
 
     async def _nap(self, seconds: float) -> None:
@@ -441,6 +434,7 @@ class Dedup:
 
     def _apply(self, msgs: list[Any]) -> None:
         was_ready = self.ready
+        read_back: list[asyncio.Future] = []
         for msg in msgs:
             if msg.error():
                 # the broker away, or the log unreadable: not ready until the log's end is
@@ -448,8 +442,11 @@ class Dedup:
                 log.warning("dedup.reader_error", error=msg.error().str())
                 self._log_end = None
                 continue
-            entries = self._own.pop(msg.key(), None)
-            if entries is None:
+            own = self._own.pop(msg.key(), None)
+            if own is not None:
+                entries, waiters = own
+                read_back.extend(waiters)
+            else:
                 try:
                     entries = self._codec.decode(msg.value())["entries"]
                 except DecodeError as e:
@@ -458,15 +455,9 @@ class Dedup:
             for entry in entries:
                 self._apply_entry(entry)
             self.position = msg.offset() + 1
-        if self._reading:
-            still = []
-            for offset, f in self._reading:
-                if offset < self.position:
-                    if not f.done():
-                        f.set_result(None)
-                else:
-                    still.append((offset, f))
-            self._reading = still
+        for f in read_back:  # after the whole batch: they decide on everything read so far
+            if not f.done():
+                f.set_result(None)
         if not was_ready and self.ready:
             log.info("dedup.ready", ids=len(self.memory), open_claims=len(self.attempts))
         now = self.clock_ms()

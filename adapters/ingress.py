@@ -68,6 +68,7 @@ from schemas import topics
 from schemas.codec import EncodeError, codec_for
 from schemas.events import derive_id
 
+URL_MEMO = 4096  # request URLs remembered (``Ingress._url``)
 log = logs.get("adapters.ingress")
 
 Planned = tuple[str, Record]  # (event id, the record carrying it)
@@ -104,6 +105,7 @@ class Ingress:
         self.context_topic = topics.named(prefix, topics.CUSTOMER_CONTEXT)
         self.identity_commands_topic = topics.named(prefix, topics.IDENTITY_COMMANDS)
         self._fits = getattr(producer, "fits", lambda record: True)
+        self._urls: dict[tuple[str, str, str], str] = {}
 
     # -- HTTP handlers -------------------------------------------------------------------------
 
@@ -199,13 +201,22 @@ class Ingress:
                        body=body, received_at_ms=self.clock_ms(), raw_event_id=raw_id)
 
     def _url(self, request: web.Request) -> str:
-        """The URL the provider called (and signed): the public base URL when configured."""
+        """The URL the provider called (and signed): the public base URL when configured.
+        Remembered by (scheme, host, path): a provider calls the same few URLs again and again,
+        and building one costs more than the rest of the request's bookkeeping."""
         if self.settings.public_base_url:
             return self.settings.public_base_url.rstrip("/") + request.raw_path
-        try:
-            return str(request.url)
-        except ValueError:  # a Host header yarl cannot parse
-            return f"http://{self.settings.host}:{self.settings.port}{request.raw_path}"
+        key = (request.scheme, request.host, request.raw_path)
+        url = self._urls.get(key)
+        if url is None:
+            try:
+                url = str(request.url)
+            except ValueError:  # a Host header yarl cannot parse
+                url = f"http://{self.settings.host}:{self.settings.port}{request.raw_path}"
+            if len(self._urls) >= URL_MEMO:  # a fuzzer's paths do not pile up
+                self._urls.clear()
+            self._urls[key] = url
+        return url
 
     def _owners(self, name: str, adapter: Adapter, req: Request, account: Account,
                 events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
