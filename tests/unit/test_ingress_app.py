@@ -346,3 +346,26 @@ async def test_an_adapter_reply_that_is_not_2xx_after_storage_becomes_200(client
     client = await client_for(app)
     resp = await post_fake(client, {"id": "x"})
     assert resp.status == 200 and await resp.text() == "odd"
+
+
+class UrlRecordingAdapter(FakeAdapter):
+    """The fake channel, noting the URL each request was verified against."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def verify(self, req: Request, account: Account) -> None:
+        self.urls.append(req.url)
+        super().verify(req, account)
+
+
+async def test_the_url_a_provider_signed_follows_its_host_and_path_though_urls_are_remembered(client_for) -> None:
+    adapter = UrlRecordingAdapter()
+    app, _ = make_app(registry=Registry(modules={}, adapters={"fake": adapter}))
+    client = await client_for(app)
+    for host, query in [("a.example", ""), ("b.example:8443", ""), ("a.example", "?x=1"), ("a.example", "")]:
+        body = json.dumps({"id": f"m-{host}{query}", "from": "u7"}).encode()
+        resp = await client.post(f"/webhooks/fake/acct1{query}", data=body, headers={"x-secret": "s-new", "Host": host})
+        assert resp.status == 200
+    assert adapter.urls == ["http://a.example/webhooks/fake/acct1", "http://b.example:8443/webhooks/fake/acct1",
+                            "http://a.example/webhooks/fake/acct1?x=1", "http://a.example/webhooks/fake/acct1"]
