@@ -205,7 +205,7 @@ class Producer:
 
     def __init__(self, kafka: KafkaSettings, *, timeout_s: float = 5.0, client_id: str = "parley-ingress",
                  max_request_size: int = 33 * 1024 * 1024, required_topics: Sequence[str] = (),
-                 linger_ms: float = 0.0, on_ready_change: Callable[[bool], None] | None = None,
+                 linger_ms: float = 1.0, on_ready_change: Callable[[bool], None] | None = None,
                  overrides: dict[str, Any] | None = None) -> None:
         self._kafka = kafka
         self._required_topics = tuple(required_topics)

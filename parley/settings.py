@@ -182,11 +182,11 @@ class IngressSettings(_Base):
     # a body (and its raw record) must fit the raw topic's max.message.bytes (32 MiB)
     max_record_bytes: int = 31 * 1024 * 1024
     retry_after_s: int = 5  # Retry-After of the 503 answered when Kafka did not acknowledge
-    # librdkafka linger. 0: a request's records go out at once; what arrives while a produce
-    # request is in flight still shares the next one. Measured (bench ingress, 32 in flight):
-    # 0 gave 2,820-2,850 req/s with dedup and p50 4.5 ms at 1,000/s, where 1 ms gave 2,570 and
-    # 6.7 ms (a request waits for the claim, then its records: two lingers in series)
-    linger_ms: float = 0.0
+    # librdkafka linger: records of concurrent requests share a produce request. Measured with
+    # dedup (bench ingress, same session): 0 gave 2,750-2,850 req/s at 32 in flight (1 ms:
+    # 2,570-2,630) and p50 4.9 ms at 1,000/s (1 ms: 6.8), but p99 22-38 ms at 1,000/s where 1 ms
+    # gave 11-17: a produce request per record at low rates. 1 ms keeps the tail.
+    linger_ms: float = 1.0
     workers: int = 1  # processes serving the port (SO_REUSEPORT); each has its own producer
     # Dedup of redeliveries on the claim log (adapters/dedup.py): an id stored within the horizon is
     # never written again. The horizon covers the longest documented retry horizon (Meta, RBM: 7 d);
