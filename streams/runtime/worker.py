@@ -677,13 +677,14 @@ class Worker:
         log.info("worker.stopped", records=self.stats.records, transactions=self.stats.transactions)
 
 
-# The commit thread serves the producer's delivery reports (a Python callback per record, each
-# taking the GIL) while the main thread decides the next batch. At CPython's default 5 ms switch
-# interval the commit thread waits up to 5 ms for each hand-over, and an at-least-once flush of a
-# few thousand records took most of a second: the next transaction, and the watermarks it
-# publishes, waited for it. At 1 ms: at-least-once 1,586-1,709 msg/s instead of 1,199-1,296 in
-# the same runs (exactly-once unchanged, 1,608-1,636), `parley bench streams --messages 20000
-# --guarantees at_least_once,exactly_once`. The interval only matters while a thread waits.
+# The commit thread's flush (at-least-once) serves the producer's delivery reports (a Python
+# callback per record, each taking the GIL) while the main thread decides the next batch. At
+# CPython's default 5 ms switch interval the commit thread waits up to 5 ms for each hand-over,
+# and an at-least-once flush of a few thousand records took most of a second: the next
+# transaction, and the watermarks it publishes, waited for it. At 1 ms: at-least-once 1,586-1,709
+# msg/s instead of 1,199-1,296 in the same runs (exactly-once unchanged, 1,608-1,636), `parley
+# bench streams --messages 20000 --guarantees at_least_once,exactly_once`. The interval only
+# matters while a thread waits.
 GIL_SWITCH_S = 0.001
 
 _NOT_READY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
