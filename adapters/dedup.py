@@ -321,8 +321,8 @@ class Dedup:
     async def _write(self, kind: str, owner: str, items: Sequence[Item], where: dict[str, Stored]) -> None:
         """Queue an entry for this turn's record; return once this process has read the log up to
         and including that record (so it knows every entry before it, as every process will).
-        One wait, not two: the reader sees the record as soon as the broker has it, usually
-        before the producer's acknowledgement is served; a failed produce raises at once."""
+        One wait, not two (not the acknowledgement, then the read-back): a record read back is
+        in the log; a failed produce raises at once."""
         f = asyncio.get_running_loop().create_future()
         self._write_later(kind, owner, items, where)
         self._outbox_waiters.append(f)
