@@ -170,8 +170,8 @@ class Dedup:
         self._me = f"{os.getpid():x}-{os.urandom(6).hex()}"  # this process: owners and record keys
         self._owners = (f"{self._me}-{n:x}" for n in itertools.count())
         self._batches = itertools.count()
-        # record key -> (the entries we sent in it, who waits to read it back)
-        self._own: dict[bytes, tuple[list[dict[str, Any]], list[asyncio.Future]]] = {}
+        # record key -> (the entries we sent in it, who waits to read it back, their deadline)
+        self._own: dict[bytes, tuple[list[dict[str, Any]], list[asyncio.Future], asyncio.TimerHandle | None]] = {}
         self._consumer: confluent_kafka.Consumer | None = None
         self._reader: asyncio.Task | None = None
         self._napping: asyncio.Future | None = None
@@ -329,10 +329,7 @@ class Dedup:
         self._waiting += 1
         self._wake()  # read busily from now on
         try:
-            async with asyncio.timeout(self.producer.timeout_s + max(1.0, self.wait_s)):
-                await f
-        except TimeoutError:
-            raise Unavailable("the claim log was not read back in time") from None
+            await f  # bounded: the batch's deadline (``_send``) fails it
         finally:
             self._waiting -= 1
 
@@ -361,11 +358,18 @@ class Dedup:
 
     async def _send(self, entries: list[dict[str, Any]], waiters: list[asyncio.Future]) -> None:
         record = self.record(entries)
-        self._own[record.key] = (entries, waiters)  # read back: applied without decoding, waiters told
+        deadline = None
+        if waiters:  # one deadline for the batch's waiters (a timeout per claim cost more)
+            deadline = asyncio.get_running_loop().call_later(
+                self.producer.timeout_s + max(1.0, self.wait_s), _fail, waiters,
+                "the claim log was not read back in time")
+        self._own[record.key] = (entries, waiters, deadline)  # read back: applied without decoding
         try:
             await self.producer.send_all([record])
         except Exception as e:  # claims answer 503; a lost marker leaves a claim the TTL settles
             self._own.pop(record.key, None)
+            if deadline is not None:
+                deadline.cancel()
             for f in waiters:
                 if not f.done():
                     f.set_exception(e if isinstance(e, Unavailable) else Unavailable(repr(e)))
@@ -444,8 +448,10 @@ class Dedup:
                 continue
             own = self._own.pop(msg.key(), None)
             if own is not None:
-                entries, waiters = own
+                entries, waiters, deadline = own
                 read_back.extend(waiters)
+                if deadline is not None:
+                    deadline.cancel()
             else:
                 try:
                     entries = self._codec.decode(msg.value())["entries"]
@@ -495,6 +501,12 @@ class Dedup:
         for f in a.waiters:
             if not f.done():
                 f.set_result(None)
+
+
+def _fail(waiters: list[asyncio.Future], why: str) -> None:
+    for f in waiters:
+        if not f.done():
+            f.set_exception(Unavailable(why))
 
 
 def _done(f: asyncio.Future) -> None:

@@ -148,3 +148,28 @@ async def test_a_claim_left_by_a_crash_is_settled_from_the_topics(applied_topics
     assert list(ids_of(got).values()) == [1]
     raws = await read(applied_topics, topics.RAW_INGRESS, 1, settle_s=0.5)
     assert list(ids_of(raws).values()) == [1]
+
+
+async def test_a_claim_never_read_back_answers_unavailable_within_its_bound(applied_topics) -> None:
+    """The claim is written but this process's reader never reads it back (here: never started):
+    the attempt fails (503) after the producer's timeout plus ``max(1 s, wait_s)``, neither
+    sooner nor much later, and its claim is void."""
+    from adapters.producer import Unavailable
+
+    claims = topics.named(applied_topics.topic_prefix, topics.INGRESS_CLAIMS)
+    producer = Producer(applied_topics, required_topics=[claims], timeout_s=1.0)
+    await producer.start()
+    assert await producer.wait_ready(30)
+    dedup = Dedup(applied_topics, claims, producer, wait_s=0.5)
+    item = Item(uuid.uuid4().hex, topics.named(applied_topics.topic_prefix, topics.MESSAGES), b"k")
+    try:
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="not read back"):
+            async with asyncio.timeout(10):  # unbounded, it would raise TimeoutError here
+                await dedup.claim([item])
+        took = time.monotonic() - started
+        assert 1.9 <= took < 4.0, took  # 1 s + max(1 s, 0.5 s)
+        assert not dedup.attempts and not dedup.claims  # void here; elsewhere once read
+    finally:
+        await dedup.stop()
+        await producer.stop()
