@@ -84,21 +84,31 @@ def caused_by(
     )
 
 
+_NO_DEFAULT = object()
+_FIELDS: dict[str, tuple[Any, tuple[tuple[str, Any], ...]]] = {}  # event type -> (schema, its fields)
+
+
+def _fields(event_type: str) -> tuple[tuple[str, Any], ...]:
+    """(name, default or ``_NO_DEFAULT``) of the latest schema's fields but the envelope (remembered
+    per schema: ``make`` runs several times per message)."""
+    sv = catalog().latest(event_type)
+    hit = _FIELDS.get(event_type)
+    if hit is None or hit[0] is not sv:
+        hit = _FIELDS[event_type] = (sv, tuple((f["name"], f.get("default", _NO_DEFAULT))
+                                               for f in sv.schema["fields"] if f["name"] != "envelope"))
+    return hit[1]
+
+
 def make(event_type: str, env: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """A complete event dict: ``fields`` plus defaults of the fields left out."""
-    sv = catalog().latest(event_type)
     out: dict[str, Any] = {"envelope": env}
-    for f in sv.schema["fields"]:
-        name = f["name"]
-        if name == "envelope":
-            continue
+    for name, d in _fields(event_type):
         if name in fields:
             out[name] = fields.pop(name)
-        elif "default" in f:
-            d = f["default"]
-            out[name] = list(d) if isinstance(d, list) else dict(d) if isinstance(d, dict) else d
-        else:
+        elif d is _NO_DEFAULT:
             raise TypeError(f"{event_type}: missing field {name!r}")
+        else:
+            out[name] = list(d) if isinstance(d, list) else dict(d) if isinstance(d, dict) else d
     if fields:
         raise TypeError(f"{event_type}: unknown fields {sorted(fields)}")
     return out
