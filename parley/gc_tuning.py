@@ -11,6 +11,8 @@ Cycles are still collected; memory is not held longer than one young generation.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 YOUNG_THRESHOLD = 50_000
 
@@ -20,3 +22,16 @@ def tune() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
+
+
+@contextmanager
+def tuned() -> Iterator[None]:
+    """These settings for a while, in a process that otherwise keeps CPython's (a benchmark that
+    measures in its own process what a stage costs in the worker); the old ones back after."""
+    saved = gc.get_threshold()
+    tune()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
