@@ -12,7 +12,8 @@ Every measure is taken in the same run, on fresh topics of the broker at ``--boo
   aiokafka loop (consume, produce each record unchanged, commit: the Python ceiling of the
   old stack) and a raw confluent-kafka loop in Kafka transactions (the ceiling of this one).
 * **stage ceilings**: each stage's own task, fed in this process the records the worker's run
-  gave it (decode, logic, encode; no Kafka): records/s and CPU µs per input message.
+  gave it (decode, logic, encode; no Kafka): records/s and CPU µs per input message, under the
+  worker's garbage-collector settings (``parley.gc_tuning``).
 * **records per message**: everything the worker wrote (outputs, changelogs, internal topics,
   watermarks) / N, and the Kafka hops a message takes to its last output.
 * **latency**: messages written at a steady rate (default: half the worker's throughput), event
