@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import confluent_kafka
 from confluent_kafka import TopicPartition
 
-from adapters.producer import Producer, Record, Stored, Unavailable
+from adapters.producer import Producer, Record, Sent, Stored, Unavailable
 from parley import logs
 from parley.settings import KafkaSettings
 from schemas.catalog import catalog
@@ -174,7 +174,9 @@ class Dedup:
         self._own: dict[bytes, tuple[list[dict[str, Any]], list[asyncio.Future], asyncio.TimerHandle | None]] = {}
         self._consumer: confluent_kafka.Consumer | None = None
         self._reader: asyncio.Task | None = None
-        self._napping: asyncio.Future | None = None
+        self._reading: asyncio.Future | None = None  # while the timers read: the reason they stopped
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
         self._background: set[asyncio.Task] = set()
         self._settling: dict[str, asyncio.Task] = {}
         self._next_expiry = 0
@@ -329,7 +331,7 @@ class Dedup:
         self._waiting += 1
         self._wake()  # read busily from now on
         try:
-            await f  # bounded: the batch's deadline (``_send``) fails it
+            await f  # bounded: the batch's deadline (``_flush``) fails it
         finally:
             self._waiting -= 1
 
@@ -340,11 +342,28 @@ class Dedup:
         self._outbox.append(self._entry(kind, owner, items, where))
 
     def _flush(self) -> None:
+        """This turn's entries as one record, handed to the producer now: the claims in it wait
+        for the read-back, so a task's extra turn of the loop before producing would be theirs."""
         entries, waiters = self._outbox, self._outbox_waiters
         self._outbox, self._outbox_waiters = [], []
         if not entries:
             return
-        task = asyncio.get_running_loop().create_task(self._send(entries, waiters))
+        loop = asyncio.get_running_loop()
+        deadline, key = None, None
+        try:
+            record = self.record(entries)
+            key = record.key
+            if waiters:  # one deadline for the batch's waiters (a timeout per claim cost more)
+                deadline = loop.call_later(self.producer.timeout_s + max(1.0, self.wait_s), _fail, waiters,
+                                           "the claim log was not read back in time")
+            self._own[key] = (entries, waiters, deadline)  # read back: applied without decoding
+            sent = self.producer.submit([record])
+        except Exception as e:
+            if key is not None:
+                self._own.pop(key, None)
+            self._not_sent(entries, waiters, deadline, e)
+            return
+        task = loop.create_task(self._confirm(key, sent, entries, waiters, deadline))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -356,30 +375,32 @@ class Dedup:
         value = self._codec.encode_as(self._claim_schema, make("IngressClaim", env, entries=entries), self.topic)
         return Record(self.topic, f"{self._me}:{next(self._batches):x}".encode(), value, timestamp_ms=now)
 
-    async def _send(self, entries: list[dict[str, Any]], waiters: list[asyncio.Future]) -> None:
-        record = self.record(entries)
-        deadline = None
-        if waiters:  # one deadline for the batch's waiters (a timeout per claim cost more)
-            deadline = asyncio.get_running_loop().call_later(
-                self.producer.timeout_s + max(1.0, self.wait_s), _fail, waiters,
-                "the claim log was not read back in time")
-        self._own[record.key] = (entries, waiters, deadline)  # read back: applied without decoding
+    async def _confirm(self, key: bytes, sent: Sent | None, entries: list[dict[str, Any]],
+                       waiters: list[asyncio.Future], deadline: asyncio.TimerHandle | None) -> None:
+        """A batch's produce failed: its claims answer 503 at once (a read-back would never come)."""
         try:
-            await self.producer.send_all([record])
-        except Exception as e:  # claims answer 503; a lost marker leaves a claim the TTL settles
-            self._own.pop(record.key, None)
-            if deadline is not None:
-                deadline.cancel()
-            for f in waiters:
-                if not f.done():
-                    f.set_exception(e if isinstance(e, Unavailable) else Unavailable(repr(e)))
-            if not waiters:
-                log.warning("dedup.marker_failed", entries=len(entries), error=repr(e))
+            await self.producer.acked(sent)
+        except Exception as e:
+            self._own.pop(key, None)
+            self._not_sent(entries, waiters, deadline, e)
+
+    def _not_sent(self, entries: list[dict[str, Any]], waiters: list[asyncio.Future],
+                  deadline: asyncio.TimerHandle | None, e: Exception) -> None:
+        """Claims answer 503; a lost marker leaves a claim the TTL settles."""
+        if deadline is not None:
+            deadline.cancel()
+        for f in waiters:
+            if not f.done():
+                f.set_exception(e if isinstance(e, Unavailable) else Unavailable(repr(e)))
+        if not waiters:
+            log.warning("dedup.marker_failed", entries=len(entries), error=repr(e))
 
     # -- reading the log ---------------------------------------------------------------------
 
     async def _read_log(self) -> None:
-        """Read the log from its start, on the loop: busy while someone waits, idle otherwise."""
+        """Open the reader and learn the log's end (off the loop, retried), then read on the
+        loop's timers (``_read``) until a read fails or loses its place; then again."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 if self._consumer is None:
@@ -391,33 +412,57 @@ class Dedup:
                 elif self._log_end is None:  # after a reader error: ready again once caught up
                     self._log_end = await asyncio.to_thread(self._end_offset, self._consumer)
                     log.info("dedup.reader_back", log_end=self._log_end, position=self.position)
-                msgs = self._consumer.consume(num_messages=2000, timeout=0)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the broker away at start...: retry
                 log.warning("dedup.reader_error", error=repr(e))
                 await asyncio.sleep(1.0)
                 continue
-            if msgs:
-                self._apply(msgs)
-            # read again soon only while someone waits to read its record back (they wake us)
-            busy = self._waiting > 0 or not self.ready
-            await self._nap(0 if len(msgs) == 2000 else self.BUSY_S if busy else self.IDLE_S)
+            self._reading = loop.create_future()
+            self._schedule(0)
+            try:
+                error = await self._reading
+            finally:
+                self._unschedule()
+                self._reading = None
+            if error is not None:
+                log.warning("dedup.reader_error", error=repr(error))
+                await asyncio.sleep(1.0)
 
-    async def _nap(self, seconds: float) -> None:
-        """Sleep, unless someone starts waiting for the log (``_wake``)."""
-        loop = asyncio.get_running_loop()
-        self._napping = nap = loop.create_future()
-        timer = loop.call_later(seconds, _done, nap)
+    def _read(self) -> None:
+        """One read of the log, run by a timer (not a task: a claim read back here is woken
+        without an extra turn of the loop); soon again while someone waits to read its record
+        back (``_wake``), now and then otherwise."""
+        self._timer = None
+        assert self._consumer is not None and self._reading is not None
         try:
-            await nap
-        finally:
-            timer.cancel()
-            self._napping = None
+            msgs = self._consumer.consume(num_messages=2000, timeout=0)
+        except Exception as e:
+            _done(self._reading, e)
+            return
+        if msgs:
+            self._apply(msgs)
+        if self._log_end is None:  # a read error: learn the log's end again first
+            _done(self._reading)
+            return
+        busy = self._waiting > 0 or not self.ready
+        self._schedule(0 if len(msgs) == 2000 else self.BUSY_S if busy else self.IDLE_S)
+
+    def _schedule(self, delay: float) -> None:
+        self._unschedule()
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + delay
+        self._timer = loop.call_at(self._due, self._read)
+
+    def _unschedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _wake(self) -> None:
-        if self._napping is not None:
-            _done(self._napping)
+        """Someone waits to read its record back: read busily from now on."""
+        if self._timer is not None and self._due > asyncio.get_running_loop().time() + self.BUSY_S:
+            self._schedule(self.BUSY_S)
 
     def _open(self) -> tuple[confluent_kafka.Consumer, int]:
         consumer = confluent_kafka.Consumer(self.kafka.librdkafka_config(**{
@@ -509,9 +554,9 @@ def _fail(waiters: list[asyncio.Future], why: str) -> None:
             f.set_exception(Unavailable(why))
 
 
-def _done(f: asyncio.Future) -> None:
+def _done(f: asyncio.Future, result: Any = None) -> None:
     if not f.done():
-        f.set_result(None)
+        f.set_result(result)
 
 
 def _scan(kafka: KafkaSettings, items: Sequence[Item], claimed_at_ms: int) -> dict[str, Stored]:

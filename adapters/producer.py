@@ -7,6 +7,8 @@
   block: it queues) and returns once Kafka acknowledged all of them; otherwise it raises
   ``Unavailable`` and the caller answers 503, so the provider retries. Nothing is answered 2xx
   that is not stored. Delivery reports are served on the event loop itself (``_Client``).
+  Its two halves, ``submit`` (now, synchronous) and ``acked`` (the wait), serve a caller that
+  must produce in a callback rather than a task (the dedup's claim records).
 - Sizes are checked *before* producing: each topic's live ``max.message.bytes`` is read when the
   producer connects, and a record that would not fit raises ``TooLarge`` without touching the
   producer. A record the broker refuses can therefore no longer take the producer down with it.
@@ -187,6 +189,13 @@ class _Client:
             await asyncio.sleep(0.005)
 
 
+class Sent(NamedTuple):
+    """Records handed to a producer by ``Producer.submit``, not yet acknowledged."""
+
+    client: _Client
+    pending: _Pending
+
+
 def _report(pending: _Pending, index: int, topic: str, err: KafkaError | None, msg: Any) -> None:
     """Record one delivery report; complete the request's future with its last one."""
     if err is not None:
@@ -347,6 +356,12 @@ class Producer:
 
     async def send_all(self, records: Sequence[Record]) -> list[Stored]:
         """Produce ``records`` and wait for every ack; ``Unavailable`` or ``TooLarge`` otherwise."""
+        return await self.acked(self.submit(records))
+
+    def submit(self, records: Sequence[Record]) -> Sent | None:
+        """``send_all``'s first half, synchronous: check the records and hand them to librdkafka
+        now (not on a later turn of the loop); ``acked`` waits for them. Raises ``Unavailable``
+        or ``TooLarge`` at once; None for no records."""
         c = self._client
         if c is None or c.brokers_down:
             raise Unavailable("not connected to Kafka" if c is None else "all brokers are down")
@@ -355,8 +370,8 @@ class Producer:
             if r.size() > limit:
                 raise TooLarge(r, limit)
         if not records:
-            return []
-        loop = asyncio.get_running_loop()
+            return None
+        loop = c.loop
         pending = _Pending(loop.create_future(), len(records), loop.time() + self._timeout_s)
         try:
             c.produce(records, pending)
@@ -366,6 +381,14 @@ class Producer:
         except KafkaException as e:
             self._replace(c, f"produce refused: {e}")
             raise Unavailable(f"Kafka error: {e}") from None
+        return Sent(c, pending)
+
+    async def acked(self, sent: Sent | None) -> list[Stored]:
+        """``send_all``'s second half: where each submitted record is, once Kafka acknowledged all
+        of them; ``Unavailable`` otherwise (the producer is replaced if it may be out of step)."""
+        if sent is None:
+            return []
+        c, pending = sent
         await pending.future
         if pending.timed_out:
             self._replace(c, "produce timeout")

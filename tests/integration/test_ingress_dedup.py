@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Self
 
 import pytest
@@ -19,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from adapters.app import INGRESS, build_app
 from adapters.channels import Registry
 from adapters.dedup import Dedup, Item
-from adapters.producer import Producer
+from adapters.producer import Producer, Record, Sent
 from parley.settings import IngressSettings, KafkaSettings
 from schemas import topics
 from schemas.events import derive_id
@@ -170,6 +171,42 @@ async def test_a_claim_never_read_back_answers_unavailable_within_its_bound(appl
         took = time.monotonic() - started
         assert 1.9 <= took < 4.0, took  # 1 s + max(1 s, 0.5 s)
         assert not dedup.attempts and not dedup.claims  # void here; elsewhere once read
+    finally:
+        await dedup.stop()
+        await producer.stop()
+
+
+async def test_a_turns_claims_reach_the_producer_on_the_next_turn_as_one_record(applied_topics) -> None:
+    """Every claim waits to read its record back, so the record must not wait for a task's
+    extra turn of the loop before it is produced: the claims queued in one turn are handed to
+    the producer, as one record, in the next."""
+    claims = topics.named(applied_topics.topic_prefix, topics.INGRESS_CLAIMS)
+    producer = Producer(applied_topics, required_topics=[claims])
+    await producer.start()
+    assert await producer.wait_ready(30)
+    submitted: list[int] = []
+    submit = producer.submit
+
+    def counted(records: Sequence[Record]) -> Sent | None:
+        submitted.append(len(records))
+        return submit(records)
+
+    producer.submit = counted  # type: ignore[method-assign]
+    dedup = Dedup(applied_topics, claims, producer)
+    await dedup.start()
+    try:
+        async with asyncio.timeout(30):
+            while not dedup.ready:
+                await asyncio.sleep(0.05)
+        items = [Item(uuid.uuid4().hex, topics.named(applied_topics.topic_prefix, topics.MESSAGES), b"k")
+                 for _ in range(3)]
+        claiming = [asyncio.ensure_future(dedup.claim([i])) for i in items]
+        await asyncio.sleep(0)  # this turn: the three claims queue their entries
+        assert submitted == []
+        await asyncio.sleep(0)  # the next: one record with all three
+        assert submitted == [1]
+        outcomes = await asyncio.gather(*claiming)
+        assert [o.mine for o in outcomes] == [[i] for i in items]  # each read back, each its own
     finally:
         await dedup.stop()
         await producer.stop()
