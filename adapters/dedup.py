@@ -359,9 +359,7 @@ class Dedup:
             self._own[key] = (entries, waiters, deadline)  # read back: applied without decoding
             sent = self.producer.submit([record])
         except Exception as e:
-            if key is not None:
-                self._own.pop(key, None)
-            self._not_sent(entries, waiters, deadline, e)
+            self._not_sent(key, entries, waiters, deadline, e)
             return
         task = loop.create_task(self._confirm(key, sent, entries, waiters, deadline))
         self._background.add(task)
@@ -377,16 +375,18 @@ class Dedup:
 
     async def _confirm(self, key: bytes, sent: Sent | None, entries: list[dict[str, Any]],
                        waiters: list[asyncio.Future], deadline: asyncio.TimerHandle | None) -> None:
-        """A batch's produce failed: its claims answer 503 at once (a read-back would never come)."""
+        """Wait for the batch's ack; if its produce fails, its claims answer 503 at once (a
+        read-back would never come)."""
         try:
             await self.producer.acked(sent)
         except Exception as e:
-            self._own.pop(key, None)
-            self._not_sent(entries, waiters, deadline, e)
+            self._not_sent(key, entries, waiters, deadline, e)
 
-    def _not_sent(self, entries: list[dict[str, Any]], waiters: list[asyncio.Future],
+    def _not_sent(self, key: bytes | None, entries: list[dict[str, Any]], waiters: list[asyncio.Future],
                   deadline: asyncio.TimerHandle | None, e: Exception) -> None:
         """Claims answer 503; a lost marker leaves a claim the TTL settles."""
+        if key is not None:
+            self._own.pop(key, None)
         if deadline is not None:
             deadline.cancel()
         for f in waiters:
